@@ -1,0 +1,114 @@
+# vdisk: virtual disk image toolkit.
+#
+#   make deps     install the Debian packages needed to build and test (root)
+#   make          build libvdisk (static + shared) and the vdisk CLI
+#   make check    run every test group (SANITIZE=1: under ASan + UBSan)
+#   make bench    compare speed and memory with qemu-img
+#   make install  PREFIX=/usr/local DESTDIR=
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+PKGDIR ?= $(LIBDIR)/pkgconfig
+
+VERSION := 0.1.0
+SOMAJOR := 0
+
+CC ?= cc
+ifeq ($(SANITIZE),1)
+BUILD ?= build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD ?= build
+SANFLAGS :=
+endif
+
+WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wcast-align -Wwrite-strings \
+	-Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+OPT ?= -O2 -g
+CFLAGS ?= $(OPT)
+ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -D_FILE_OFFSET_BITS=64 \
+	-Iinclude -Isrc/core
+LIBS := -luuid -lpthread
+ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
+
+LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/ops/*.c) $(wildcard formats/*.c)
+CLI_SRC := $(wildcard src/cli/*.c)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+STATIC := $(BUILD)/libvdisk.a
+SHARED := $(BUILD)/libvdisk.so.$(VERSION)
+VDISK := $(BUILD)/vdisk
+
+.PHONY: all deps check unit-tests bench install uninstall clean rebase
+
+all: $(VDISK) $(STATIC) $(SHARED)
+
+DEBS := build-essential pkg-config zlib1g-dev uuid-dev libblkid-dev libcmocka-dev \
+	qemu-utils fdisk e2fsprogs dosfstools mtools xfsprogs zerofree jq time xz-utils
+
+deps:
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBS)
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/core/*.h src/cli/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(STATIC): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(SHARED): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libvdisk.so.$(SOMAJOR) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(VDISK): $(CLI_OBJ) $(STATIC)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lcmocka
+
+unit-tests: $(UNIT_BIN)
+
+check: all unit-tests
+	@VDISK=$(abspath $(VDISK)) BUILD=$(abspath $(BUILD)) bash tests/run.sh $(UNIT_BIN)
+
+rebase: all
+	@VDISK=$(abspath $(VDISK)) REBASE=1 bash tests/run.sh
+
+bench: all
+	@VDISK=$(abspath $(VDISK)) bash tests/bench/bench.sh
+
+vdisk.pc: Makefile
+	@printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: libvdisk\nDescription: virtual disk images (raw, VDI) behind one block-I/O layer\nVersion: %s\nLibs: -L$${libdir} -lvdisk\nLibs.private: -luuid -lpthread\nCflags: -I$${includedir}\n' \
+		'$(PREFIX)' '$(LIBDIR)' '$(INCDIR)' '$(VERSION)' > $(BUILD)/vdisk.pc
+
+install: all vdisk.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(PKGDIR)
+	install -m 755 $(VDISK) $(DESTDIR)$(BINDIR)/vdisk
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libvdisk.a
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libvdisk.so.$(VERSION)
+	ln -sf libvdisk.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libvdisk.so.$(SOMAJOR)
+	ln -sf libvdisk.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libvdisk.so
+	install -m 644 include/vdisk.h $(DESTDIR)$(INCDIR)/vdisk.h
+	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(BUILD)/vdisk.pc $(DESTDIR)$(PKGDIR)/vdisk.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/vdisk $(DESTDIR)$(LIBDIR)/libvdisk.* \
+		$(DESTDIR)$(INCDIR)/vdisk.h $(DESTDIR)$(PKGDIR)/vdisk.pc
+	cd man && for m in *.1; do rm -f $(DESTDIR)$(MANDIR)/man1/$$m; done
+
+clean:
+	rm -rf build build-san

@@ -1,0 +1,778 @@
+/*
+ * VDI (VirtualBox), dynamic and fixed, header 1.1.
+ *
+ * Layout: 64-byte banner, signature 0xbeda107f at 64, version at 68, then
+ * the 1.1 header (cbHeader bytes from 72), the block map at offBlocks (one
+ * u32 per block: slot index, 0xFFFFFFFF never allocated, 0xFFFFFFFE zero
+ * block) and the data area at offData, slot i at
+ * offData + i * (cbBlockExtra + cbBlock) + cbBlockExtra.
+ *
+ * Writes keep the image valid at every step: a new block's data is written
+ * first, then its map entry, then the allocation count.  A crash in between
+ * leaves only leaked space, which "vdisk check -r" reclaims.
+ *
+ * Header version 0 and undo/differencing images are refused with a message.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "../src/core/vdisk-int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define VDI_SIGNATURE 0xbeda107fu
+#define VDI_VERSION_1_1 0x00010001u
+#define VDI_UNALLOCATED 0xffffffffu
+#define VDI_ZERO 0xfffffffeu
+#define VDI_TYPE_DYNAMIC 1u
+#define VDI_TYPE_FIXED 2u
+#define VDI_TYPE_UNDO 3u
+#define VDI_TYPE_DIFF 4u
+
+/* Field offsets from the start of the file. */
+enum {
+	OFF_SIGNATURE = 64,
+	OFF_VERSION = 68,
+	OFF_CBHEADER = 72,
+	OFF_TYPE = 76,
+	OFF_FLAGS = 80,
+	OFF_COMMENT = 84,
+	OFF_OFFBLOCKS = 340,
+	OFF_OFFDATA = 344,
+	OFF_CYLINDERS = 348,
+	OFF_HEADS = 352,
+	OFF_SECTORS = 356,
+	OFF_SECTORSIZE = 360,
+	OFF_CBDISK = 368,
+	OFF_CBBLOCK = 376,
+	OFF_CBBLOCKEXTRA = 380,
+	OFF_CBLOCKS = 384,
+	OFF_CBLOCKSALLOC = 388,
+	OFF_UUID_CREATE = 392,
+	OFF_UUID_MODIFY = 408,
+	OFF_UUID_LINKAGE = 424,
+	OFF_UUID_PARENTMOD = 440,
+	OFF_LCHS = 456,
+	HDR_MIN_END = 72 + 384,
+	HDR_400_END = 72 + 400,
+	HDR_BUF = 512,
+};
+
+#define VDI_COMMENT_LEN 256
+#define VDI_MIN_BLOCK 512u
+#define VDI_MAX_BLOCK (256u << 20)
+#define VDI_MAX_EXTRA (256u << 20)
+#define VDI_DEFAULT_BLOCK (1u << 20)
+#define VDI_ALIGN (1u << 20)
+/* Largest image QEMU opens; keep what we write interoperable. */
+#define VDI_MAX_CREATE_SIZE 0x1fffff8000000ull
+
+_Static_assert(HDR_400_END <= HDR_BUF, "VDI header fits in one sector");
+
+struct vdi {
+	uint8_t hdr[HDR_BUF];
+	uint32_t version, cb_header, type, flags;
+	uint32_t off_blocks, off_data;
+	uint64_t disk_size;
+	uint32_t block_size, block_extra, nblocks, nalloc;
+	uint32_t *bmap;
+	uint64_t file_size; /* tracked as we append */
+};
+
+static inline uint64_t slot_stride(const struct vdi *s)
+{
+	return (uint64_t)s->block_extra + s->block_size;
+}
+
+static inline uint64_t slot_offset(const struct vdi *s, uint32_t slot)
+{
+	return s->off_data + (uint64_t)slot * slot_stride(s) + s->block_extra;
+}
+
+static inline bool entry_allocated(uint32_t e)
+{
+	return e < VDI_ZERO;
+}
+
+/* Guest bytes held by block B (the last one may be partial). */
+static uint64_t block_guest_bytes(const struct vdi *s, uint32_t b)
+{
+	uint64_t start = (uint64_t)b * s->block_size;
+	if (start >= s->disk_size)
+		return 0;
+	return VD_MIN((uint64_t)s->block_size, s->disk_size - start);
+}
+
+/* VirtualBox stores UUIDs as little-endian GUIDs: the first three fields are
+ * byte-swapped relative to RFC 4122. The same swap converts both ways. */
+static void uuid_swap(uint8_t out[16], const uint8_t in[16])
+{
+	static const uint8_t order[16] = { 3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15 };
+	for (int i = 0; i < 16; i++)
+		out[i] = in[order[i]];
+}
+
+static void uuid_text(const uint8_t *disk, char out[40])
+{
+	uint8_t u[16];
+	uuid_swap(u, disk);
+	vd_uuid_format(u, out);
+}
+
+static int vdi_probe(const uint8_t *buf, size_t len, uint64_t file_size)
+{
+	(void)file_size;
+	if (len >= OFF_SIGNATURE + 4 && le32dec(buf + OFF_SIGNATURE) == VDI_SIGNATURE)
+		return 100;
+	return 0;
+}
+
+#define BAD(field, ...) \
+	vd_set_error(err, EINVAL, "%s: invalid VDI header: " field, path, __VA_ARGS__)
+
+static int parse_header(struct vdi *s, const char *path, uint64_t file_size,
+			struct vd_error *err)
+{
+	const uint8_t *h = s->hdr;
+	uint32_t sector_size;
+	uint64_t need, bmap_end;
+
+	if (file_size < OFF_CBHEADER + 4)
+		return vd_set_error(err, EINVAL, "%s: file too short for a VDI header (%llu bytes)",
+				    path, (unsigned long long)file_size);
+	if (le32dec(h + OFF_SIGNATURE) != VDI_SIGNATURE)
+		return BAD("signature at offset 64 is 0x%08x, expected 0x%08x",
+			   le32dec(h + OFF_SIGNATURE), VDI_SIGNATURE);
+	s->version = le32dec(h + OFF_VERSION);
+	if ((s->version >> 16) == 0)
+		return vd_set_error(err, ENOTSUP,
+				    "%s: VDI header version 0.%u (offset 68) is not supported; "
+				    "open and save it with VirtualBox to upgrade it to 1.1",
+				    path, s->version & 0xffff);
+	if (s->version != VDI_VERSION_1_1)
+		return BAD("version (offset 68) is %u.%u, only 1.1 is supported",
+			   s->version >> 16, s->version & 0xffff);
+	s->cb_header = le32dec(h + OFF_CBHEADER);
+	if (s->cb_header < 384 || s->cb_header > HDR_BUF - 72)
+		return BAD("cbHeader (offset 72) is %u, expected 384..%u", s->cb_header,
+			   HDR_BUF - 72);
+	if (file_size < 72 + (uint64_t)s->cb_header)
+		return BAD("cbHeader (offset 72) is %u but the file has only %llu bytes",
+			   s->cb_header, (unsigned long long)file_size);
+	s->type = le32dec(h + OFF_TYPE);
+	if (s->type == VDI_TYPE_DIFF || s->type == VDI_TYPE_UNDO)
+		return vd_set_error(err, ENOTSUP,
+				    "%s: VDI image type %u (%s) is not supported: merge or clone it "
+				    "with VirtualBox first", path, s->type,
+				    s->type == VDI_TYPE_DIFF ? "differencing" : "undo");
+	if (s->type != VDI_TYPE_DYNAMIC && s->type != VDI_TYPE_FIXED)
+		return BAD("imageType (offset 76) is %u, expected 1 (dynamic) or 2 (fixed)", s->type);
+	s->flags = le32dec(h + OFF_FLAGS);
+	s->off_blocks = le32dec(h + OFF_OFFBLOCKS);
+	s->off_data = le32dec(h + OFF_OFFDATA);
+	sector_size = le32dec(h + OFF_SECTORSIZE);
+	s->disk_size = le64dec(h + OFF_CBDISK);
+	s->block_size = le32dec(h + OFF_CBBLOCK);
+	s->block_extra = le32dec(h + OFF_CBBLOCKEXTRA);
+	s->nblocks = le32dec(h + OFF_CBLOCKS);
+	s->nalloc = le32dec(h + OFF_CBLOCKSALLOC);
+
+	if (s->off_blocks % VD_SECTOR)
+		return BAD("offBlocks (offset 340) is %u, not a multiple of 512", s->off_blocks);
+	if (s->off_blocks < 72 + s->cb_header)
+		return BAD("offBlocks (offset 340) is %u, inside the header (which ends at %u)",
+			   s->off_blocks, 72 + s->cb_header);
+	if (s->off_data % VD_SECTOR)
+		return BAD("offData (offset 344) is %u, not a multiple of 512", s->off_data);
+	if (sector_size != VD_SECTOR)
+		return BAD("sector size (offset 360) is %u, expected 512", sector_size);
+	if (s->disk_size == 0)
+		return BAD("cbDisk (offset 368) is %llu", 0ull);
+	if (!vd_is_pow2(s->block_size) || s->block_size < VDI_MIN_BLOCK ||
+	    s->block_size > VDI_MAX_BLOCK)
+		return BAD("cbBlock (offset 376) is %u, expected a power of two from %u to %u",
+			   s->block_size, VDI_MIN_BLOCK, VDI_MAX_BLOCK);
+	if (s->block_extra % VD_SECTOR || s->block_extra > VDI_MAX_EXTRA)
+		return BAD("cbBlockExtra (offset 380) is %u, expected a multiple of 512 up to %u",
+			   s->block_extra, VDI_MAX_EXTRA);
+	if (s->nblocks == 0 || s->nblocks >= VDI_ZERO)
+		return BAD("cBlocks (offset 384) is %u", s->nblocks);
+	if ((uint64_t)s->nblocks * s->block_size < s->disk_size)
+		return BAD("cBlocks (offset 384) is %u: %u blocks of %u bytes cannot hold cbDisk %llu",
+			   s->nblocks, s->nblocks, s->block_size,
+			   (unsigned long long)s->disk_size);
+	if (s->nalloc > s->nblocks)
+		return BAD("cBlocksAllocated (offset 388) is %u, more than cBlocks %u",
+			   s->nalloc, s->nblocks);
+	bmap_end = (uint64_t)s->off_blocks + 4ull * s->nblocks;
+	if (s->off_data < bmap_end)
+		return BAD("offData (offset 344) is %u, inside the block map (offBlocks %u + 4 * cBlocks %u)",
+			   s->off_data, s->off_blocks, s->nblocks);
+	if (bmap_end > file_size)
+		return BAD("block map (offBlocks %u, cBlocks %u) ends at %llu, past the end of the file (%llu bytes)",
+			   s->off_blocks, s->nblocks, (unsigned long long)bmap_end,
+			   (unsigned long long)file_size);
+	need = VD_ALIGN_UP(s->disk_size, VD_SECTOR);
+	if (need < s->disk_size)
+		return BAD("cbDisk (offset 368) is %llu", (unsigned long long)s->disk_size);
+	return 0;
+}
+
+/* Validate the block map. With RDWR also make sure cBlocksAllocated covers
+ * every used slot, since the next allocation goes to slot cBlocksAllocated. */
+static int check_bmap(struct vdi *s, const char *path, bool rdwr, struct vd_error *err)
+{
+	uint8_t *seen;
+	uint32_t max_used = 0;
+	int r = 0;
+
+	seen = vd_calloc((s->nblocks + 7) / 8, 1, err);
+	if (!seen)
+		return -ENOMEM;
+	for (uint32_t b = 0; b < s->nblocks; b++) {
+		uint32_t e = s->bmap[b];
+		if (!entry_allocated(e))
+			continue;
+		if (e >= s->nblocks) {
+			r = vd_set_error(err, EINVAL,
+					 "%s: invalid VDI block map: entry for block %u is %u, not below cBlocks %u",
+					 path, b, e, s->nblocks);
+			goto out;
+		}
+		if (slot_offset(s, e) + block_guest_bytes(s, b) > s->file_size) {
+			r = vd_set_error(err, EINVAL,
+					 "%s: invalid VDI block map: entry for block %u points to slot %u at offset %llu, past the end of the file (%llu bytes)",
+					 path, b, e, (unsigned long long)slot_offset(s, e),
+					 (unsigned long long)s->file_size);
+			goto out;
+		}
+		if (seen[e / 8] & (1u << (e % 8))) {
+			r = vd_set_error(err, EINVAL,
+					 "%s: invalid VDI block map: entry for block %u points to slot %u, which another block already uses",
+					 path, b, e);
+			goto out;
+		}
+		seen[e / 8] |= (uint8_t)(1u << (e % 8));
+		if (e + 1 > max_used)
+			max_used = e + 1;
+	}
+	if (rdwr && max_used > s->nalloc)
+		r = vd_set_error(err, EINVAL,
+				 "%s: cBlocksAllocated (offset 388) is %u but the block map uses %u slots; run 'vdisk check -r' first",
+				 path, s->nalloc, max_used);
+out:
+	free(seen);
+	return r;
+}
+
+static int vdi_open(struct vd_image *img, struct vd_error *err)
+{
+	const char *path = img->host->path;
+	struct vdi *s;
+	uint64_t file_size;
+	size_t bmap_bytes;
+	int r;
+
+	r = vd_host_size(img->host, &file_size, err);
+	if (r < 0)
+		return r;
+	s = vd_calloc(1, sizeof(*s), err);
+	if (!s)
+		return -ENOMEM;
+	s->file_size = file_size;
+	r = vd_host_pread(img->host, s->hdr, (size_t)VD_MIN(file_size, (uint64_t)HDR_BUF), 0, err);
+	if (r < 0)
+		goto fail;
+	r = parse_header(s, path, file_size, err);
+	if (r < 0)
+		goto fail;
+	/* bounded by the file size, checked in parse_header */
+	bmap_bytes = (size_t)s->nblocks * 4;
+	s->bmap = vd_malloc(bmap_bytes, err);
+	if (!s->bmap) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = vd_host_pread(img->host, s->bmap, bmap_bytes, s->off_blocks, err);
+	if (r < 0)
+		goto fail;
+	for (uint32_t b = 0; b < s->nblocks; b++)
+		s->bmap[b] = le32dec(&s->bmap[b]);
+	if (!(img->flags & VD_OPEN_CHECK)) {
+		r = check_bmap(s, path, img->writable, err);
+		if (r < 0)
+			goto fail;
+	}
+	img->priv = s;
+	img->size = VD_ALIGN_UP(s->disk_size, VD_SECTOR);
+	img->align = VD_SECTOR;
+	img->split = s->block_size;
+	return 0;
+fail:
+	free(s->bmap);
+	free(s);
+	return r;
+}
+
+static void vdi_close(struct vd_image *img)
+{
+	struct vdi *s = img->priv;
+	if (s) {
+		free(s->bmap);
+		free(s);
+	}
+}
+
+static int vdi_read(struct vd_image *img, uint64_t off, void *buf, size_t len,
+		    struct vd_error *err)
+{
+	struct vdi *s = img->priv;
+	uint32_t b = (uint32_t)(off / s->block_size);
+	uint32_t e = s->bmap[b];
+
+	if (!entry_allocated(e)) {
+		memset(buf, 0, len);
+		return 0;
+	}
+	return vd_host_pread(img->host, buf, len, slot_offset(s, e) + off % s->block_size, err);
+}
+
+static int write_bmap_entry(struct vd_image *img, uint32_t b, struct vd_error *err)
+{
+	struct vdi *s = img->priv;
+	uint8_t v[4];
+
+	le32enc(v, s->bmap[b]);
+	return vd_host_pwrite(img->host, v, 4, s->off_blocks + 4ull * b, err);
+}
+
+static int write_nalloc(struct vd_image *img, struct vd_error *err)
+{
+	struct vdi *s = img->priv;
+
+	le32enc(s->hdr + OFF_CBLOCKSALLOC, s->nalloc);
+	return vd_host_pwrite(img->host, s->hdr + OFF_CBLOCKSALLOC, 4, OFF_CBLOCKSALLOC, err);
+}
+
+/* Give block B a new slot at the end of the data area and store BUF at
+ * IN_BLOCK within it; the rest of the block reads as zeros. */
+static int allocate_block(struct vd_image *img, uint32_t b, uint64_t in_block,
+			  const void *buf, size_t len, struct vd_error *err)
+{
+	struct vdi *s = img->priv;
+	uint32_t slot = s->nalloc;
+	uint64_t start, end;
+	int r;
+
+	if (slot >= s->nblocks)
+		return vd_set_error(err, ENOSPC, "%s: VDI data area is full (cBlocksAllocated %u = cBlocks)",
+				    img->host->path, slot);
+	start = s->off_data + (uint64_t)slot * slot_stride(s);
+	end = start + slot_stride(s);
+	if (s->file_size > start) {
+		/* leaked data beyond the last slot: clear what we do not overwrite */
+		r = vd_host_write_zeroes(img->host, start, end - start, false, err);
+		if (r < 0)
+			return r;
+	}
+	if (s->file_size < end && (in_block != 0 || len != s->block_size)) {
+		r = vd_host_truncate(img->host, end, err);
+		if (r < 0)
+			return r;
+	}
+	r = vd_host_pwrite(img->host, buf, len, start + s->block_extra + in_block, err);
+	if (r < 0)
+		return r;
+	if (s->file_size < end)
+		s->file_size = end;
+	s->bmap[b] = slot;
+	r = write_bmap_entry(img, b, err);
+	if (r < 0)
+		return r;
+	s->nalloc++;
+	return write_nalloc(img, err);
+}
+
+static int vdi_write(struct vd_image *img, uint64_t off, const void *buf,
+		     size_t len, struct vd_error *err)
+{
+	struct vdi *s = img->priv;
+	uint32_t b = (uint32_t)(off / s->block_size);
+	uint32_t e = s->bmap[b];
+
+	if (entry_allocated(e))
+		return vd_host_pwrite(img->host, buf, len, slot_offset(s, e) + off % s->block_size, err);
+	return allocate_block(img, b, off % s->block_size, buf, len, err);
+}
+
+static int vdi_write_zeroes(struct vd_image *img, uint64_t off, uint64_t len,
+			    unsigned flags, struct vd_error *err)
+{
+	struct vdi *s = img->priv;
+	uint32_t b = (uint32_t)(off / s->block_size);
+	uint32_t e = s->bmap[b];
+	/* A fixed image stays fully allocated: never punch holes in it. */
+	bool unmap = (flags & VD_ZERO_MAY_UNMAP) && s->type == VDI_TYPE_DYNAMIC;
+
+	if (!entry_allocated(e))
+		return 0; /* reads as zeros already; nothing to allocate */
+	return vd_host_write_zeroes(img->host, slot_offset(s, e) + off % s->block_size,
+				    len, unmap, err);
+}
+
+static int vdi_block_status(struct vd_image *img, uint64_t off, uint64_t len,
+			    struct vd_extent *ext, struct vd_error *err)
+{
+	struct vdi *s = img->priv;
+	uint32_t b = (uint32_t)(off / s->block_size);
+	uint32_t e = s->bmap[b];
+	uint64_t end = off + len, pos;
+
+	(void)err;
+	pos = ((uint64_t)b + 1) * s->block_size;
+	/* extend over following blocks of the same kind (and, for data, the
+	 * next slot in the file) */
+	while (pos < end) {
+		uint32_t nb = (uint32_t)(pos / s->block_size);
+		uint32_t ne = s->bmap[nb];
+		if (entry_allocated(e) ? ne != e + (nb - b) : ne != e)
+			break;
+		pos += s->block_size;
+	}
+	ext->length = VD_MIN(pos, end) - off;
+	if (entry_allocated(e)) {
+		ext->flags = VD_BS_DATA | VD_BS_ALLOCATED | VD_BS_OFFSET_VALID;
+		ext->offset = slot_offset(s, e) + off % s->block_size;
+	} else if (e == VDI_ZERO) {
+		ext->flags = VD_BS_ZERO | VD_BS_ALLOCATED;
+	} else {
+		ext->flags = VD_BS_ZERO;
+	}
+	return 0;
+}
+
+/* ---- create ---- */
+
+static int vdi_create(struct vd_host *h, const struct vd_create_params *p,
+		      struct vd_error *err)
+{
+	const char *sub = vd_opts_get(p->opts, "subformat");
+	const char *st = vd_opts_get(p->opts, "static");
+	const char *bs_opt = vd_opts_get(p->opts, "block_size");
+	uint8_t hdr[HDR_BUF] = { 0 };
+	uint8_t u[16], g[16];
+	uint64_t size, bs = VDI_DEFAULT_BLOCK, nblocks, off_blocks, off_data, total;
+	uint32_t type = VDI_TYPE_DYNAMIC;
+	uint8_t *buf;
+	int r;
+
+	r = vd_opts_check_used(p->opts, "vdi", err);
+	if (r < 0)
+		return r;
+	if (sub && !strcmp(sub, "fixed"))
+		type = VDI_TYPE_FIXED;
+	else if (sub && strcmp(sub, "dynamic"))
+		return vd_set_error(err, EINVAL, "vdi: subformat must be 'dynamic' or 'fixed', not '%s'", sub);
+	if (st && (!strcmp(st, "on") || !strcmp(st, "true")))
+		type = VDI_TYPE_FIXED;
+	if (bs_opt) {
+		if (vd_parse_size(bs_opt, &bs) < 0 || !vd_is_pow2(bs) || bs < 4096 || bs > VDI_MAX_BLOCK)
+			return vd_set_error(err, EINVAL,
+					    "vdi: block_size '%s' must be a power of two from 4K to 256M", bs_opt);
+	}
+	size = VD_ALIGN_UP(p->size, VD_SECTOR);
+	if (size == 0)
+		return vd_set_error(err, EINVAL, "vdi: size must be greater than 0");
+	if (size > VDI_MAX_CREATE_SIZE || size < p->size)
+		return vd_set_error(err, EFBIG, "vdi: size %llu is larger than the maximum %llu",
+				    (unsigned long long)p->size, VDI_MAX_CREATE_SIZE);
+	nblocks = (size + bs - 1) / bs;
+	if (nblocks >= VDI_ZERO)
+		return vd_set_error(err, EFBIG, "vdi: %llu blocks are too many; use a larger block_size",
+				    (unsigned long long)nblocks);
+	off_blocks = VDI_ALIGN;
+	off_data = VD_ALIGN_UP(off_blocks + 4 * nblocks, VDI_ALIGN);
+	total = type == VDI_TYPE_FIXED ? off_data + nblocks * bs : off_data;
+
+	memcpy(hdr, "<<< Oracle VM VirtualBox Disk Image >>>\n", 40);
+	le32enc(hdr + OFF_SIGNATURE, VDI_SIGNATURE);
+	le32enc(hdr + OFF_VERSION, VDI_VERSION_1_1);
+	le32enc(hdr + OFF_CBHEADER, 400);
+	le32enc(hdr + OFF_TYPE, type);
+	le32enc(hdr + OFF_OFFBLOCKS, (uint32_t)off_blocks);
+	le32enc(hdr + OFF_OFFDATA, (uint32_t)off_data);
+	le32enc(hdr + OFF_SECTORSIZE, VD_SECTOR);
+	le64enc(hdr + OFF_CBDISK, size);
+	le32enc(hdr + OFF_CBBLOCK, (uint32_t)bs);
+	le32enc(hdr + OFF_CBLOCKS, (uint32_t)nblocks);
+	le32enc(hdr + OFF_CBLOCKSALLOC, type == VDI_TYPE_FIXED ? (uint32_t)nblocks : 0);
+	vd_uuid_new(u, p->flags & VD_CREATE_DETERMINISTIC, 0);
+	uuid_swap(g, u);
+	memcpy(hdr + OFF_UUID_CREATE, g, 16);
+	vd_uuid_new(u, p->flags & VD_CREATE_DETERMINISTIC, 1);
+	uuid_swap(g, u);
+	memcpy(hdr + OFF_UUID_MODIFY, g, 16);
+	le32enc(hdr + OFF_LCHS + 12, VD_SECTOR);
+
+	/* Fixed: reserve the whole file in one call first, so the host can
+	 * give it few, large extents. */
+	if (type == VDI_TYPE_FIXED) {
+		r = vd_host_allocate(h, 0, total, err);
+		if (r < 0 && r != -ENOTSUP)
+			return r;
+	}
+	r = vd_host_truncate(h, total, err);
+	if (r < 0)
+		return r;
+	r = vd_host_pwrite(h, hdr, HDR_BUF, 0, err);
+	if (r < 0)
+		return r;
+	buf = vd_malloc(VDI_ALIGN, err);
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t b = 0; b < nblocks && r == 0;) {
+		uint64_t n = VD_MIN(nblocks - b, (uint64_t)VDI_ALIGN / 4);
+		for (uint64_t i = 0; i < n; i++)
+			le32enc(buf + 4 * i, type == VDI_TYPE_FIXED ? (uint32_t)(b + i) : VDI_UNALLOCATED);
+		r = vd_host_pwrite(h, buf, (size_t)n * 4, off_blocks + 4 * b, err);
+		b += n;
+	}
+	free(buf);
+	return r;
+}
+
+/* ---- info ---- */
+
+static int vdi_info(struct vd_image *img, struct vd_info *info, struct vd_error *err)
+{
+	struct vdi *s = img->priv;
+	const uint8_t *h = s->hdr;
+	uint32_t zero = 0, used = 0;
+	char comment[VDI_COMMENT_LEN + 1];
+	char banner[65];
+
+	(void)err;
+	for (uint32_t b = 0; b < s->nblocks; b++) {
+		if (entry_allocated(s->bmap[b])) {
+			used++;
+			info->allocated_bytes += block_guest_bytes(s, b);
+		} else if (s->bmap[b] == VDI_ZERO) {
+			zero++;
+		}
+	}
+	snprintf(info->subformat, sizeof(info->subformat), "%s",
+		 s->type == VDI_TYPE_FIXED ? "fixed" : "dynamic");
+	info->block_size = s->block_size;
+	snprintf(info->header_version, sizeof(info->header_version), "%u.%u",
+		 s->version >> 16, s->version & 0xffff);
+	uuid_text(h + OFF_UUID_CREATE, info->uuid);
+	uuid_text(h + OFF_UUID_MODIFY, info->uuid_modify);
+	uuid_text(h + OFF_UUID_LINKAGE, info->uuid_parent);
+	uuid_text(h + OFF_UUID_PARENTMOD, info->uuid_parent_modify);
+	if (s->cb_header >= 400 && le32dec(h + OFF_LCHS + 4)) {
+		info->cylinders = le32dec(h + OFF_LCHS);
+		info->heads = le32dec(h + OFF_LCHS + 4);
+		info->sectors = le32dec(h + OFF_LCHS + 8);
+	} else {
+		info->cylinders = le32dec(h + OFF_CYLINDERS);
+		info->heads = le32dec(h + OFF_HEADS);
+		info->sectors = le32dec(h + OFF_SECTORS);
+	}
+	memcpy(banner, h, 64);
+	banner[64] = '\0';
+	banner[strcspn(banner, "\n")] = '\0';
+	memcpy(comment, h + OFF_COMMENT, VDI_COMMENT_LEN);
+	comment[VDI_COMMENT_LEN] = '\0';
+	for (char *c = comment; *c; c++)
+		if ((unsigned char)*c < 0x20)
+			*c = '?';
+	vd_info_add(info, "banner", false, "%s", banner);
+	vd_info_add(info, "header_size", true, "%u", s->cb_header);
+	vd_info_add(info, "image_flags", true, "%u", s->flags);
+	vd_info_add(info, "offset_blocks", true, "%u", s->off_blocks);
+	vd_info_add(info, "offset_data", true, "%u", s->off_data);
+	vd_info_add(info, "disk_size", true, "%llu", (unsigned long long)s->disk_size);
+	vd_info_add(info, "block_extra", true, "%u", s->block_extra);
+	vd_info_add(info, "blocks", true, "%u", s->nblocks);
+	vd_info_add(info, "blocks_allocated", true, "%u", s->nalloc);
+	vd_info_add(info, "blocks_zero", true, "%u", zero);
+	if (comment[0])
+		vd_info_add(info, "comment", false, "%s", comment);
+	(void)used;
+	return 0;
+}
+
+/* ---- check and repair ---- */
+
+/* Move the data of slot FROM (used by block B) into the unused slot TO.
+ * The copy goes into a slot nothing references; only then is the map entry
+ * switched, so a crash at any point leaves a valid image (with a leak). */
+static int move_slot(struct vd_image *img, uint32_t b, uint32_t from, uint32_t to,
+		     struct vd_error *err)
+{
+	struct vdi *s = img->priv;
+	uint64_t src = s->off_data + (uint64_t)from * slot_stride(s);
+	uint64_t dst = s->off_data + (uint64_t)to * slot_stride(s);
+	uint64_t left = slot_stride(s);
+	size_t chunk = (size_t)VD_MIN(left, (uint64_t)(1u << 20));
+	uint8_t *buf = vd_malloc(chunk, err);
+	int r = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t done = 0; done < left && r == 0; done += chunk) {
+		size_t n = (size_t)VD_MIN((uint64_t)chunk, left - done);
+		r = vd_host_pread(img->host, buf, n, src + done, err);
+		if (r == 0)
+			r = vd_host_pwrite(img->host, buf, n, dst + done, err);
+	}
+	free(buf);
+	if (r == 0)
+		r = vd_host_flush(img->host, err);
+	if (r < 0)
+		return r;
+	s->bmap[b] = to;
+	r = write_bmap_entry(img, b, err);
+	if (r == 0)
+		r = vd_host_flush(img->host, err);
+	return r;
+}
+
+static int vdi_check(struct vd_image *img, bool repair, struct vd_check *res,
+		     struct vd_error *err)
+{
+	struct vdi *s = img->priv;
+	uint32_t *owner; /* slot -> block + 1, 0 = free */
+	uint32_t used = 0, max_used = 0;
+	uint64_t data_end;
+	int r = 0;
+
+	owner = vd_calloc(s->nblocks, sizeof(*owner), err);
+	if (!owner)
+		return -ENOMEM;
+	for (uint32_t b = 0; b < s->nblocks; b++) {
+		uint32_t e = s->bmap[b];
+		if (!entry_allocated(e))
+			continue;
+		if (e >= s->nblocks) {
+			res->corruptions++;
+			vd_check_note(res, VD_CHECK_NOTE_ERROR,
+				      "block %u: map entry %u is not below cBlocks %u", b, e, s->nblocks);
+			continue;
+		}
+		if (owner[e]) {
+			res->corruptions++;
+			vd_check_note(res, VD_CHECK_NOTE_ERROR,
+				      "block %u: slot %u is also used by block %u", b, e, owner[e] - 1);
+			continue;
+		}
+		if (slot_offset(s, e) + block_guest_bytes(s, b) > s->file_size) {
+			res->corruptions++;
+			vd_check_note(res, VD_CHECK_NOTE_ERROR,
+				      "block %u: slot %u (offset %llu) is past the end of the file (%llu bytes)",
+				      b, e, (unsigned long long)slot_offset(s, e),
+				      (unsigned long long)s->file_size);
+			continue;
+		}
+		owner[e] = b + 1;
+		used++;
+		if (e + 1 > max_used)
+			max_used = e + 1;
+	}
+	if (res->corruptions) {
+		if (repair)
+			vd_check_note(res, VD_CHECK_NOTE_INFO,
+				      "block map errors cannot be repaired without losing data; nothing was changed");
+		goto out;
+	}
+
+	/* Leaks: unused slots below the highest used one, and bytes past it. */
+	for (uint32_t i = 0; i < max_used; i++) {
+		if (!owner[i]) {
+			res->leaks++;
+			res->leaked_bytes += slot_stride(s);
+			vd_check_note(res, VD_CHECK_NOTE_LEAK, "slot %u is not used by any block", i);
+		}
+	}
+	data_end = s->off_data + (uint64_t)max_used * slot_stride(s);
+	if (s->type == VDI_TYPE_DYNAMIC && s->file_size > data_end &&
+	    s->file_size - data_end >= VD_SECTOR) {
+		res->leaks++;
+		res->leaked_bytes += s->file_size - data_end;
+		vd_check_note(res, VD_CHECK_NOTE_LEAK, "%llu bytes past the last used slot",
+			      (unsigned long long)(s->file_size - data_end));
+	}
+	if (s->nalloc != used) {
+		res->corruptions++;
+		vd_check_note(res, VD_CHECK_NOTE_ERROR,
+			      "cBlocksAllocated is %u but the block map uses %u blocks", s->nalloc, used);
+	}
+	if (!repair || (!res->leaks && !res->corruptions))
+		goto out;
+
+	/* Repair: fill holes with the highest slots, then fix the count and
+	 * truncate.  Every step leaves a valid image. */
+	if (s->type == VDI_TYPE_DYNAMIC) {
+		uint32_t lo = 0, hi = max_used;
+		while (true) {
+			while (lo < hi && owner[lo])
+				lo++;
+			while (hi > lo && !owner[hi - 1])
+				hi--;
+			if (lo >= hi)
+				break;
+			r = move_slot(img, owner[hi - 1] - 1, hi - 1, lo, err);
+			if (r < 0)
+				goto out;
+			owner[lo] = owner[hi - 1];
+			owner[hi - 1] = 0;
+			vd_check_note(res, VD_CHECK_NOTE_FIXED, "moved slot %u into unused slot %u", hi - 1, lo);
+		}
+		max_used = used;
+	}
+	if (s->nalloc != used) {
+		uint32_t old = s->nalloc;
+		s->nalloc = used;
+		r = write_nalloc(img, err);
+		if (r < 0)
+			goto out;
+		vd_check_note(res, VD_CHECK_NOTE_FIXED, "cBlocksAllocated set from %u to %u", old, used);
+		res->corruptions--;
+		res->corruptions_fixed++;
+	}
+	if (s->type == VDI_TYPE_DYNAMIC) {
+		data_end = VD_MAX((uint64_t)s->off_data,
+				  s->off_data + (uint64_t)max_used * slot_stride(s));
+		r = vd_host_flush(img->host, err);
+		if (r == 0 && s->file_size > data_end)
+			r = vd_host_truncate(img->host, data_end, err);
+		if (r < 0)
+			goto out;
+		if (s->file_size > data_end)
+			vd_check_note(res, VD_CHECK_NOTE_FIXED, "file truncated from %llu to %llu bytes",
+				      (unsigned long long)s->file_size, (unsigned long long)data_end);
+		s->file_size = data_end;
+		res->leaks_fixed += res->leaks;
+		res->leaks = 0;
+		res->leaked_bytes = 0;
+	}
+out:
+	free(owner);
+	return r;
+}
+
+const struct vd_driver vd_driver_vdi = {
+	.name = "vdi",
+	.probe = vdi_probe,
+	.open = vdi_open,
+	.close = vdi_close,
+	.read = vdi_read,
+	.write = vdi_write,
+	.write_zeroes = vdi_write_zeroes,
+	.block_status = vdi_block_status,
+	.create = vdi_create,
+	.info = vdi_info,
+	.check = vdi_check,
+	.zero_init = true,
+};

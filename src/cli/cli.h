@@ -1,0 +1,61 @@
+/*
+ * The vdisk command line: the only place that prints and picks exit codes.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef VDISK_CLI_H
+#define VDISK_CLI_H
+
+#include "vdisk.h"
+
+#include <signal.h>
+#include <stdio.h>
+
+struct cli_cmd {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+};
+
+extern const char *cli_prog;
+
+/* Print "vdisk CMD: message" to stderr. */
+void cli_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print the library error; returns 128+signal if it was an interruption,
+ * else FALLBACK. */
+int cli_fail(const char *cmd, const struct vd_error *err, int fallback);
+
+/* SIGINT/SIGTERM set cli_cancel (to the signal number) instead of killing. */
+extern volatile int cli_cancel;
+void cli_catch_signals(void);
+
+/* Human sizes: "1.5 GiB". */
+const char *cli_human(uint64_t bytes, char *buf, size_t len);
+
+/* JSON output helpers. */
+void json_str(FILE *f, const char *s);
+
+/* Progress on stderr: -p, or automatically when stderr is a terminal. */
+struct cli_progress {
+	int enabled;
+	double start, last;
+	uint64_t last_done;
+};
+void cli_progress_init(struct cli_progress *p, int flag);
+void cli_progress_cb(void *ctx, uint64_t done, uint64_t total);
+void cli_progress_end(struct cli_progress *p);
+
+/* Parse --output=human|json. Returns 0 human, 1 json, -1 invalid. */
+int cli_output_mode(const char *cmd, const char *arg);
+
+/* Print the help text of CMD from the usage string. */
+void cli_usage(FILE *f, const char *usage);
+
+int cmd_info(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_create(int argc, char **argv);
+int cmd_map(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+
+#endif

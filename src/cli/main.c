@@ -1,0 +1,61 @@
+/*
+ * vdisk: virtual disk image toolkit.  main() dispatches to one function per
+ * subcommand, each in its own file.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "cli.h"
+
+#include <string.h>
+
+static const struct cli_cmd cmds[] = {
+	{ "info", cmd_info, "show the format, sizes, UUIDs and geometry of an image" },
+	{ "convert", cmd_convert, "copy an image into another format" },
+	{ "create", cmd_create, "create an empty image" },
+	{ "map", cmd_map, "list allocated, zero and unallocated ranges" },
+	{ "compare", cmd_compare, "compare the guest contents of two images" },
+	{ "check", cmd_check, "validate (and repair) image metadata" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: vdisk COMMAND [OPTIONS] ...\n\nCommands:\n");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].summary);
+	fprintf(f, "\nFormats:");
+	for (const char *const *n = vd_formats(); *n; n++)
+		fprintf(f, " %s", *n);
+	fprintf(f, "\n\nRun 'vdisk COMMAND --help' for the options of a command; see vdisk(1).\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *name;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 1;
+	}
+	name = argv[1];
+	if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+		if (argc > 2 && strcmp(name, "help") == 0) {
+			char help[] = "--help";
+			char *hargv[] = { argv[2], help, NULL };
+			for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+				if (!strcmp(cmds[i].name, argv[2]))
+					return cmds[i].run(2, hargv);
+		}
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(name, "--version") || !strcmp(name, "-V")) {
+		printf("vdisk %s\n", VDISK_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (!strcmp(cmds[i].name, name))
+			return cmds[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "vdisk: unknown command '%s'\n", name);
+	usage(stderr);
+	return 1;
+}

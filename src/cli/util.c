@@ -1,0 +1,149 @@
+/*
+ * Shared CLI helpers: messages, signals, progress, JSON.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *cli_prog = "vdisk";
+volatile int cli_cancel;
+
+void cli_err(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s %s: ", cli_prog, cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int cli_fail(const char *cmd, const struct vd_error *err, int fallback)
+{
+	if (err->code == -ECANCELED && cli_cancel) {
+		cli_err(cmd, "interrupted by signal %d; nothing was changed", cli_cancel);
+		return 128 + cli_cancel;
+	}
+	cli_err(cmd, "%s", err->msg[0] ? err->msg : strerror(-err->code));
+	return fallback;
+}
+
+static void on_signal(int sig)
+{
+	cli_cancel = sig;
+}
+
+void cli_catch_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+const char *cli_human(uint64_t bytes, char *buf, size_t len)
+{
+	static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	double v = (double)bytes;
+	unsigned u = 0;
+
+	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%llu B", (unsigned long long)bytes);
+	else
+		snprintf(buf, len, "%.3g %s", v, units[u]);
+	return buf;
+}
+
+void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		switch (*p) {
+		case '"': fputs("\\\"", f); break;
+		case '\\': fputs("\\\\", f); break;
+		case '\n': fputs("\\n", f); break;
+		case '\t': fputs("\\t", f); break;
+		default:
+			if (*p < 0x20)
+				fprintf(f, "\\u%04x", *p);
+			else
+				fputc(*p, f);
+		}
+	}
+	fputc('"', f);
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void cli_progress_init(struct cli_progress *p, int flag)
+{
+	memset(p, 0, sizeof(*p));
+	p->enabled = flag || isatty(STDERR_FILENO);
+	p->start = now();
+	p->last = 0;
+}
+
+void cli_progress_cb(void *ctx, uint64_t done, uint64_t total)
+{
+	struct cli_progress *p = ctx;
+	double t = now(), el = t - p->start, rate, pct;
+	char a[32], b[32], c[32];
+
+	if (!p->enabled || (t - p->last < 0.2 && done < total))
+		return;
+	p->last = t;
+	p->last_done = done;
+	pct = total ? 100.0 * (double)done / (double)total : 100.0;
+	rate = el > 0 ? (double)done / el : 0;
+	fprintf(stderr, "\r    (%5.1f%%) %s of %s, %s/s", pct, cli_human(done, a, sizeof(a)),
+		cli_human(total, b, sizeof(b)), cli_human((uint64_t)rate, c, sizeof(c)));
+	if (rate > 0 && done < total) {
+		unsigned long left = (unsigned long)((double)(total - done) / rate);
+		fprintf(stderr, ", %lu:%02lu left   ", left / 60, left % 60);
+	} else {
+		fputs("              ", stderr);
+	}
+	fflush(stderr);
+}
+
+void cli_progress_end(struct cli_progress *p)
+{
+	if (p->enabled && p->last > 0)
+		fputc('\n', stderr);
+}
+
+int cli_output_mode(const char *cmd, const char *arg)
+{
+	if (!strcmp(arg, "human"))
+		return 0;
+	if (!strcmp(arg, "json"))
+		return 1;
+	cli_err(cmd, "--output must be 'human' or 'json', not '%s'", arg);
+	return -1;
+}
+
+void cli_usage(FILE *f, const char *usage)
+{
+	fputs(usage, f);
+}

@@ -1,0 +1,160 @@
+/*
+ * Image creation and the temporary-file-then-rename discipline every new
+ * output follows.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#define _GNU_SOURCE
+#include "vdisk-int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int vd_tmp_begin(struct vd_tmp *t, const char *final, bool force,
+		 struct vd_error *err)
+{
+	char *dup = NULL, *dup2 = NULL;
+	struct stat st;
+	int fd, r;
+
+	t->final = t->tmp = NULL;
+	if (lstat(final, &st) == 0) {
+		if (!force)
+			return vd_set_error(err, EEXIST, "%s: already exists (use --force to replace it)", final);
+		if (!S_ISREG(st.st_mode))
+			return vd_set_error(err, EINVAL, "%s: exists and is not a regular file", final);
+	} else if (errno != ENOENT) {
+		return vd_set_error(err, errno, "%s: %s", final, strerror(errno));
+	}
+	dup = strdup(final);
+	dup2 = strdup(final);
+	t->final = strdup(final);
+	if (!dup || !dup2 || !t->final) {
+		r = vd_set_error(err, ENOMEM, "out of memory");
+		goto fail;
+	}
+	if (asprintf(&t->tmp, "%s/.%s.vdisk-tmp-XXXXXX", dirname(dup), basename(dup2)) < 0) {
+		t->tmp = NULL;
+		r = vd_set_error(err, ENOMEM, "out of memory");
+		goto fail;
+	}
+	fd = mkstemp(t->tmp);
+	if (fd < 0) {
+		r = vd_set_error(err, errno, "%s: cannot create temporary file: %s", t->tmp, strerror(errno));
+		free(t->tmp);
+		t->tmp = NULL;
+		goto fail;
+	}
+	fchmod(fd, 0644);
+	close(fd);
+	free(dup);
+	free(dup2);
+	return 0;
+fail:
+	free(dup);
+	free(dup2);
+	free(t->final);
+	t->final = NULL;
+	return r;
+}
+
+static void fsync_path(const char *path, int flags)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
+
+int vd_tmp_commit(struct vd_tmp *t, bool force, struct vd_error *err)
+{
+	char *dup;
+	int r;
+
+	fsync_path(t->tmp, O_RDONLY);
+	if (force)
+		r = rename(t->tmp, t->final);
+	else
+		r = renameat2(AT_FDCWD, t->tmp, AT_FDCWD, t->final, RENAME_NOREPLACE);
+	if (r < 0) {
+		r = vd_set_error(err, errno, "%s: cannot move the new image into place: %s",
+				 t->final, strerror(errno));
+		vd_tmp_abort(t);
+		return r;
+	}
+	dup = strdup(t->final);
+	if (dup) {
+		fsync_path(dirname(dup), O_RDONLY | O_DIRECTORY);
+		free(dup);
+	}
+	free(t->tmp);
+	t->tmp = NULL;
+	free(t->final);
+	t->final = NULL;
+	return 0;
+}
+
+void vd_tmp_abort(struct vd_tmp *t)
+{
+	if (t->tmp) {
+		unlink(t->tmp);
+		free(t->tmp);
+		t->tmp = NULL;
+	}
+	free(t->final);
+	t->final = NULL;
+}
+
+int vd_create_on_host(struct vd_host *h, const char *format, uint64_t size,
+		      const char *opts, unsigned flags, struct vd_error *err)
+{
+	const struct vd_driver *drv = vd_driver_find(format);
+	struct vd_create_params p;
+	struct vd_opts o;
+	int r;
+
+	if (!drv)
+		return vd_set_error(err, EINVAL, "unknown format '%s'", format);
+	if (!drv->create)
+		return vd_set_error(err, ENOTSUP, "format '%s' cannot be created", format);
+	r = vd_opts_parse(&o, opts, err);
+	if (r < 0)
+		return r;
+	p.size = size;
+	p.opts = &o;
+	p.flags = flags;
+	return drv->create(h, &p, err);
+}
+
+int vd_create(const char *path, const char *format, uint64_t size,
+	      const char *opts, unsigned flags, struct vd_error *err)
+{
+	struct vd_tmp t;
+	struct vd_host *h;
+	int r;
+
+	if (!vd_driver_find(format))
+		return vd_set_error(err, EINVAL, "unknown format '%s'", format);
+	r = vd_tmp_begin(&t, path, !(flags & VD_CREATE_EXCL), err);
+	if (r < 0)
+		return r;
+	r = vd_host_open_file(&h, t.tmp, VD_HOST_RDWR, err);
+	if (r < 0)
+		goto fail;
+	r = vd_create_on_host(h, format, size, opts, flags, err);
+	if (r == 0)
+		r = vd_host_flush(h, err);
+	vd_host_close(h);
+	if (r < 0)
+		goto fail;
+	return vd_tmp_commit(&t, !(flags & VD_CREATE_EXCL), err);
+fail:
+	vd_tmp_abort(&t);
+	return r;
+}

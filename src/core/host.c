@@ -1,0 +1,328 @@
+/*
+ * Host layer: regular files and block devices, plus the full-transfer
+ * helpers every backend uses.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#define _GNU_SOURCE
+#include "vdisk-int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static ssize_t file_pread(struct vd_host *h, void *buf, size_t len, uint64_t off)
+{
+	ssize_t n = pread(h->fd, buf, len, (off_t)off);
+	return n < 0 ? -errno : n;
+}
+
+static ssize_t file_pwrite(struct vd_host *h, const void *buf, size_t len, uint64_t off)
+{
+	ssize_t n = pwrite(h->fd, buf, len, (off_t)off);
+	return n < 0 ? -errno : n;
+}
+
+static int file_get_size(struct vd_host *h, uint64_t *size)
+{
+	struct stat st;
+
+	if (h->is_blockdev) {
+		uint64_t sz;
+		if (ioctl(h->fd, BLKGETSIZE64, &sz) < 0)
+			return -errno;
+		*size = sz;
+		return 0;
+	}
+	if (fstat(h->fd, &st) < 0)
+		return -errno;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+static int file_truncate(struct vd_host *h, uint64_t size)
+{
+	if (h->is_blockdev)
+		return -ENOTSUP;
+	return ftruncate(h->fd, (off_t)size) < 0 ? -errno : 0;
+}
+
+static int file_punch_hole(struct vd_host *h, uint64_t off, uint64_t len)
+{
+	if (h->is_blockdev) {
+		/* BLKDISCARD does not promise zeros: only used as "may unmap"
+		 * together with a zeroing call by the caller. */
+		return -ENOTSUP;
+	}
+	if (fallocate(h->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)off, (off_t)len) < 0)
+		return -errno;
+	return 0;
+}
+
+static int file_zero_range(struct vd_host *h, uint64_t off, uint64_t len)
+{
+	if (h->is_blockdev) {
+		uint64_t r[2] = { off, len };
+		return ioctl(h->fd, BLKZEROOUT, r) < 0 ? -errno : 0;
+	}
+	if (fallocate(h->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)off, (off_t)len) < 0)
+		return -errno;
+	return 0;
+}
+
+static int file_allocate(struct vd_host *h, uint64_t off, uint64_t len)
+{
+	if (h->is_blockdev)
+		return 0; /* a device is allocated by definition */
+	if (fallocate(h->fd, 0, (off_t)off, (off_t)len) < 0)
+		return -errno;
+	return 0;
+}
+
+static int file_seek(struct vd_host *h, int whence, uint64_t off, uint64_t *res)
+{
+	off_t r;
+
+	if (h->is_blockdev)
+		return -ENOTSUP;
+	r = lseek(h->fd, (off_t)off, whence);
+	if (r < 0)
+		return errno == EINVAL ? -ENOTSUP : -errno;
+	*res = (uint64_t)r;
+	return 0;
+}
+
+static int file_seek_data(struct vd_host *h, uint64_t off, uint64_t *data_off)
+{
+	return file_seek(h, SEEK_DATA, off, data_off);
+}
+
+static int file_seek_hole(struct vd_host *h, uint64_t off, uint64_t *hole_off)
+{
+	return file_seek(h, SEEK_HOLE, off, hole_off);
+}
+
+static int file_flush(struct vd_host *h)
+{
+	return fdatasync(h->fd) < 0 ? -errno : 0;
+}
+
+static int file_allocated_bytes(struct vd_host *h, uint64_t *bytes)
+{
+	struct stat st;
+
+	if (h->is_blockdev)
+		return file_get_size(h, bytes);
+	if (fstat(h->fd, &st) < 0)
+		return -errno;
+	*bytes = (uint64_t)st.st_blocks * 512u;
+	return 0;
+}
+
+static void file_close(struct vd_host *h)
+{
+	if (h->fd >= 0)
+		close(h->fd);
+	free(h->path);
+	free(h);
+}
+
+static const struct vd_host_ops file_ops = {
+	.pread = file_pread,
+	.pwrite = file_pwrite,
+	.get_size = file_get_size,
+	.truncate = file_truncate,
+	.punch_hole = file_punch_hole,
+	.zero_range = file_zero_range,
+	.allocate = file_allocate,
+	.seek_data = file_seek_data,
+	.seek_hole = file_seek_hole,
+	.flush = file_flush,
+	.allocated_bytes = file_allocated_bytes,
+	.close = file_close,
+};
+
+int vd_host_open_file(struct vd_host **out, const char *path, unsigned flags,
+		      struct vd_error *err)
+{
+	struct vd_host *h;
+	struct stat st;
+	int oflags = O_CLOEXEC;
+	int fd;
+
+	*out = NULL;
+	if (flags & VD_HOST_CREATE)
+		oflags |= O_RDWR | O_CREAT | O_EXCL;
+	else
+		oflags |= (flags & VD_HOST_RDWR) ? O_RDWR : O_RDONLY;
+	fd = open(path, oflags, 0644);
+	if (fd < 0)
+		return vd_set_error(err, errno, "%s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		int e = errno;
+		close(fd);
+		return vd_set_error(err, e, "%s: %s", path, strerror(e));
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		close(fd);
+		return vd_set_error(err, EINVAL, "%s: not a regular file or block device", path);
+	}
+	if (S_ISBLK(st.st_mode) && !(flags & VD_HOST_ALLOW_DEV)) {
+		close(fd);
+		return vd_set_error(err, EPERM,
+				    "%s: is a block device (pass --allow-devices to use it)", path);
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h || !(h->path = strdup(path))) {
+		free(h);
+		close(fd);
+		return vd_set_error(err, ENOMEM, "out of memory");
+	}
+	h->ops = &file_ops;
+	h->fd = fd;
+	h->is_blockdev = S_ISBLK(st.st_mode);
+	h->writable = (oflags & O_ACCMODE) == O_RDWR;
+	*out = h;
+	return 0;
+}
+
+void vd_host_close(struct vd_host *h)
+{
+	if (h)
+		h->ops->close(h);
+}
+
+/* ---- full-transfer helpers ---- */
+
+int vd_host_pread(struct vd_host *h, void *buf, size_t len, uint64_t off,
+		  struct vd_error *err)
+{
+	uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = h->ops->pread(h, p, len, off);
+		if (n == -EINTR)
+			continue;
+		if (n < 0)
+			return vd_set_error(err, (int)-n, "%s: read of %zu bytes at offset %llu: %s",
+					    h->path, len, (unsigned long long)off, strerror((int)-n));
+		if (n == 0)
+			return vd_set_error(err, EIO,
+					    "%s: unexpected end of file reading %zu bytes at offset %llu",
+					    h->path, len, (unsigned long long)off);
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int vd_host_pwrite(struct vd_host *h, const void *buf, size_t len, uint64_t off,
+		   struct vd_error *err)
+{
+	const uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = h->ops->pwrite(h, p, len, off);
+		if (n == -EINTR)
+			continue;
+		if (n < 0) {
+			if (n == -ENOSPC)
+				return vd_set_error(err, ENOSPC,
+						    "%s: no space left on device writing at offset %llu",
+						    h->path, (unsigned long long)off);
+			return vd_set_error(err, (int)-n, "%s: write of %zu bytes at offset %llu: %s",
+					    h->path, len, (unsigned long long)off, strerror((int)-n));
+		}
+		if (n == 0)
+			return vd_set_error(err, EIO, "%s: write made no progress at offset %llu",
+					    h->path, (unsigned long long)off);
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int vd_host_size(struct vd_host *h, uint64_t *size, struct vd_error *err)
+{
+	int r = h->ops->get_size(h, size);
+	if (r < 0)
+		return vd_set_error(err, -r, "%s: cannot get size: %s", h->path, strerror(-r));
+	return 0;
+}
+
+int vd_host_truncate(struct vd_host *h, uint64_t size, struct vd_error *err)
+{
+	int r = h->ops->truncate ? h->ops->truncate(h, size) : -ENOTSUP;
+	if (r < 0)
+		return vd_set_error(err, -r, "%s: cannot set size to %llu: %s", h->path,
+				    (unsigned long long)size, strerror(-r));
+	return 0;
+}
+
+int vd_host_flush(struct vd_host *h, struct vd_error *err)
+{
+	int r;
+
+	if (!h->writable || !h->ops->flush)
+		return 0;
+	r = h->ops->flush(h);
+	if (r < 0)
+		return vd_set_error(err, -r, "%s: flush: %s", h->path, strerror(-r));
+	return 0;
+}
+
+int vd_host_write_zeroes(struct vd_host *h, uint64_t off, uint64_t len,
+			 bool may_unmap, struct vd_error *err)
+{
+	int r = -ENOTSUP;
+
+	if (len == 0)
+		return 0;
+	if (may_unmap && h->ops->punch_hole)
+		r = h->ops->punch_hole(h, off, len);
+	if (r < 0 && h->ops->zero_range)
+		r = h->ops->zero_range(h, off, len);
+	if (r == 0)
+		return 0;
+	if (r != -ENOTSUP && r != -EOPNOTSUPP && r != -EINVAL)
+		return vd_set_error(err, -r, "%s: zeroing %llu bytes at offset %llu: %s",
+				    h->path, (unsigned long long)len,
+				    (unsigned long long)off, strerror(-r));
+	/* Fallback: write zeros. */
+	while (len > 0) {
+		size_t n = (size_t)VD_MIN(len, (uint64_t)VD_ZERO_BUF_SIZE);
+		r = vd_host_pwrite(h, vd_zero_buf(), n, off, err);
+		if (r < 0)
+			return r;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int vd_host_allocate(struct vd_host *h, uint64_t off, uint64_t len,
+		     struct vd_error *err)
+{
+	int r = h->ops->allocate ? h->ops->allocate(h, off, len) : -ENOTSUP;
+
+	if (r == -EOPNOTSUPP)
+		r = -ENOTSUP;
+	if (r < 0 && r != -ENOTSUP) {
+		if (r == -ENOSPC)
+			return vd_set_error(err, ENOSPC,
+					    "%s: not enough free space to allocate %llu bytes",
+					    h->path, (unsigned long long)len);
+		return vd_set_error(err, -r, "%s: allocating %llu bytes: %s", h->path,
+				    (unsigned long long)len, strerror(-r));
+	}
+	return r;
+}

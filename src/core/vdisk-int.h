@@ -1,0 +1,268 @@
+/*
+ * Internal contract between the block-I/O layer, the host layer and the
+ * format backends.  Not installed.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef VDISK_INT_H
+#define VDISK_INT_H
+
+#include "vdisk.h"
+
+#include <stdarg.h>
+#include <string.h>
+#include <sys/types.h>
+
+#define VD_SECTOR 512u
+#define VD_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define VD_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define VD_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define VD_ALIGN_UP(x, a) ((((x) + (a) - 1) / (a)) * (a))
+#define VD_ALIGN_DOWN(x, a) (((x) / (a)) * (a))
+
+/* ---- errors ---- */
+
+/* Set ERR (if non-NULL) and return -ERRNUM (ERRNUM is positive). */
+int vd_set_error(struct vd_error *err, int errnum, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Prefix an existing message: "PREFIX: old". Returns err->code. */
+int vd_prefix_error(struct vd_error *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* ---- endian helpers: on-disk structures are decoded only through these ---- */
+
+static inline uint16_t le16dec(const void *p)
+{
+	const uint8_t *b = p;
+	return (uint16_t)(b[0] | (b[1] << 8));
+}
+static inline uint32_t le32dec(const void *p)
+{
+	const uint8_t *b = p;
+	return (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) |
+	       ((uint32_t)b[3] << 24);
+}
+static inline uint64_t le64dec(const void *p)
+{
+	const uint8_t *b = p;
+	return (uint64_t)le32dec(b) | ((uint64_t)le32dec(b + 4) << 32);
+}
+static inline void le16enc(void *p, uint16_t v)
+{
+	uint8_t *b = p;
+	b[0] = (uint8_t)v;
+	b[1] = (uint8_t)(v >> 8);
+}
+static inline void le32enc(void *p, uint32_t v)
+{
+	uint8_t *b = p;
+	b[0] = (uint8_t)v;
+	b[1] = (uint8_t)(v >> 8);
+	b[2] = (uint8_t)(v >> 16);
+	b[3] = (uint8_t)(v >> 24);
+}
+static inline void le64enc(void *p, uint64_t v)
+{
+	le32enc(p, (uint32_t)v);
+	le32enc((uint8_t *)p + 4, (uint32_t)(v >> 32));
+}
+
+/* ---- utilities ---- */
+
+bool vd_is_zero(const void *buf, size_t len);
+bool vd_is_pow2(uint64_t v);
+/* A zero-filled read-only buffer of VD_ZERO_BUF_SIZE bytes. */
+#define VD_ZERO_BUF_SIZE (1u << 20)
+const void *vd_zero_buf(void);
+/* Allocation that reports -ENOMEM through ERR. */
+void *vd_malloc(size_t n, struct vd_error *err);
+void *vd_calloc(size_t n, size_t m, struct vd_error *err);
+/* Aligned bounce buffer, 4096-aligned. */
+void *vd_aligned_alloc(size_t n, struct vd_error *err);
+
+/* Format a 16-byte RFC 4122 UUID as text (37 bytes incl. NUL). */
+void vd_uuid_format(const uint8_t u[16], char out[37]);
+/* New random (or, if DETERMINISTIC, fixed from SEED) RFC 4122 UUID. */
+void vd_uuid_new(uint8_t u[16], bool deterministic, unsigned seed);
+
+/* "key=value,key" option strings. */
+struct vd_opt {
+	char key[32];
+	char value[128];
+	bool used;
+};
+struct vd_opts {
+	unsigned n;
+	struct vd_opt v[16];
+};
+int vd_opts_parse(struct vd_opts *o, const char *s, struct vd_error *err);
+const char *vd_opts_get(struct vd_opts *o, const char *key);
+/* Error if any option was not consumed by the backend. */
+int vd_opts_check_used(const struct vd_opts *o, const char *format,
+		       struct vd_error *err);
+
+/* ---- host layer: regular files, block devices, memory ---- */
+
+struct vd_host;
+
+struct vd_host_ops {
+	/* Transfer up to LEN bytes; return bytes done (>= 0) or -errno.
+	 * May return fewer bytes than asked (short I/O); 0 means EOF. */
+	ssize_t (*pread)(struct vd_host *h, void *buf, size_t len, uint64_t off);
+	ssize_t (*pwrite)(struct vd_host *h, const void *buf, size_t len, uint64_t off);
+	int (*get_size)(struct vd_host *h, uint64_t *size);
+	int (*truncate)(struct vd_host *h, uint64_t size);
+	int (*punch_hole)(struct vd_host *h, uint64_t off, uint64_t len);
+	int (*zero_range)(struct vd_host *h, uint64_t off, uint64_t len);
+	int (*allocate)(struct vd_host *h, uint64_t off, uint64_t len);
+	/* Next data at or after OFF: *data_off; -ENXIO when none; -ENOTSUP
+	 * when the host cannot tell (treat all as data). */
+	int (*seek_data)(struct vd_host *h, uint64_t off, uint64_t *data_off);
+	int (*seek_hole)(struct vd_host *h, uint64_t off, uint64_t *hole_off);
+	int (*flush)(struct vd_host *h);
+	int (*allocated_bytes)(struct vd_host *h, uint64_t *bytes);
+	void (*close)(struct vd_host *h);
+};
+
+struct vd_host {
+	const struct vd_host_ops *ops;
+	char *path;
+	int fd;
+	bool is_blockdev;
+	bool writable;
+};
+
+enum {
+	VD_HOST_RDWR = 1u << 0,
+	VD_HOST_CREATE = 1u << 1,  /* create; fail if exists */
+	VD_HOST_ALLOW_DEV = 1u << 2,
+};
+
+int vd_host_open_file(struct vd_host **out, const char *path, unsigned flags,
+		      struct vd_error *err);
+void vd_host_close(struct vd_host *h);
+
+/* Memory host with fault injection, for tests. */
+struct vd_mem_faults {
+	unsigned fail_read_nth;  /* 1-based: the Nth pread fails (0: never) */
+	unsigned fail_write_nth; /* the Nth pwrite fails */
+	int fail_errno;          /* errno for the failures (default EIO) */
+	size_t short_io;         /* if > 0: each transfer does at most this many bytes */
+	uint64_t capacity;       /* if > 0: writes past this fail with ENOSPC */
+	/* counters, updated by the host */
+	unsigned nreads, nwrites;
+};
+struct vd_host *vd_host_mem_new(const char *name, uint64_t size);
+struct vd_mem_faults *vd_host_mem_faults(struct vd_host *h);
+uint8_t *vd_host_mem_data(struct vd_host *h, uint64_t *size);
+
+/* Full transfers with messages naming the file. Short reads past EOF give
+ * -EIO "unexpected end of file". */
+int vd_host_pread(struct vd_host *h, void *buf, size_t len, uint64_t off,
+		  struct vd_error *err);
+int vd_host_pwrite(struct vd_host *h, const void *buf, size_t len, uint64_t off,
+		   struct vd_error *err);
+int vd_host_size(struct vd_host *h, uint64_t *size, struct vd_error *err);
+int vd_host_truncate(struct vd_host *h, uint64_t size, struct vd_error *err);
+int vd_host_flush(struct vd_host *h, struct vd_error *err);
+/* Make [off, off+len) read as zeros; MAY_UNMAP lets it punch holes.
+ * Falls back to writing zeros. */
+int vd_host_write_zeroes(struct vd_host *h, uint64_t off, uint64_t len,
+			 bool may_unmap, struct vd_error *err);
+/* Reserve [off, off+len) (fallocate); -ENOTSUP if impossible. */
+int vd_host_allocate(struct vd_host *h, uint64_t off, uint64_t len,
+		     struct vd_error *err);
+
+/* ---- backend contract ---- */
+
+struct vd_driver;
+
+struct vd_image {
+	const struct vd_driver *drv;
+	struct vd_host *host;  /* the image file */
+	void *priv;            /* backend state */
+	uint64_t size;         /* guest size in bytes */
+	uint32_t align;        /* request alignment (power of two, >= 1) */
+	uint32_t split;        /* requests never cross multiples of this (0: none) */
+	unsigned flags;        /* VD_OPEN_* */
+	bool writable;
+};
+
+struct vd_create_params {
+	uint64_t size;
+	struct vd_opts *opts;
+	unsigned flags; /* VD_CREATE_* */
+};
+
+struct vd_driver {
+	const char *name;
+	/* Required. Score 0..100 for the first bytes BUF (LEN may be short). */
+	int (*probe)(const uint8_t *buf, size_t len, uint64_t file_size);
+	/* Required. Set img->size, align, split, priv. */
+	int (*open)(struct vd_image *img, struct vd_error *err);
+	void (*close)(struct vd_image *img);
+	/* Required. Requests are within bounds, aligned to img->align and do
+	 * not cross img->split boundaries. */
+	int (*read)(struct vd_image *img, uint64_t off, void *buf, size_t len,
+		    struct vd_error *err);
+	/* Optional from here on. */
+	int (*write)(struct vd_image *img, uint64_t off, const void *buf,
+		     size_t len, struct vd_error *err);
+	/* May return -ENOTSUP: the layer then writes zero buffers. */
+	int (*write_zeroes)(struct vd_image *img, uint64_t off, uint64_t len,
+			    unsigned flags, struct vd_error *err);
+	int (*discard)(struct vd_image *img, uint64_t off, uint64_t len,
+		       struct vd_error *err);
+	/* Fill EXT starting at OFF, length <= LEN. Missing: all data. */
+	int (*block_status)(struct vd_image *img, uint64_t off, uint64_t len,
+			    struct vd_extent *ext, struct vd_error *err);
+	int (*flush)(struct vd_image *img, struct vd_error *err);
+	/* Write a new, empty image of p->size into the empty host H. */
+	int (*create)(struct vd_host *h, const struct vd_create_params *p,
+		      struct vd_error *err);
+	int (*info)(struct vd_image *img, struct vd_info *info,
+		    struct vd_error *err);
+	int (*check)(struct vd_image *img, bool repair, struct vd_check *res,
+		     struct vd_error *err);
+	/* True when a freshly created image of this format reads as zeros. */
+	bool zero_init;
+};
+
+/* The static registry (src/core/registry.c). */
+extern const struct vd_driver *const vd_drivers[];
+const struct vd_driver *vd_driver_find(const char *name);
+
+/* Open an image on an already open host (takes ownership of H, also on
+ * failure).  Used by vd_open and by the unit tests with memory hosts. */
+int vd_open_host(struct vd_image **out, struct vd_host *h, const char *format,
+		 unsigned flags, struct vd_error *err);
+
+/* Report a check finding through RES->note. */
+void vd_check_note(struct vd_check *res, int kind, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Info helpers for backends. */
+void vd_info_add(struct vd_info *info, const char *key, bool is_number,
+		 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+#endif
+
+/* ---- new outputs: temporary file beside the destination, atomic rename ---- */
+
+struct vd_tmp {
+	char *final; /* destination path */
+	char *tmp;   /* temporary path, NULL once committed or aborted */
+};
+
+/* Refuse an existing FINAL unless FORCE; create an empty temp file beside it. */
+int vd_tmp_begin(struct vd_tmp *t, const char *final, bool force,
+		 struct vd_error *err);
+/* fsync the temp file by path, rename it over FINAL (no-replace unless FORCE),
+ * fsync the directory. */
+int vd_tmp_commit(struct vd_tmp *t, bool force, struct vd_error *err);
+/* Remove the temporary file (safe to call twice). */
+void vd_tmp_abort(struct vd_tmp *t);
+
+/* Write a new image of FORMAT into the empty host H. */
+int vd_create_on_host(struct vd_host *h, const char *format, uint64_t size,
+		      const char *opts, unsigned flags, struct vd_error *err);

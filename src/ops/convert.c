@@ -1,0 +1,395 @@
+/*
+ * convert: copy the guest contents of one image into another.
+ *
+ * Block status drives everything: ranges the source reports as zero or
+ * unallocated are never read.  Data ranges are read in chunks by a reader
+ * thread, which also finds runs of zeros (-S); the calling thread writes.
+ * Memory is bounded by QUEUE_DEPTH * CHUNK whatever the image size.
+ *
+ * A new destination is built in a temporary file beside it and renamed into
+ * place only after everything was written and flushed.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "../core/vdisk-int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#define CHUNK (2u << 20)
+#define QUEUE_DEPTH 8
+#define ZERO_UNIT 4096u
+
+enum item_kind { ITEM_DATA, ITEM_ZERO, ITEM_END };
+
+struct item {
+	enum item_kind kind;
+	uint64_t off, len;
+	uint64_t progress; /* source bytes this item accounts for */
+	uint8_t *buf;      /* CHUNK bytes, DATA only */
+};
+
+struct pipeline {
+	struct vd_image *src;
+	uint64_t min_sparse;
+	const volatile int *cancel;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct item q[QUEUE_DEPTH];
+	unsigned head, count;   /* queue of filled items */
+	uint8_t *free_bufs[QUEUE_DEPTH];
+	unsigned nfree;
+	bool stop;              /* writer failed: reader must stop */
+
+	int rerr;               /* reader result */
+	struct vd_error rerr_obj;
+};
+
+static bool cancelled(const volatile int *c)
+{
+	return c && *c;
+}
+
+/* Reader side: put an item into the queue (blocks while full). */
+static int push(struct pipeline *p, struct item it)
+{
+	bool always = it.kind == ITEM_END; /* the writer waits for END */
+
+	pthread_mutex_lock(&p->lock);
+	while (p->count == QUEUE_DEPTH && (always || !p->stop))
+		pthread_cond_wait(&p->cond, &p->lock);
+	if (p->stop && !always) {
+		pthread_mutex_unlock(&p->lock);
+		return -ECANCELED;
+	}
+	p->q[(p->head + p->count) % QUEUE_DEPTH] = it;
+	p->count++;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+static uint8_t *get_buf(struct pipeline *p)
+{
+	uint8_t *b = NULL;
+
+	pthread_mutex_lock(&p->lock);
+	while (p->nfree == 0 && !p->stop)
+		pthread_cond_wait(&p->cond, &p->lock);
+	if (!p->stop)
+		b = p->free_bufs[--p->nfree];
+	pthread_mutex_unlock(&p->lock);
+	return b;
+}
+
+static void put_buf(struct pipeline *p, uint8_t *b)
+{
+	pthread_mutex_lock(&p->lock);
+	p->free_bufs[p->nfree++] = b;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Split a chunk that was read into data pieces and zero runs of at least
+ * min_sparse bytes, and push them.  A chunk without such a run is handed
+ * over whole with BUF; otherwise each data piece gets a buffer of its own
+ * and BUF goes back to the free list. */
+static int push_chunk(struct pipeline *p, uint64_t off, uint64_t len, uint8_t *buf)
+{
+	uint64_t pos = 0, unit;
+
+	if (p->min_sparse == 0)
+		return push(p, (struct item){ ITEM_DATA, off, len, len, buf });
+	unit = VD_MIN((uint64_t)ZERO_UNIT, p->min_sparse);
+	if (unit < VD_SECTOR)
+		unit = VD_SECTOR;
+	while (pos < len) {
+		/* find the next zero run of >= min_sparse bytes, unit-aligned */
+		uint64_t zs = pos, ze = len;
+		bool found = false;
+		while (zs < len) {
+			uint64_t n = VD_MIN(unit - (off + zs) % unit, len - zs);
+			if (vd_is_zero(buf + zs, (size_t)n)) {
+				ze = zs + n;
+				while (ze < len) {
+					uint64_t m = VD_MIN(unit, len - ze);
+					if (!vd_is_zero(buf + ze, (size_t)m))
+						break;
+					ze += m;
+				}
+				if (ze - zs >= p->min_sparse || (zs == 0 && ze == len)) {
+					found = true;
+					break;
+				}
+				zs = ze;
+			} else {
+				zs += n;
+			}
+		}
+		if (!found)
+			zs = ze = len;
+		if (zs > pos) {
+			/* data piece [pos, zs): copy into its own buffer unless it
+			 * is the whole chunk */
+			uint8_t *b = buf;
+			int r;
+			if (!(pos == 0 && zs == len && !found)) {
+				b = get_buf(p);
+				if (!b)
+					return -ECANCELED;
+				memcpy(b, buf + pos, (size_t)(zs - pos));
+			}
+			r = push(p, (struct item){ ITEM_DATA, off + pos, zs - pos, zs - pos, b });
+			if (r < 0)
+				return r;
+			if (b == buf)
+				return 0; /* buffer handed over */
+		}
+		if (found) {
+			int r = push(p, (struct item){ ITEM_ZERO, off + zs, ze - zs, ze - zs, NULL });
+			if (r < 0)
+				return r;
+		}
+		pos = ze;
+	}
+	put_buf(p, buf);
+	return 0;
+}
+
+static void *reader_main(void *arg)
+{
+	struct pipeline *p = arg;
+	struct vd_image *src = p->src;
+	uint64_t off = 0, size = vd_size(src);
+	int r = 0;
+
+	while (off < size && r == 0) {
+		struct vd_extent e;
+
+		if (cancelled(p->cancel)) {
+			r = vd_set_error(&p->rerr_obj, ECANCELED, "interrupted");
+			break;
+		}
+		r = vd_block_status(src, off, size - off, &e, &p->rerr_obj);
+		if (r < 0)
+			break;
+		if (!(e.flags & VD_BS_DATA) && (e.flags & VD_BS_ZERO)) {
+			r = push(p, (struct item){ ITEM_ZERO, off, e.length, 0, NULL });
+			off += e.length;
+			continue;
+		}
+		for (uint64_t end = off + e.length; off < end && r == 0;) {
+			/* chunks aligned to CHUNK in the guest */
+			uint64_t n = VD_MIN(end - off, CHUNK - off % CHUNK);
+			uint8_t *buf = get_buf(p);
+			if (!buf) {
+				r = -ECANCELED;
+				break;
+			}
+			if (cancelled(p->cancel)) {
+				put_buf(p, buf);
+				r = vd_set_error(&p->rerr_obj, ECANCELED, "interrupted");
+				break;
+			}
+			r = vd_read(src, off, buf, (size_t)n, &p->rerr_obj);
+			if (r < 0) {
+				put_buf(p, buf);
+				break;
+			}
+			r = push_chunk(p, off, n, buf);
+			off += n;
+		}
+	}
+	p->rerr = r;
+	push(p, (struct item){ ITEM_END, 0, 0, 0, NULL });
+	return NULL;
+}
+
+static struct item pop(struct pipeline *p)
+{
+	struct item it;
+
+	pthread_mutex_lock(&p->lock);
+	while (p->count == 0)
+		pthread_cond_wait(&p->cond, &p->lock);
+	it = p->q[p->head];
+	p->head = (p->head + 1) % QUEUE_DEPTH;
+	p->count--;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	return it;
+}
+
+/* Bytes of work: data to read plus zero ranges that must be written. */
+static int plan(struct vd_image *src, bool write_zero_ranges, uint64_t *total,
+		struct vd_error *err)
+{
+	uint64_t off = 0, size = vd_size(src);
+
+	*total = 0;
+	while (off < size) {
+		struct vd_extent e;
+		int r = vd_block_status(src, off, size - off, &e, err);
+		if (r < 0)
+			return r;
+		if ((e.flags & VD_BS_DATA) || !(e.flags & VD_BS_ZERO) || write_zero_ranges)
+			*total += e.length;
+		off += e.length;
+	}
+	return 0;
+}
+
+/* Writer side: the calling thread. */
+static int copy(struct vd_image *src, struct vd_image *dst, bool target_zero,
+		const struct vd_convert_opts *o, struct vd_error *err)
+{
+	struct pipeline *p;
+	pthread_t th;
+	uint64_t done = 0, total = 0;
+	bool fill_zeros = o->min_sparse == 0;   /* allocate everything */
+	int r, wr = 0;
+
+	r = plan(src, fill_zeros || !target_zero, &total, err);
+	if (r < 0)
+		return r;
+	p = vd_calloc(1, sizeof(*p), err);
+	if (!p)
+		return -ENOMEM;
+	p->src = src;
+	p->min_sparse = o->min_sparse;
+	p->cancel = o->cancel;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	for (unsigned i = 0; i < QUEUE_DEPTH; i++) {
+		p->free_bufs[i] = vd_aligned_alloc(CHUNK, err);
+		if (!p->free_bufs[i]) {
+			r = -ENOMEM;
+			goto out_free;
+		}
+		p->nfree++;
+	}
+	if (o->progress)
+		o->progress(o->progress_ctx, 0, total);
+	r = pthread_create(&th, NULL, reader_main, p);
+	if (r) {
+		r = vd_set_error(err, r, "cannot start reader thread");
+		goto out_free;
+	}
+	for (;;) {
+		struct item it = pop(p);
+		if (it.kind == ITEM_END)
+			break;
+		if (wr == 0 && cancelled(o->cancel))
+			wr = vd_set_error(err, ECANCELED, "interrupted");
+		if (wr == 0 && it.kind == ITEM_DATA) {
+			wr = vd_write(dst, it.off, it.buf, (size_t)it.len, err);
+		} else if (wr == 0 && it.kind == ITEM_ZERO) {
+			if (fill_zeros) {
+				for (uint64_t o2 = 0; o2 < it.len && wr == 0;) {
+					uint64_t n = VD_MIN(it.len - o2, (uint64_t)VD_ZERO_BUF_SIZE);
+					wr = vd_write(dst, it.off + o2, vd_zero_buf(), (size_t)n, err);
+					o2 += n;
+				}
+				it.progress = it.len;
+			} else if (!target_zero) {
+				wr = vd_write_zeroes(dst, it.off, it.len, VD_ZERO_MAY_UNMAP, err);
+				it.progress = it.len;
+			}
+		}
+		if (it.buf)
+			put_buf(p, it.buf);
+		if (wr < 0) {
+			pthread_mutex_lock(&p->lock);
+			p->stop = true;
+			pthread_cond_broadcast(&p->cond);
+			pthread_mutex_unlock(&p->lock);
+			/* drain so the reader can post its END */
+			continue;
+		}
+		done += it.progress;
+		if (o->progress && it.progress)
+			o->progress(o->progress_ctx, done, total);
+	}
+	pthread_join(th, NULL);
+	if (wr < 0) {
+		r = wr;
+	} else if (p->rerr < 0) {
+		r = p->rerr;
+		if (err)
+			*err = p->rerr_obj;
+	} else {
+		r = 0;
+	}
+out_free:
+	for (unsigned i = 0; i < p->nfree; i++)
+		free(p->free_bufs[i]);
+	/* buffers still in flight were returned by put_buf before END */
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->cond);
+	free(p);
+	return r;
+}
+
+int vd_convert(const char *src_path, const char *dst_path,
+	       const struct vd_convert_opts *o, struct vd_error *err)
+{
+	struct vd_image *src = NULL, *dst = NULL;
+	struct vd_host *h = NULL;
+	struct vd_tmp tmp = { 0 };
+	bool target_zero;
+	int r, r2;
+
+	if (!o->dst_format && !o->existing_target)
+		return vd_set_error(err, EINVAL, "no output format given");
+	r = vd_open(&src, src_path, o->src_format, o->src_open_flags, err);
+	if (r < 0)
+		return r;
+
+	if (o->existing_target) {
+		r = vd_open(&dst, dst_path, o->dst_format, VD_OPEN_RDWR | o->src_open_flags, err);
+		if (r < 0)
+			goto out;
+		if (vd_size(dst) < vd_size(src)) {
+			r = vd_set_error(err, EINVAL,
+					 "%s: target is smaller (%llu bytes) than the source (%llu bytes)",
+					 dst_path, (unsigned long long)vd_size(dst),
+					 (unsigned long long)vd_size(src));
+			goto out;
+		}
+		target_zero = o->target_is_zero;
+	} else {
+		r = vd_tmp_begin(&tmp, dst_path, o->force, err);
+		if (r < 0)
+			goto out;
+		r = vd_host_open_file(&h, tmp.tmp, VD_HOST_RDWR, err);
+		if (r < 0)
+			goto out;
+		r = vd_create_on_host(h, o->dst_format, vd_size(src), o->dst_opts,
+				      o->create_flags, err);
+		if (r < 0) {
+			vd_prefix_error(err, "%s", dst_path);
+			vd_host_close(h);
+			goto out;
+		}
+		r = vd_open_host(&dst, h, o->dst_format, VD_OPEN_RDWR, err);
+		if (r < 0)
+			goto out;
+		target_zero = dst->drv->zero_init;
+	}
+
+	r = copy(src, dst, target_zero, o, err);
+out:
+	r2 = vd_close(dst, r < 0 ? NULL : err);
+	if (r == 0)
+		r = r2;
+	vd_close(src, NULL);
+	if (tmp.tmp) {
+		if (r == 0)
+			r = vd_tmp_commit(&tmp, o->force, err);
+		else
+			vd_tmp_abort(&tmp);
+	}
+	return r;
+}
