@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# make bench: time vdisk and qemu-img on the same images in the same run,
+# alternating, and print one line per case with both medians, the ratio
+# (qemu-img time / vdisk time: > 1 means vdisk is faster) and peak memory.
+#
+#   BENCH_DIR    work directory on a real disk (default /var/tmp/vdisk-bench)
+#   BENCH_RUNS   runs per tool and case (default 3)
+#   BENCH_GUEST  guest image size (default 3G)
+#   BENCH_DROP_CACHES=1  drop the page cache before every run (root)
+set -euo pipefail
+VDISK=${VDISK:?}
+command -v qemu-img >/dev/null || { echo "bench: qemu-img not installed (make deps)"; exit 1; }
+DIR=${BENCH_DIR:-/var/tmp/vdisk-bench}
+RUNS=${BENCH_RUNS:-3}
+GUEST=${BENCH_GUEST:-3G}
+mkdir -p "$DIR"
+cd "$DIR"
+
+rand() { openssl enc -aes-128-ctr -pass "pass:$1" -nosalt -pbkdf2 </dev/zero 2>/dev/null | head -c "$2"; }
+
+if [ ! -f guest.raw ]; then
+	echo "bench: building a guest-like ext4 image ($GUEST) in $DIR ..."
+	rm -rf tree && mkdir -p tree/random tree/text tree/small
+	rand seed1 $((400 << 20)) > tree/random/blob1
+	rand seed2 $((200 << 20)) > tree/random/blob2
+	for i in $(seq 1 40); do
+		yes "log line $i: the quick brown fox jumps over the lazy dog 0123456789" | head -c $((8 << 20)) > tree/text/log$i
+	done
+	for i in $(seq 1 2000); do rand "s$i" 6000 > tree/small/f$i; done
+	truncate -s "$GUEST" guest.raw
+	# deleted files: old data the filesystem no longer uses but which is
+	# still in the image
+	rand old1 $((150 << 20)) | dd of=guest.raw bs=1M seek=1800 conv=notrunc status=none
+	rand old2 $((100 << 20)) | dd of=guest.raw bs=1M seek=2600 conv=notrunc status=none
+	mkfs.ext4 -q -F -E nodiscard -d tree guest.raw
+	rm -rf tree
+	qemu-img convert -O vdi guest.raw guest.vdi
+fi
+if [ ! -f sparse.raw ]; then
+	echo "bench: building a mostly-empty 64 GiB sparse image ..."
+	truncate -s 64G sparse.raw
+	for i in 0 7 19 33 50 63; do
+		rand "sp$i" $((8 << 20)) | dd of=sparse.raw bs=1M seek=$((i * 1024)) conv=notrunc status=none
+	done
+	qemu-img convert -O vdi sparse.raw sparse.vdi
+fi
+
+drop() { if [ "${BENCH_DROP_CACHES:-0}" = 1 ]; then sync; echo 3 > /proc/sys/vm/drop_caches; fi; }
+# run1 OUT CMD... -> prints "seconds maxrss_kib"
+run1() {
+	local out=$1; shift
+	rm -f "$out"
+	drop
+	/usr/bin/time -f "%e %M" -o time.txt "$@" >/dev/null 2>&1
+	cat time.txt
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+printf '%-28s %10s %10s %7s %10s %10s\n' case "vdisk s" "qemu s" ratio "vdisk MiB" "qemu MiB"
+bench_case() {
+	local name=$1 src=$2 vargs=$3 qargs=$4 out=$5
+	local vt=() qt=() vm=0 qm=0 r
+	for i in $(seq 1 "$RUNS"); do
+		# shellcheck disable=SC2086
+		r=$(run1 "$out" "$VDISK" convert -q $vargs "$src" "$out"); vt+=("${r% *}"); vm=$(( ${r#* } > vm ? ${r#* } : vm ))
+		# shellcheck disable=SC2086
+		r=$(run1 "$out" qemu-img convert $qargs "$src" "$out"); qt+=("${r% *}"); qm=$(( ${r#* } > qm ? ${r#* } : qm ))
+	done
+	rm -f "$out"
+	local v q
+	v=$(printf '%s\n' "${vt[@]}" | median)
+	q=$(printf '%s\n' "${qt[@]}" | median)
+	printf '%-28s %10s %10s %7s %10s %10s\n' "$name" "$v" "$q" \
+		"$(awk -v v="$v" -v q="$q" 'BEGIN { printf "%.2f", (v > 0 ? q / v : 0) }')" \
+		$((vm / 1024)) $((qm / 1024))
+}
+bench_case "raw->vdi dynamic" guest.raw "-O vdi" "-O vdi" out.vdi
+bench_case "raw->vdi fixed" guest.raw "-O vdi -o subformat=fixed" "-O vdi -o static=on" out.vdi
+bench_case "vdi->raw" guest.vdi "-O raw" "-O raw" out.raw
+bench_case "vdi->vdi" guest.vdi "-O vdi" "-O vdi" out.vdi
+bench_case "sparse 64G raw->vdi" sparse.raw "-O vdi" "-O vdi" out.vdi
+bench_case "sparse 64G vdi->raw" sparse.vdi "-O raw" "-O raw" out.raw
+echo "(ratio = qemu-img time / vdisk time; > 1.00 means vdisk is faster."
+echo " qemu-img's static=on VDI is sparse, vdisk's fixed VDI is really preallocated.)"
