@@ -25,7 +25,18 @@ static ssize_t file_pread(struct vd_host *h, void *buf, size_t len, uint64_t off
 static ssize_t file_pwrite(struct vd_host *h, const void *buf, size_t len, uint64_t off)
 {
 	ssize_t n = pwrite(h->fd, buf, len, (off_t)off);
-	return n < 0 ? -errno : n;
+
+	if (n < 0)
+		return -errno;
+	if (h->stream_writeback && !h->is_blockdev) {
+		h->unsynced += (uint64_t)n;
+		if (h->unsynced >= VD_WRITEBACK_STEP) {
+			/* asynchronous: only starts writeback of dirty pages */
+			sync_file_range(h->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+			h->unsynced = 0;
+		}
+	}
+	return n;
 }
 
 static int file_get_size(struct vd_host *h, uint64_t *size)

@@ -130,7 +130,12 @@ struct vd_host {
 	int fd;
 	bool is_blockdev;
 	bool writable;
+	/* Streaming output: start writeback every VD_WRITEBACK_STEP bytes so
+	 * the final flush has little left to wait for. */
+	bool stream_writeback;
+	uint64_t unsynced;
 };
+#define VD_WRITEBACK_STEP (32ull << 20)
 
 enum {
 	VD_HOST_RDWR = 1u << 0,

@@ -379,6 +379,7 @@ int vd_convert(const char *src_path, const char *dst_path,
 		target_zero = dst->drv->zero_init;
 	}
 
+	dst->host->stream_writeback = true;
 	r = copy(src, dst, target_zero, o, err);
 out:
 	r2 = vd_close(dst, r < 0 ? NULL : err);
