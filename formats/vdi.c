@@ -403,6 +403,15 @@ static int vdi_write(struct vd_image *img, uint64_t off, const void *buf,
 
 	if (entry_allocated(e))
 		return vd_host_pwrite(img->host, buf, len, slot_offset(s, e) + off % s->block_size, err);
+	if (!img->allocate_zero_writes && vd_is_zero(buf, len)) {
+		/* Zeros into a block that reads as zeros: do not allocate.  A
+		 * whole block is marked as a zero block. */
+		if (len == s->block_size && e == VDI_UNALLOCATED) {
+			s->bmap[b] = VDI_ZERO;
+			return write_bmap_entry(img, b, err);
+		}
+		return 0;
+	}
 	return allocate_block(img, b, off % s->block_size, buf, len, err);
 }
 

@@ -191,6 +191,9 @@ struct vd_image {
 	uint32_t split;        /* requests never cross multiples of this (0: none) */
 	unsigned flags;        /* VD_OPEN_* */
 	bool writable;
+	/* Store zero buffers as data (convert -S 0): backends must not turn
+	 * writes of zeros into unallocated or zero blocks. */
+	bool allocate_zero_writes;
 };
 
 struct vd_create_params {

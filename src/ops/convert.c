@@ -380,6 +380,7 @@ int vd_convert(const char *src_path, const char *dst_path,
 	}
 
 	dst->host->stream_writeback = true;
+	dst->allocate_zero_writes = o->min_sparse == 0;
 	r = copy(src, dst, target_zero, o, err);
 out:
 	r2 = vd_close(dst, r < 0 ? NULL : err);
