@@ -542,6 +542,10 @@ static int vdi_create(struct vd_host *h, const struct vd_create_params *p,
 		return -ENOMEM;
 	for (uint64_t b = 0; b < nblocks && r == 0;) {
 		uint64_t n = VD_MIN(nblocks - b, (uint64_t)VDI_ALIGN / 4);
+		if (vd_cancelled(p->cancel)) {
+			r = vd_set_error(err, ECANCELED, "interrupted");
+			break;
+		}
 		for (uint64_t i = 0; i < n; i++)
 			le32enc(buf + 4 * i, type == VDI_TYPE_FIXED ? (uint32_t)(b + i) : VDI_UNALLOCATED);
 		r = vd_host_pwrite(h, buf, (size_t)n * 4, off_blocks + 4 * b, err);

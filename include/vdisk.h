@@ -149,9 +149,12 @@ enum {
 };
 
 /* Create an image of SIZE bytes.  OPTS is "key=value,key=value" (format
- * specific; NULL for defaults).  Unknown keys are rejected. */
+ * specific; NULL for defaults).  Unknown keys are rejected.  The image is
+ * built in a temporary file and renamed into place; when *CANCEL becomes
+ * non-zero (CANCEL may be NULL) it stops with -ECANCELED and leaves nothing. */
 int vd_create(const char *path, const char *format, uint64_t size,
-	      const char *opts, unsigned flags, struct vd_error *err);
+	      const char *opts, unsigned flags, const volatile int *cancel,
+	      struct vd_error *err);
 
 /* Names of the registered formats, NULL-terminated. */
 const char *const *vd_formats(void);

@@ -23,6 +23,7 @@ static const char usage[] =
 	"\n"
 	"  -f, --format FMT   image format (default: probe)\n"
 	"  -r, --repair       repair counts and leaks\n"
+	"      --allow-devices  allow a block device as IMAGE\n"
 	"      --output FMT   human (default) or json\n"
 	"  -h, --help         show this help\n";
 
@@ -72,6 +73,7 @@ int cmd_check(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "format", required_argument, NULL, 'f' },
 		{ "repair", no_argument, NULL, 'r' },
+		{ "allow-devices", no_argument, NULL, 'D' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -82,12 +84,14 @@ int cmd_check(int argc, char **argv)
 	struct vd_check res = { 0 };
 	struct notes notes = { 0 };
 	bool repair = false;
+	unsigned flags = 0;
 	int c, r, rc;
 
 	while ((c = getopt_long(argc, argv, "f:rh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'f': fmt = optarg; break;
 		case 'r': repair = true; break;
+		case 'D': flags |= VD_OPEN_ALLOW_DEVICES; break;
 		case 'o':
 			if ((notes.json = cli_output_mode("check", optarg)) < 0)
 				return 1;
@@ -100,7 +104,7 @@ int cmd_check(int argc, char **argv)
 		cli_usage(stderr, usage);
 		return 1;
 	}
-	r = vd_open(&img, argv[optind], fmt, VD_OPEN_CHECK | (repair ? VD_OPEN_RDWR : 0), &err);
+	r = vd_open(&img, argv[optind], fmt, flags | VD_OPEN_CHECK | (repair ? VD_OPEN_RDWR : 0), &err);
 	if (r < 0) {
 		/* a header that fails validation is corruption, not a failure to check */
 		return cli_fail("check", &err, r == -EINVAL ? 2 : 1);
@@ -113,7 +117,14 @@ int cmd_check(int argc, char **argv)
 	else
 		vd_close(img, NULL);
 	if (r == -ENOTSUP) {
-		printf("%s: %s\n", argv[optind], err.msg);
+		/* nothing to check is not a failure */
+		if (notes.json) {
+			printf("{\n    \"filename\": ");
+			json_str(stdout, argv[optind]);
+			printf(",\n    \"check-errors\": 0,\n    \"leaks\": 0,\n    \"supported\": false\n}\n");
+		} else {
+			printf("%s\n", err.msg);
+		}
 		return 0;
 	}
 	if (r < 0)

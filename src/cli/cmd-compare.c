@@ -20,6 +20,7 @@ static const char usage[] =
 	"  -f FMT          format of A (default: probe)\n"
 	"  -F FMT          format of B (default: probe)\n"
 	"  -s, --strict    images of different sizes differ\n"
+	"      --allow-devices  allow block devices as A or B\n"
 	"  -p, --progress  show progress\n"
 	"      --output FMT  human (default) or json\n"
 	"  -h, --help      show this help\n";
@@ -28,6 +29,7 @@ int cmd_compare(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "strict", no_argument, NULL, 's' },
+		{ "allow-devices", no_argument, NULL, 'D' },
 		{ "progress", no_argument, NULL, 'p' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
@@ -40,6 +42,7 @@ int cmd_compare(int argc, char **argv)
 	struct cli_progress prog;
 	uint64_t diff = 0;
 	int c, r, json = 0, pflag = 0;
+	unsigned flags = 0;
 	bool size_differs;
 
 	while ((c = getopt_long(argc, argv, "f:F:sph", lo, NULL)) != -1) {
@@ -47,6 +50,7 @@ int cmd_compare(int argc, char **argv)
 		case 'f': fa = optarg; break;
 		case 'F': fb = optarg; break;
 		case 's': o.strict = true; break;
+		case 'D': flags |= VD_OPEN_ALLOW_DEVICES; break;
 		case 'p': pflag = 1; break;
 		case 'o':
 			if ((json = cli_output_mode("compare", optarg)) < 0)
@@ -61,8 +65,8 @@ int cmd_compare(int argc, char **argv)
 		return 2;
 	}
 	cli_catch_signals();
-	if (vd_open(&a, argv[optind], fa, 0, &err) < 0 ||
-	    vd_open(&b, argv[optind + 1], fb, 0, &err) < 0) {
+	if (vd_open(&a, argv[optind], fa, flags, &err) < 0 ||
+	    vd_open(&b, argv[optind + 1], fb, flags, &err) < 0) {
 		vd_close(a, NULL);
 		return cli_fail("compare", &err, 2);
 	}

@@ -10,8 +10,9 @@
 #include <string.h>
 
 static const char usage[] =
-	"Usage: vdisk convert [-f FMT] -O FMT [-o OPTS] [-p] [-S BYTES] [-n]\n"
-	"                     [--target-is-zero] [--force] SRC DST\n"
+	"Usage: vdisk convert [-f FMT] -O FMT [-o OPTS] [-p|-q] [-S BYTES] [--force]\n"
+	"                     [--deterministic] [--allow-devices] SRC DST\n"
+	"       vdisk convert [-f FMT] [-O FMT] -n [--target-is-zero] [-p|-q] SRC DST\n"
 	"\n"
 	"Copy the guest contents of SRC into DST.  Ranges SRC reports as zero\n"
 	"or unallocated are never read.  A new DST is built in a temporary file\n"
@@ -22,12 +23,15 @@ static const char usage[] =
 	"  -O, --format FMT         output format: raw or vdi\n"
 	"  -o OPTS                  output options (see vdisk-create(1)):\n"
 	"                             vdi: subformat=dynamic|fixed, block_size=SIZE\n"
+	"                             raw: preallocation=off|falloc\n"
 	"  -S, --sparse-size BYTES  zero runs of at least BYTES are left unallocated\n"
 	"                           (default 4K; 0 allocates everything)\n"
-	"  -n, --no-create          write into the existing image DST\n"
+	"  -n, --no-create          write into the existing image DST (not atomic:\n"
+	"                           an interrupted run leaves DST partly written)\n"
 	"      --target-is-zero     with -n: DST already reads as zeros\n"
 	"      --force              replace an existing DST\n"
 	"      --deterministic      fixed UUIDs, for reproducible images\n"
+	"      --allow-devices      allow block devices as SRC or (with -n) DST\n"
 	"  -p, --progress           show progress (default when stderr is a terminal)\n"
 	"  -q, --quiet              no progress\n"
 	"  -h, --help               show this help\n";
@@ -42,6 +46,7 @@ int cmd_convert(int argc, char **argv)
 		{ "target-is-zero", no_argument, NULL, 'z' },
 		{ "force", no_argument, NULL, 'F' },
 		{ "deterministic", no_argument, NULL, 'd' },
+		{ "allow-devices", no_argument, NULL, 'D' },
 		{ "progress", no_argument, NULL, 'p' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -68,6 +73,7 @@ int cmd_convert(int argc, char **argv)
 		case 'z': o.target_is_zero = true; break;
 		case 'F': o.force = true; break;
 		case 'd': o.create_flags |= VD_CREATE_DETERMINISTIC; break;
+		case 'D': o.src_open_flags |= VD_OPEN_ALLOW_DEVICES; break;
 		case 'p': pflag = 1; break;
 		case 'q': quiet = 1; break;
 		case 'h': cli_usage(stdout, usage); return 0;

@@ -17,7 +17,8 @@ static const char usage[] =
 	"\n"
 	"  -O, --format FMT   output format: raw or vdi (-f is accepted too)\n"
 	"  -o OPTS            format options, comma separated:\n"
-	"                       vdi: subformat=dynamic|fixed, block_size=SIZE (default 1M)\n"
+	"                       vdi: subformat=dynamic|fixed (static=on is fixed),\n"
+	"                            block_size=SIZE (default 1M)\n"
 	"                       raw: preallocation=off|falloc\n"
 	"      --force        replace an existing DST\n"
 	"      --deterministic  fixed UUIDs, for reproducible images\n"
@@ -56,7 +57,8 @@ int cmd_create(int argc, char **argv)
 		cli_err("create", "invalid size '%s' (examples: 10G, 512M, 4141875200)", argv[optind + 1]);
 		return 1;
 	}
-	if (vd_create(argv[optind], fmt, size, opts, flags, &err) < 0)
+	cli_catch_signals();
+	if (vd_create(argv[optind], fmt, size, opts, flags, &cli_cancel, &err) < 0)
 		return cli_fail("create", &err, 1);
 	return 0;
 }

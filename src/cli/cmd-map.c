@@ -19,6 +19,7 @@ static const char usage[] =
 	"zero, data, offset.\n"
 	"\n"
 	"  -f, --format FMT   image format (default: probe)\n"
+	"      --allow-devices  allow a block device as IMAGE\n"
 	"      --output FMT   human (default) or json\n"
 	"  -h, --help         show this help\n";
 
@@ -46,9 +47,9 @@ static void emit(int json, int *n, const struct vd_extent *e)
 	} else {
 		if (*n == 0)
 			printf("%-20s %-20s %-12s %s\n", "Offset", "Length", "Type", "File offset");
-		printf("0x%-18" PRIx64 " 0x%-18" PRIx64 " %-12s", e->start, e->length, kind(e->flags));
+		printf("0x%-18" PRIx64 " 0x%-18" PRIx64 " %s", e->start, e->length, kind(e->flags));
 		if (e->flags & VD_BS_OFFSET_VALID)
-			printf(" 0x%" PRIx64, e->offset);
+			printf("%*s0x%" PRIx64, (int)(13 - strlen(kind(e->flags))), "", e->offset);
 		printf("\n");
 	}
 	(*n)++;
@@ -59,6 +60,7 @@ int cmd_map(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "format", required_argument, NULL, 'f' },
 		{ "output", required_argument, NULL, 'o' },
+		{ "allow-devices", no_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -68,10 +70,12 @@ int cmd_map(int argc, char **argv)
 	struct vd_extent cur = { 0 };
 	uint64_t off = 0, size;
 	int json = 0, c, r, n = 0;
+	unsigned flags = 0;
 
 	while ((c = getopt_long(argc, argv, "f:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'f': fmt = optarg; break;
+		case 'D': flags |= VD_OPEN_ALLOW_DEVICES; break;
 		case 'o':
 			if ((json = cli_output_mode("map", optarg)) < 0)
 				return 1;
@@ -84,7 +88,7 @@ int cmd_map(int argc, char **argv)
 		cli_usage(stderr, usage);
 		return 1;
 	}
-	r = vd_open(&img, argv[optind], fmt, 0, &err);
+	r = vd_open(&img, argv[optind], fmt, flags, &err);
 	if (r < 0)
 		return cli_fail("map", &err, 1);
 	size = vd_size(img);

@@ -52,9 +52,15 @@ int main(int argc, char **argv)
 		printf("vdisk %s\n", VDISK_VERSION);
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		if (!strcmp(cmds[i].name, name))
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		if (!strcmp(cmds[i].name, name)) {
+			/* getopt prefixes its messages with argv[0] */
+			char prog[64];
+			snprintf(prog, sizeof(prog), "vdisk %s", name);
+			argv[1] = prog;
 			return cmds[i].run(argc - 1, argv + 1);
+		}
+	}
 	fprintf(stderr, "vdisk: unknown command '%s'\n", name);
 	usage(stderr);
 	return 1;

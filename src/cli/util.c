@@ -29,7 +29,7 @@ void cli_err(const char *cmd, const char *fmt, ...)
 int cli_fail(const char *cmd, const struct vd_error *err, int fallback)
 {
 	if (err->code == -ECANCELED && cli_cancel) {
-		cli_err(cmd, "interrupted by signal %d; nothing was changed", cli_cancel);
+		cli_err(cmd, "interrupted by signal %d", cli_cancel);
 		return 128 + cli_cancel;
 	}
 	cli_err(cmd, "%s", err->msg[0] ? err->msg : strerror(-err->code));

@@ -112,7 +112,8 @@ void vd_tmp_abort(struct vd_tmp *t)
 }
 
 int vd_create_on_host(struct vd_host *h, const char *format, uint64_t size,
-		      const char *opts, unsigned flags, struct vd_error *err)
+		      const char *opts, unsigned flags, const volatile int *cancel,
+		      struct vd_error *err)
 {
 	const struct vd_driver *drv = vd_driver_find(format);
 	struct vd_create_params p;
@@ -129,11 +130,13 @@ int vd_create_on_host(struct vd_host *h, const char *format, uint64_t size,
 	p.size = size;
 	p.opts = &o;
 	p.flags = flags;
+	p.cancel = cancel;
 	return drv->create(h, &p, err);
 }
 
 int vd_create(const char *path, const char *format, uint64_t size,
-	      const char *opts, unsigned flags, struct vd_error *err)
+	      const char *opts, unsigned flags, const volatile int *cancel,
+	      struct vd_error *err)
 {
 	struct vd_tmp t;
 	struct vd_host *h;
@@ -147,7 +150,7 @@ int vd_create(const char *path, const char *format, uint64_t size,
 	r = vd_host_open_file(&h, t.tmp, VD_HOST_RDWR, err);
 	if (r < 0)
 		goto fail;
-	r = vd_create_on_host(h, format, size, opts, flags, err);
+	r = vd_create_on_host(h, format, size, opts, flags, cancel, err);
 	if (r == 0)
 		r = vd_host_flush(h, err);
 	vd_host_close(h);

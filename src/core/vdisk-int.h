@@ -200,7 +200,13 @@ struct vd_create_params {
 	uint64_t size;
 	struct vd_opts *opts;
 	unsigned flags; /* VD_CREATE_* */
+	const volatile int *cancel; /* may be NULL */
 };
+
+static inline bool vd_cancelled(const volatile int *cancel)
+{
+	return cancel && *cancel;
+}
 
 struct vd_driver {
 	const char *name;
@@ -273,4 +279,5 @@ void vd_tmp_abort(struct vd_tmp *t);
 
 /* Write a new image of FORMAT into the empty host H. */
 int vd_create_on_host(struct vd_host *h, const char *format, uint64_t size,
-		      const char *opts, unsigned flags, struct vd_error *err);
+		      const char *opts, unsigned flags, const volatile int *cancel,
+		      struct vd_error *err);

@@ -367,7 +367,7 @@ int vd_convert(const char *src_path, const char *dst_path,
 		if (r < 0)
 			goto out;
 		r = vd_create_on_host(h, o->dst_format, vd_size(src), o->dst_opts,
-				      o->create_flags, err);
+				      o->create_flags, o->cancel, err);
 		if (r < 0) {
 			vd_prefix_error(err, "%s", dst_path);
 			vd_host_close(h);
