@@ -104,6 +104,13 @@ static uint64_t block_guest_bytes(const struct vdi *s, uint32_t b)
 	return VD_MIN((uint64_t)s->block_size, s->disk_size - start);
 }
 
+/* Bytes of slot data that reads of block B can touch: the guest bytes,
+ * rounded up to a sector as the image size is. */
+static uint64_t slot_guest_bytes(const struct vdi *s, uint32_t b)
+{
+	return VD_ALIGN_UP(block_guest_bytes(s, b), VD_SECTOR);
+}
+
 /* VirtualBox stores UUIDs as little-endian GUIDs: the first three fields are
  * byte-swapped relative to RFC 4122. The same swap converts both ways. */
 static void uuid_swap(uint8_t out[16], const uint8_t in[16])
@@ -240,7 +247,7 @@ static int check_bmap(struct vdi *s, const char *path, bool rdwr, struct vd_erro
 					 path, b, e, s->nblocks);
 			goto out;
 		}
-		if (slot_offset(s, e) + block_guest_bytes(s, b) > s->file_size) {
+		if (slot_offset(s, e) + slot_guest_bytes(s, b) > s->file_size) {
 			r = vd_set_error(err, EINVAL,
 					 "%s: invalid VDI block map: entry for block %u points to slot %u at offset %llu, past the end of the file (%llu bytes)",
 					 path, b, e, (unsigned long long)slot_offset(s, e),
@@ -338,13 +345,20 @@ static int vdi_read(struct vd_image *img, uint64_t off, void *buf, size_t len,
 	return vd_host_pread(img->host, buf, len, slot_offset(s, e) + off % s->block_size, err);
 }
 
-static int write_bmap_entry(struct vd_image *img, uint32_t b, struct vd_error *err)
+/* Store VALUE as block B's map entry, on disk first, then in memory (so a
+ * failed write changes nothing). */
+static int set_bmap_entry(struct vd_image *img, uint32_t b, uint32_t value,
+			  struct vd_error *err)
 {
 	struct vdi *s = img->priv;
 	uint8_t v[4];
+	int r;
 
-	le32enc(v, s->bmap[b]);
-	return vd_host_pwrite(img->host, v, 4, s->off_blocks + 4ull * b, err);
+	le32enc(v, value);
+	r = vd_host_pwrite(img->host, v, 4, s->off_blocks + 4ull * b, err);
+	if (r == 0)
+		s->bmap[b] = value;
+	return r;
 }
 
 static int write_nalloc(struct vd_image *img, struct vd_error *err)
@@ -362,7 +376,7 @@ static int allocate_block(struct vd_image *img, uint32_t b, uint64_t in_block,
 {
 	struct vdi *s = img->priv;
 	uint32_t slot = s->nalloc;
-	uint64_t start, end;
+	uint64_t start, end, old_size;
 	int r;
 
 	if (slot >= s->nblocks)
@@ -376,7 +390,11 @@ static int allocate_block(struct vd_image *img, uint32_t b, uint64_t in_block,
 		if (r < 0)
 			return r;
 	}
-	if (s->file_size < end && (in_block != 0 || len != s->block_size)) {
+	/* From here on the slot may hold bytes of this write even if it fails:
+	 * remember that, so a retry clears it first. */
+	old_size = s->file_size;
+	s->file_size = VD_MAX(s->file_size, end);
+	if (old_size < end && (in_block != 0 || len != s->block_size)) {
 		r = vd_host_truncate(img->host, end, err);
 		if (r < 0)
 			return r;
@@ -384,10 +402,7 @@ static int allocate_block(struct vd_image *img, uint32_t b, uint64_t in_block,
 	r = vd_host_pwrite(img->host, buf, len, start + s->block_extra + in_block, err);
 	if (r < 0)
 		return r;
-	if (s->file_size < end)
-		s->file_size = end;
-	s->bmap[b] = slot;
-	r = write_bmap_entry(img, b, err);
+	r = set_bmap_entry(img, b, slot, err);
 	if (r < 0)
 		return r;
 	s->nalloc++;
@@ -406,10 +421,8 @@ static int vdi_write(struct vd_image *img, uint64_t off, const void *buf,
 	if (!img->allocate_zero_writes && vd_is_zero(buf, len)) {
 		/* Zeros into a block that reads as zeros: do not allocate.  A
 		 * whole block is marked as a zero block. */
-		if (len == s->block_size && e == VDI_UNALLOCATED) {
-			s->bmap[b] = VDI_ZERO;
-			return write_bmap_entry(img, b, err);
-		}
+		if (len == s->block_size && e == VDI_UNALLOCATED)
+			return set_bmap_entry(img, b, VDI_ZERO, err);
 		return 0;
 	}
 	return allocate_block(img, b, off % s->block_size, buf, len, err);
@@ -490,10 +503,13 @@ static int vdi_create(struct vd_host *h, const struct vd_create_params *p,
 			return vd_set_error(err, EINVAL,
 					    "vdi: block_size '%s' must be a power of two from 4K to 256M", bs_opt);
 	}
+	if (p->size > VDI_MAX_CREATE_SIZE)
+		return vd_set_error(err, EFBIG, "vdi: size %llu is larger than the maximum %llu",
+				    (unsigned long long)p->size, VDI_MAX_CREATE_SIZE);
 	size = VD_ALIGN_UP(p->size, VD_SECTOR);
 	if (size == 0)
 		return vd_set_error(err, EINVAL, "vdi: size must be greater than 0");
-	if (size > VDI_MAX_CREATE_SIZE || size < p->size)
+	if (size > VDI_MAX_CREATE_SIZE)
 		return vd_set_error(err, EFBIG, "vdi: size %llu is larger than the maximum %llu",
 				    (unsigned long long)p->size, VDI_MAX_CREATE_SIZE);
 	nblocks = (size + bs - 1) / bs;
@@ -645,8 +661,7 @@ static int move_slot(struct vd_image *img, uint32_t b, uint32_t from, uint32_t t
 		r = vd_host_flush(img->host, err);
 	if (r < 0)
 		return r;
-	s->bmap[b] = to;
-	r = write_bmap_entry(img, b, err);
+	r = set_bmap_entry(img, b, to, err);
 	if (r == 0)
 		r = vd_host_flush(img->host, err);
 	return r;
@@ -680,7 +695,7 @@ static int vdi_check(struct vd_image *img, bool repair, struct vd_check *res,
 				      "block %u: slot %u is also used by block %u", b, e, owner[e] - 1);
 			continue;
 		}
-		if (slot_offset(s, e) + block_guest_bytes(s, b) > s->file_size) {
+		if (slot_offset(s, e) + slot_guest_bytes(s, b) > s->file_size) {
 			res->corruptions++;
 			vd_check_note(res, VD_CHECK_NOTE_ERROR,
 				      "block %u: slot %u (offset %llu) is past the end of the file (%llu bytes)",

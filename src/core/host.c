@@ -273,6 +273,9 @@ int vd_host_size(struct vd_host *h, uint64_t *size, struct vd_error *err)
 int vd_host_truncate(struct vd_host *h, uint64_t size, struct vd_error *err)
 {
 	int r = h->ops->truncate ? h->ops->truncate(h, size) : -ENOTSUP;
+	if (r == -ENOSPC)
+		return vd_set_error(err, ENOSPC, "%s: no space left on device extending the file to %llu bytes",
+				    h->path, (unsigned long long)size);
 	if (r < 0)
 		return vd_set_error(err, -r, "%s: cannot set size to %llu: %s", h->path,
 				    (unsigned long long)size, strerror(-r));
