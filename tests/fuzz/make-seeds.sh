@@ -1,0 +1,35 @@
+#!/bin/sh
+# Generate the seed corpus for fuzz_image into DIR (default tests/fuzz/out/seeds).
+# Uses build/vdisk and qemu-img when present; real-world test images from
+# /work/shared/testimages when present.  Everything is compacted to <= 64 KiB.
+set -eu
+cd "$(dirname "$0")/../.."
+DIR=${1:-tests/fuzz/out/seeds}
+mkdir -p "$DIR"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+set --
+if [ -x build/vdisk ]; then
+	for sub in dynamic fixed; do
+		for sz in 32K 1M 3M; do
+			build/vdisk create -O vdi -o subformat=$sub,block_size=4K --deterministic \
+				"$TMP/vdisk-$sub-$sz.vdi" $sz >/dev/null && set -- "$@" "$TMP/vdisk-$sub-$sz.vdi"
+		done
+	done
+	build/vdisk create -O vdi --deterministic "$TMP/vdisk-default.vdi" 1M >/dev/null &&
+		set -- "$@" "$TMP/vdisk-default.vdi"
+fi
+if command -v qemu-img >/dev/null; then
+	qemu-img create -q -f vdi "$TMP/qemu-empty.vdi" 1M && set -- "$@" "$TMP/qemu-empty.vdi"
+	python3 -c "
+import sys
+b = bytearray(3 << 20)
+for i in range(0, len(b), 300007): b[i:i+600] = bytes((j * 13 + 1) & 255 for j in range(600))
+open(sys.argv[1], 'wb').write(b)" "$TMP/data.raw"
+	qemu-img convert -O vdi "$TMP/data.raw" "$TMP/qemu-data.vdi" && set -- "$@" "$TMP/qemu-data.vdi"
+fi
+for f in /work/shared/testimages/von_pyVBox/*.vdi /work/shared/testimages/YIVIES_yvhdt/test.vdi; do
+	[ -f "$f" ] && set -- "$@" "$f"
+done
+python3 tests/fuzz/make-seeds.py "$DIR" "$@"
+ls -l "$DIR" >&2
