@@ -91,4 +91,10 @@ u2=$("$VDISK" info --output=json "$T/r2.vdi" | jq -r .uuid)
 if [ -n "$u1" ] && [ "$u1" != "$u2" ] && [ "$u1" != 00000000-0000-4000-8000-000000000001 ]; then
 	pass "random UUIDs without --deterministic"; else fail "UUIDs not random: '$u1' '$u2'"; fi
 
+# JSON output of a file name that needs escaping
+N=$T/$'we"ird\\na\tme \xc3\xbc.vdi'
+"$VDISK" create -O vdi -- "$N" 1M || fail "create oddly named image"
+assert_eq "info JSON escapes the file name" "$N" "$("$VDISK" info --output=json -- "$N" | jq -r .filename)"
+assert_eq "check JSON escapes the file name" "$N" "$("$VDISK" check --output=json -- "$N" | jq -r .filename)"
+
 finish

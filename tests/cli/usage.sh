@@ -128,6 +128,20 @@ assert_contains "compare names the missing file" "nonexistent" "$T/.err"
 assert_rc "check unknown option exits 1" 1 "$VDISK" check --bogus "$R"
 assert_rc "check of a missing file exits 1" 1 "$VDISK" check "$T/nonexistent"
 
+# -n into a smaller target is refused and leaves it untouched
+truncate -s 1M "$T/smaller.raw"
+rand_bytes smaller 4096 | dd of="$T/smaller.raw" conv=notrunc status=none
+before=$(sha1sum <"$T/smaller.raw")
+fails "-n into a smaller target" "smaller" "$VDISK" convert -n "$R" "$T/smaller.raw"
+assert_eq "-n into a smaller target: untouched" "$before" "$(sha1sum <"$T/smaller.raw")"
+fails "-n into a missing target" "missing.img" "$VDISK" convert -n -O raw "$R" "$T/missing.img"
+[ -e "$T/missing.img" ] && fail "-n created its missing target" || pass "-n did not create a missing target"
+# -S 0 allocates everything, also in a raw file
+assert_rc "convert -S 0 -O raw" 0 "$VDISK" convert -S 0 -O raw "$R" "$T/s0.raw"
+a=$(($(stat -c %b "$T/s0.raw") * 512))
+if [ "$a" -ge $((2 * MiB)) ]; then pass "-S 0 raw is fully allocated"; else fail "-S 0 raw: only $a bytes allocated"; fi
+cmp -s "$R" "$T/s0.raw" && pass "-S 0 raw contents" || fail "-S 0 raw contents differ"
+
 # ---- unknown formats and options are named
 fails "create unknown format" "qcow9" "$VDISK" create -O qcow9 "$T/u.img" 1M
 fails "convert unknown output format" "qcow9" "$VDISK" convert -O qcow9 "$R" "$T/u.img"

@@ -156,6 +156,13 @@ for c in "${cases[@]}"; do
 		check_map "$n: map data ranges (qemu $sub VDI)" "$q"
 		rm -f "$T/$n.qemu-$sub.qraw" "$T/$n.qemu-$sub.raw"
 	done
+	# VDI -> VDI: qemu's dynamic VDI copied by vdisk allocates the same blocks
+	assert_rc "$n: vdisk convert qemu VDI -> VDI" 0 "$VDISK" convert -O vdi "$T/$n.qemu-dynamic.vdi" "$T/$n.vv.vdi"
+	assert_rc "$n: VDI -> VDI: qemu-img check" 0 qemu-img check -f vdi "$T/$n.vv.vdi"
+	assert_rc "$n: VDI -> VDI: qemu-img compare with the source" 0 qemu-img compare -f raw -F vdi "$src" "$T/$n.vv.vdi"
+	assert_eq "$n: VDI -> VDI: same blocks allocated" \
+		"$(qemu_ranges "$T/$n.qemu-dynamic.vdi")" "$(qemu_ranges "$T/$n.vv.vdi")"
+	rm -f "$T/$n.vv.vdi"
 	# both tools allocate the same blocks of a dynamic VDI
 	assert_eq "$n: vdisk and qemu-img allocate the same blocks" \
 		"$(qemu_ranges "$T/$n.qemu-dynamic.vdi")" "$(qemu_ranges "$T/$n.vdisk-dynamic.vdi")"
