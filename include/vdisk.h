@@ -72,7 +72,8 @@ int vd_flush(struct vd_image *img, struct vd_error *err);
 
 enum {
 	VD_BS_DATA = 1u << 0,         /* stored in the image file */
-	VD_BS_ZERO = 1u << 1,         /* reads as zeros */
+	VD_BS_ZERO = 1u << 1,         /* reads as zeros (also with DATA: allocated
+				       * space that is a hole in the host file) */
 	VD_BS_OFFSET_VALID = 1u << 2, /* .offset is where the data lives in the file */
 	VD_BS_ALLOCATED = 1u << 3,    /* described by this image's metadata
 				       * (zero blocks are allocated but not data) */

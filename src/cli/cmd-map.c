@@ -25,6 +25,8 @@ static const char usage[] =
 
 static const char *kind(unsigned f)
 {
+	if ((f & VD_BS_DATA) && (f & VD_BS_ZERO))
+		return "hole"; /* allocated, but a hole in the host file */
 	if (f & VD_BS_DATA)
 		return "data";
 	if (f & VD_BS_ALLOCATED)

@@ -14,7 +14,7 @@
 
 static bool is_zero_extent(const struct vd_extent *e)
 {
-	return !(e->flags & VD_BS_DATA) && (e->flags & VD_BS_ZERO);
+	return (e->flags & VD_BS_ZERO) != 0;
 }
 
 static uint64_t first_nonzero(const uint8_t *b, size_t n)

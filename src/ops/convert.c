@@ -175,7 +175,7 @@ static void *reader_main(void *arg)
 		r = vd_block_status(src, off, size - off, &e, &p->rerr_obj);
 		if (r < 0)
 			break;
-		if (!(e.flags & VD_BS_DATA) && (e.flags & VD_BS_ZERO)) {
+		if (e.flags & VD_BS_ZERO) {
 			r = push(p, (struct item){ ITEM_ZERO, off, e.length, 0, NULL });
 			off += e.length;
 			continue;
@@ -234,7 +234,7 @@ static int plan(struct vd_image *src, bool write_zero_ranges, uint64_t *total,
 		int r = vd_block_status(src, off, size - off, &e, err);
 		if (r < 0)
 			return r;
-		if ((e.flags & VD_BS_DATA) || !(e.flags & VD_BS_ZERO) || write_zero_ranges)
+		if (!(e.flags & VD_BS_ZERO) || write_zero_ranges)
 			*total += e.length;
 		off += e.length;
 	}
@@ -382,6 +382,12 @@ int vd_convert(const char *src_path, const char *dst_path,
 	dst->host->stream_writeback = true;
 	dst->allocate_zero_writes = o->min_sparse == 0;
 	r = copy(src, dst, target_zero, o, err);
+	if (r == 0 && !target_zero && vd_size(dst) > vd_size(src) && vd_size(src) % VD_SECTOR) {
+		/* The target's sector that holds the source's last bytes goes
+		 * on past the source: that part must read as zeros too. */
+		uint64_t end = VD_MIN(VD_ALIGN_UP(vd_size(src), VD_SECTOR), vd_size(dst));
+		r = vd_write_zeroes(dst, vd_size(src), end - vd_size(src), 0, err);
+	}
 out:
 	r2 = vd_close(dst, r < 0 ? NULL : err);
 	if (r == 0)
