@@ -56,9 +56,11 @@ all: $(VDISK) $(STATIC) $(SHARED)
 DEBS := build-essential pkg-config zlib1g-dev uuid-dev libblkid-dev libcmocka-dev \
 	qemu-utils fdisk e2fsprogs dosfstools mtools xfsprogs zerofree jq time xz-utils
 
+# root runs apt-get directly (CI, containers without sudo); others via sudo
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 deps:
-	DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBS)
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBS)
 
 $(BUILD)/%.o: %.c $(wildcard include/*.h src/core/*.h src/cli/*.h)
 	@mkdir -p $(dir $@)

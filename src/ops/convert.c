@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #define CHUNK (2u << 20)
 #define QUEUE_DEPTH 8
@@ -332,6 +333,17 @@ out_free:
 	return r;
 }
 
+static bool same_file(const struct vd_host *a, const struct vd_host *b)
+{
+	struct stat sa, sb;
+
+	if (a->fd < 0 || b->fd < 0 || fstat(a->fd, &sa) < 0 || fstat(b->fd, &sb) < 0)
+		return false;
+	if (S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode))
+		return sa.st_rdev == sb.st_rdev;
+	return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 int vd_convert(const char *src_path, const char *dst_path,
 	       const struct vd_convert_opts *o, struct vd_error *err)
 {
@@ -351,6 +363,11 @@ int vd_convert(const char *src_path, const char *dst_path,
 		r = vd_open(&dst, dst_path, o->dst_format, VD_OPEN_RDWR | o->src_open_flags, err);
 		if (r < 0)
 			goto out;
+		if (same_file(src->host, dst->host)) {
+			r = vd_set_error(err, EINVAL, "%s: source and target are the same file",
+					 dst_path);
+			goto out;
+		}
 		if (vd_size(dst) < vd_size(src)) {
 			r = vd_set_error(err, EINVAL,
 					 "%s: target is smaller (%llu bytes) than the source (%llu bytes)",

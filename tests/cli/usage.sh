@@ -220,4 +220,12 @@ fails "create vdi of size 0" "" "$VDISK" create -O vdi "$T/zero.vdi" 0
 fails "create vdi larger than the maximum" "" "$VDISK" create -O vdi "$T/huge.vdi" 1000000T
 no_tmp_left "sizes" "$T"
 
+# ---- convert -n onto its own source is refused, and the image is untouched
+"$VDISK" create -O vdi --deterministic "$T/self.vdi" 4M
+rand_bytes self 70000 > "$T/self.raw"; truncate -s 4M "$T/self.raw"
+"$VDISK" convert -n "$T/self.raw" "$T/self.vdi"
+before=$(sha1sum < "$T/self.vdi")
+fails "convert -n onto the source itself" "same file" "$VDISK" convert -n "$T/self.vdi" "$T/self.vdi"
+assert_eq "self-convert left the image untouched" "$before" "$(sha1sum < "$T/self.vdi")"
+
 summary
