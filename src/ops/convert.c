@@ -53,7 +53,8 @@ static bool cancelled(const volatile int *c)
 	return c && *c;
 }
 
-/* Reader side: put an item into the queue (blocks while full). */
+/* Reader side: put an item into the queue (blocks while full).  On failure
+ * (the writer stopped) the item's buffer is returned to the free list. */
 static int push(struct pipeline *p, struct item it)
 {
 	bool always = it.kind == ITEM_END; /* the writer waits for END */
@@ -62,6 +63,8 @@ static int push(struct pipeline *p, struct item it)
 	while (p->count == QUEUE_DEPTH && (always || !p->stop))
 		pthread_cond_wait(&p->cond, &p->lock);
 	if (p->stop && !always) {
+		if (it.buf) /* the item is dropped: its buffer goes back */
+			p->free_bufs[p->nfree++] = it.buf;
 		pthread_mutex_unlock(&p->lock);
 		return -ECANCELED;
 	}
@@ -134,24 +137,28 @@ static int push_chunk(struct pipeline *p, uint64_t off, uint64_t len, uint8_t *b
 		if (zs > pos) {
 			/* data piece [pos, zs): copy into its own buffer unless it
 			 * is the whole chunk */
-			uint8_t *b = buf;
+			uint8_t *b;
 			int r;
-			if (!(pos == 0 && zs == len && !found)) {
-				b = get_buf(p);
-				if (!b)
-					return -ECANCELED;
-				memcpy(b, buf + pos, (size_t)(zs - pos));
+			if (pos == 0 && zs == len && !found) /* hand BUF over */
+				return push(p, (struct item){ ITEM_DATA, off, len, len, buf });
+			b = get_buf(p);
+			if (!b) {
+				put_buf(p, buf);
+				return -ECANCELED;
 			}
+			memcpy(b, buf + pos, (size_t)(zs - pos));
 			r = push(p, (struct item){ ITEM_DATA, off + pos, zs - pos, zs - pos, b });
-			if (r < 0)
+			if (r < 0) {
+				put_buf(p, buf);
 				return r;
-			if (b == buf)
-				return 0; /* buffer handed over */
+			}
 		}
 		if (found) {
 			int r = push(p, (struct item){ ITEM_ZERO, off + zs, ze - zs, ze - zs, NULL });
-			if (r < 0)
+			if (r < 0) {
+				put_buf(p, buf);
 				return r;
+			}
 		}
 		pos = ze;
 	}
