@@ -173,7 +173,8 @@ struct written {
 	uint64_t off;
 	size_t len;
 	uint8_t seed;
-	bool ok; /* a failed write may still have changed part of its range */
+	bool ok;   /* a failed write may still have changed part of its range */
+	bool zero; /* written with zeros: reads back as zeros */
 };
 
 static bool write_one(struct vd_image *img, uint64_t off, size_t len, uint8_t seed,
@@ -191,6 +192,7 @@ static bool write_one(struct vd_image *img, uint64_t off, size_t len, uint8_t se
 	w->off = off;
 	w->len = len;
 	w->seed = seed;
+	w->zero = false;
 	w->ok = vd_write(img, off, buf, len, &err) == 0;
 	if (!w->ok)
 		say("write", &err);
@@ -200,7 +202,7 @@ static bool write_one(struct vd_image *img, uint64_t off, size_t len, uint8_t se
 static void verify(struct vd_image *img, const struct written *w, unsigned n)
 {
 	struct vd_error err = { 0 };
-	uint8_t buf[1536];
+	static uint8_t buf[1 << 16];
 
 	for (unsigned i = 0; i < n; i++) {
 		/* a later write (even a failed one) may overlap an earlier one:
@@ -220,11 +222,56 @@ static void verify(struct vd_image *img, const struct written *w, unsigned n)
 					over = true;
 			if (over)
 				continue;
-			FUZZ_ASSERT(buf[k] == ((uint8_t)(w[i].seed + k * 7) | 1),
+			FUZZ_ASSERT(buf[k] == (w[i].zero ? 0 : ((uint8_t)(w[i].seed + k * 7) | 1)),
 				    "write %u: byte at %llu reads 0x%02x", i,
 				    (unsigned long long)pos, buf[k]);
 		}
 	}
+}
+
+/* Zeros through every path: write_zeroes (unaligned, may unmap), a zero
+ * buffer over a whole block and over part of a block, and a discard. */
+static void zero_ops(struct vd_image *img, struct written *w, unsigned *nw)
+{
+	struct vd_error err = { 0 };
+	struct vd_info info;
+	uint64_t size = vd_size(img), off, len;
+	static const uint8_t zeros[1 << 16];
+
+	if (vd_get_info(img, &info, &err) < 0)
+		return;
+	/* vd_write_zeroes over part of the first write and beyond */
+	off = VD_MIN(size, (uint64_t)100);
+	len = VD_MIN(size - off, (uint64_t)3000);
+	w[*nw] = (struct written){ .off = off, .len = (size_t)len, .zero = true };
+	vd_error_clear(&err);
+	w[*nw].ok = vd_write_zeroes(img, off, len, VD_ZERO_MAY_UNMAP, &err) == 0;
+	(*nw)++;
+	/* a zero buffer over the whole block holding the middle write */
+	if (info.block_size && info.block_size <= sizeof(zeros)) {
+		off = VD_ALIGN_DOWN(size / 2, info.block_size);
+		len = VD_MIN(size - off, (uint64_t)info.block_size);
+		w[*nw] = (struct written){ .off = off, .len = (size_t)len, .zero = true };
+		vd_error_clear(&err);
+		w[*nw].ok = vd_write(img, off, zeros, (size_t)len, &err) == 0;
+		(*nw)++;
+	}
+	/* part of a block */
+	if (size > 1024) {
+		w[*nw] = (struct written){ .off = size - 1000, .len = 600, .zero = true };
+		vd_error_clear(&err);
+		w[*nw].ok = vd_write(img, size - 1000, zeros, 600, &err) == 0;
+		(*nw)++;
+	}
+	/* discard: contents undefined afterwards, so mask the range */
+	off = size / 4;
+	len = VD_MIN(size - off, (uint64_t)8192);
+	w[*nw] = (struct written){ .off = off, .len = (size_t)len, .ok = false };
+	vd_error_clear(&err);
+	(void)vd_discard(img, off, len, &err);
+	(*nw)++;
+	vd_error_clear(&err);
+	(void)vd_flush(img, &err);
 }
 
 static void read_write(const uint8_t *data, size_t size, const char *format)
@@ -232,7 +279,7 @@ static void read_write(const uint8_t *data, size_t size, const char *format)
 	struct vd_error err = { 0 };
 	struct vd_image *img;
 	struct vd_check res;
-	struct written w[16];
+	struct written w[24];
 	unsigned nw = 0;
 	uint64_t vsize;
 	bool clean = false;
@@ -252,6 +299,8 @@ static void read_write(const uint8_t *data, size_t size, const char *format)
 				if (write_one(img, offs[i], lens[i], (uint8_t)(i * 31 + 1), &w[nw]))
 					nw++;
 	}
+	verify(img, w, nw);
+	zero_ops(img, w, &nw);
 	verify(img, w, nw);
 	r = check(img, true, &res);
 	/* the strict open validated the map: repair has no reason to hit EOF */
