@@ -17,7 +17,8 @@ trap _cleanup EXIT
 on_exit() { _cleanup_hooks+=("$1"); }
 
 _failures=0
-fail() { echo "FAIL: $*" >&2; _failures=$((_failures + 1)); }
+_failed=()
+fail() { echo "FAIL: $*" >&2; _failures=$((_failures + 1)); _failed+=("$*"); }
 pass() { echo "ok: $*"; }
 skip() { echo "SKIP: $*"; exit 77; }
 need() { local c; for c in "$@"; do command -v "$c" >/dev/null 2>&1 || skip "$c not installed"; done; }
@@ -41,6 +42,9 @@ assert_contains() {
 # deterministic pseudo-random bytes: rand_bytes SEED COUNT
 rand_bytes() { openssl enc -aes-128-ctr -pass "pass:$1" -nosalt -pbkdf2 </dev/zero 2>/dev/null | head -c "$2"; }
 finish() {
+	local m
+	# repeat failures at the end, where tests/run.sh's tail of the log shows them
+	for m in "${_failed[@]}"; do echo "FAIL (summary): $m" >&2; done
 	if [ "$_failures" -gt 0 ]; then echo "$_failures failure(s)" >&2; exit 1; fi
 	exit 0
 }

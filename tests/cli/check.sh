@@ -3,15 +3,6 @@
 # 3 leaks only), repair with -r, and corrupt-input handling of info/map/
 # convert: header fields and block map entries poked by hand.
 . "$(dirname "$0")/../lib.sh"
-# repeat failures at the end, where tests/run.sh's tail of the log shows them
-_failed=()
-eval "_lib_$(declare -f fail)"
-fail() { _failed+=("$*"); _lib_fail "$@"; }
-summary() {
-	local m
-	for m in "${_failed[@]}"; do echo "FAIL (summary): $m" >&2; done
-	finish
-}
 need jq qemu-img
 MiB=$((1 << 20))
 
@@ -193,4 +184,4 @@ assert_rc "bad cbBlock, probed: check exits 2" 2 "$VDISK" check "$V"
 assert_contains "bad cbBlock, probed: message" "cbBlock" "$T/.err"
 assert_rc "bad cbBlock, probed: info fails" 1 "$VDISK" info "$V"
 
-summary
+finish

@@ -2,15 +2,6 @@
 # vdisk compare: exit 0 identical / 1 different / 2 error, the exact offset
 # of the first difference, size differences (zero tail equal unless -s).
 . "$(dirname "$0")/../lib.sh"
-# repeat failures at the end, where tests/run.sh's tail of the log shows them
-_failed=()
-eval "_lib_$(declare -f fail)"
-fail() { _failed+=("$*"); _lib_fail "$@"; }
-summary() {
-	local m
-	for m in "${_failed[@]}"; do echo "FAIL (summary): $m" >&2; done
-	finish
-}
 need jq
 MiB=$((1 << 20))
 
@@ -102,4 +93,4 @@ assert_rc "unknown -F format: 2" 2 "$VDISK" compare -F nope "$A" "$A"
 assert_rc "-f vdi on a raw file: 2" 2 "$VDISK" compare -f vdi "$A" "$A"
 assert_rc "--output=xml: 2" 2 "$VDISK" compare --output=xml "$A" "$A"
 
-summary
+finish

@@ -4,15 +4,6 @@
 # are named in the error, create/convert refuse to overwrite without
 # --force, sizes with suffixes, no temporary files left behind.
 . "$(dirname "$0")/../lib.sh"
-# repeat failures at the end, where tests/run.sh's tail of the log shows them
-_failed=()
-eval "_lib_$(declare -f fail)"
-fail() { _failed+=("$*"); _lib_fail "$@"; }
-summary() {
-	local m
-	for m in "${_failed[@]}"; do echo "FAIL (summary): $m" >&2; done
-	finish
-}
 need jq
 MiB=$((1 << 20))
 
@@ -228,4 +219,4 @@ before=$(sha1sum < "$T/self.vdi")
 fails "convert -n onto the source itself" "same file" "$VDISK" convert -n "$T/self.vdi" "$T/self.vdi"
 assert_eq "self-convert left the image untouched" "$before" "$(sha1sum < "$T/self.vdi")"
 
-summary
+finish
