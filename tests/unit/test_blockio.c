@@ -18,27 +18,8 @@
 
 /* ---- helpers ---- */
 
-#define assert_msg_has(e, s)                                                       \
-	do {                                                                       \
-		if (!strstr((e)->msg, (s)))                                        \
-			fail_msg("error message \"%s\" does not contain \"%s\"",   \
-				 (e)->msg, (s));                                   \
-	} while (0)
 
-#define assert_msg_has_nocase(e, s)                                                \
-	do {                                                                       \
-		if (!strcasestr((e)->msg, (s)))                                    \
-			fail_msg("error message \"%s\" does not contain \"%s\"",   \
-				 (e)->msg, (s));                                   \
-	} while (0)
 
-/* Successful call, or fail showing the library's message. */
-#define assert_ok(call, e)                                                         \
-	do {                                                                       \
-		int r_ = (call);                                                   \
-		if (r_ != 0)                                                       \
-			fail_msg("%s returned %d: %s", #call, r_, (e)->msg);       \
-	} while (0)
 
 static uint64_t rng_state;
 
@@ -78,24 +59,7 @@ static void fill_pattern(uint8_t *p, size_t n, uint8_t seed)
 		p[i] = (uint8_t)(seed + i * 7 + (i >> 9));
 }
 
-/* Fail with the first differing offset. */
-static void assert_same(const uint8_t *got, const uint8_t *want, size_t n,
-			const char *what)
-{
-	if (memcmp(got, want, n) == 0)
-		return;
-	for (size_t i = 0; i < n; i++)
-		if (got[i] != want[i])
-			fail_msg("%s: first difference at byte %zu: got 0x%02x, expected 0x%02x",
-				 what, i, got[i], want[i]);
-}
 
-static void assert_zero(const uint8_t *p, size_t n, const char *what)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i])
-			fail_msg("%s: byte %zu is 0x%02x, expected 0", what, i, p[i]);
-}
 
 static struct vd_image *open_raw(const char *name, uint64_t size, unsigned flags)
 {
@@ -1384,10 +1348,5 @@ int main(void)
 		cmocka_unit_test(test_fake_backend_contract),
 		cmocka_unit_test(test_fake_read_only_backend),
 	};
-	/* UNIT_FILTER / UNIT_SKIP: glob patterns of test names to run / skip */
-	if (getenv("UNIT_FILTER"))
-		cmocka_set_test_filter(getenv("UNIT_FILTER"));
-	if (getenv("UNIT_SKIP"))
-		cmocka_set_skip_filter(getenv("UNIT_SKIP"));
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return unit_run(tests);
 }

@@ -10,12 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define assert_msg_has(e, s)                                                       \
-	do {                                                                       \
-		if (!strstr((e)->msg, (s)))                                        \
-			fail_msg("error message \"%s\" does not contain \"%s\"",   \
-				 (e)->msg, (s));                                   \
-	} while (0)
 
 /* ---- vd_parse_size ---- */
 
@@ -364,10 +358,5 @@ int main(void)
 		cmocka_unit_test(test_uuid),
 		cmocka_unit_test(test_formats),
 	};
-	/* UNIT_FILTER / UNIT_SKIP: glob patterns of test names to run / skip */
-	if (getenv("UNIT_FILTER"))
-		cmocka_set_test_filter(getenv("UNIT_FILTER"));
-	if (getenv("UNIT_SKIP"))
-		cmocka_set_skip_filter(getenv("UNIT_SKIP"));
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return unit_run(tests);
 }
