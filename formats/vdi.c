@@ -226,41 +226,44 @@ static int parse_header(struct vdi *s, const char *path, uint64_t file_size,
 	return 0;
 }
 
+/* What is wrong with block B's map entry E, given the slots already taken
+ * (OWNER: slot -> block + 1); NULL when it is a valid slot reference. */
+static const char *entry_problem(const struct vdi *s, uint32_t b, uint32_t e,
+				 const uint32_t *owner, char *msg, size_t len)
+{
+	if (e >= s->nblocks)
+		snprintf(msg, len, "entry for block %u is %u, not below cBlocks %u", b, e, s->nblocks);
+	else if (slot_offset(s, e) + slot_guest_bytes(s, b) > s->file_size)
+		snprintf(msg, len, "entry for block %u points to slot %u at offset %llu, past the end of the file (%llu bytes)",
+			 b, e, (unsigned long long)slot_offset(s, e), (unsigned long long)s->file_size);
+	else if (owner[e])
+		snprintf(msg, len, "entry for block %u points to slot %u, which block %u already uses",
+			 b, e, owner[e] - 1);
+	else
+		return NULL;
+	return msg;
+}
+
 /* Validate the block map. With RDWR also make sure cBlocksAllocated covers
  * every used slot, since the next allocation goes to slot cBlocksAllocated. */
 static int check_bmap(struct vdi *s, const char *path, bool rdwr, struct vd_error *err)
 {
-	uint8_t *seen;
-	uint32_t max_used = 0;
+	uint32_t *owner, max_used = 0;
+	char msg[256];
 	int r = 0;
 
-	seen = vd_calloc((s->nblocks + 7) / 8, 1, err);
-	if (!seen)
+	owner = vd_calloc(s->nblocks, sizeof(*owner), err);
+	if (!owner)
 		return -ENOMEM;
 	for (uint32_t b = 0; b < s->nblocks; b++) {
 		uint32_t e = s->bmap[b];
 		if (!entry_allocated(e))
 			continue;
-		if (e >= s->nblocks) {
-			r = vd_set_error(err, EINVAL,
-					 "%s: invalid VDI block map: entry for block %u is %u, not below cBlocks %u",
-					 path, b, e, s->nblocks);
+		if (entry_problem(s, b, e, owner, msg, sizeof(msg))) {
+			r = vd_set_error(err, EINVAL, "%s: invalid VDI block map: %s", path, msg);
 			goto out;
 		}
-		if (slot_offset(s, e) + slot_guest_bytes(s, b) > s->file_size) {
-			r = vd_set_error(err, EINVAL,
-					 "%s: invalid VDI block map: entry for block %u points to slot %u at offset %llu, past the end of the file (%llu bytes)",
-					 path, b, e, (unsigned long long)slot_offset(s, e),
-					 (unsigned long long)s->file_size);
-			goto out;
-		}
-		if (seen[e / 8] & (1u << (e % 8))) {
-			r = vd_set_error(err, EINVAL,
-					 "%s: invalid VDI block map: entry for block %u points to slot %u, which another block already uses",
-					 path, b, e);
-			goto out;
-		}
-		seen[e / 8] |= (uint8_t)(1u << (e % 8));
+		owner[e] = b + 1;
 		if (e + 1 > max_used)
 			max_used = e + 1;
 	}
@@ -269,7 +272,7 @@ static int check_bmap(struct vdi *s, const char *path, bool rdwr, struct vd_erro
 				 "%s: cBlocksAllocated (offset 388) is %u but the block map uses %u slots; run 'vdisk check -r' first",
 				 path, s->nalloc, max_used);
 out:
-	free(seen);
+	free(owner);
 	return r;
 }
 
@@ -369,6 +372,23 @@ static int write_nalloc(struct vd_image *img, struct vd_error *err)
 	return vd_host_pwrite(img->host, s->hdr + OFF_CBLOCKSALLOC, 4, OFF_CBLOCKSALLOC, err);
 }
 
+/* First slot no map entry references (nblocks when there is none). */
+static int find_free_slot(const struct vdi *s, uint32_t *slot, struct vd_error *err)
+{
+	uint8_t *used = vd_calloc((s->nblocks + 7) / 8, 1, err);
+
+	if (!used)
+		return -ENOMEM;
+	for (uint32_t b = 0; b < s->nblocks; b++)
+		if (entry_allocated(s->bmap[b]))
+			used[s->bmap[b] / 8] |= (uint8_t)(1u << (s->bmap[b] % 8));
+	for (*slot = 0; *slot < s->nblocks; (*slot)++)
+		if (!(used[*slot / 8] & (1u << (*slot % 8))))
+			break;
+	free(used);
+	return 0;
+}
+
 /* Give block B a new slot at the end of the data area and store BUF at
  * IN_BLOCK within it; the rest of the block reads as zeros. */
 static int allocate_block(struct vd_image *img, uint32_t b, uint64_t in_block,
@@ -376,12 +396,21 @@ static int allocate_block(struct vd_image *img, uint32_t b, uint64_t in_block,
 {
 	struct vdi *s = img->priv;
 	uint32_t slot = s->nalloc;
+	bool append = true;
 	uint64_t start, end, old_size;
 	int r;
 
-	if (slot >= s->nblocks)
-		return vd_set_error(err, ENOSPC, "%s: VDI data area is full (cBlocksAllocated %u = cBlocks)",
-				    img->host->path, slot);
+	if (slot >= s->nblocks) {
+		/* every slot was handed out (a fixed image): reuse one no block
+		 * references any more */
+		r = find_free_slot(s, &slot, err);
+		if (r < 0)
+			return r;
+		if (slot >= s->nblocks)
+			return vd_set_error(err, ENOSPC, "%s: VDI data area is full (cBlocksAllocated %u = cBlocks)",
+					    img->host->path, s->nalloc);
+		append = false;
+	}
 	start = s->off_data + (uint64_t)slot * slot_stride(s);
 	end = start + slot_stride(s);
 	if (s->file_size > start) {
@@ -403,7 +432,7 @@ static int allocate_block(struct vd_image *img, uint32_t b, uint64_t in_block,
 	if (r < 0)
 		return r;
 	r = set_bmap_entry(img, b, slot, err);
-	if (r < 0)
+	if (r < 0 || !append)
 		return r;
 	s->nalloc++;
 	return write_nalloc(img, err);
@@ -669,7 +698,8 @@ static int move_slot(struct vd_image *img, uint32_t b, uint32_t from, uint32_t t
 	struct vdi *s = img->priv;
 	uint64_t src = s->off_data + (uint64_t)from * slot_stride(s);
 	uint64_t dst = s->off_data + (uint64_t)to * slot_stride(s);
-	uint64_t left = slot_stride(s);
+	/* a partial last block may end the file before the slot does */
+	uint64_t left = VD_MIN(slot_stride(s), s->file_size - src);
 	size_t chunk = (size_t)VD_MIN(left, (uint64_t)(1u << 20));
 	uint8_t *buf = vd_malloc(chunk, err);
 	int r = 0;
@@ -700,6 +730,8 @@ static int vdi_check(struct vd_image *img, bool repair, struct vd_check *res,
 	uint32_t *owner; /* slot -> block + 1, 0 = free */
 	uint32_t used = 0, max_used = 0;
 	uint64_t data_end;
+	bool bad_count;
+	char msg[256];
 	int r = 0;
 
 	owner = vd_calloc(s->nblocks, sizeof(*owner), err);
@@ -709,24 +741,9 @@ static int vdi_check(struct vd_image *img, bool repair, struct vd_check *res,
 		uint32_t e = s->bmap[b];
 		if (!entry_allocated(e))
 			continue;
-		if (e >= s->nblocks) {
+		if (entry_problem(s, b, e, owner, msg, sizeof(msg))) {
 			res->corruptions++;
-			vd_check_note(res, VD_CHECK_NOTE_ERROR,
-				      "block %u: map entry %u is not below cBlocks %u", b, e, s->nblocks);
-			continue;
-		}
-		if (owner[e]) {
-			res->corruptions++;
-			vd_check_note(res, VD_CHECK_NOTE_ERROR,
-				      "block %u: slot %u is also used by block %u", b, e, owner[e] - 1);
-			continue;
-		}
-		if (slot_offset(s, e) + slot_guest_bytes(s, b) > s->file_size) {
-			res->corruptions++;
-			vd_check_note(res, VD_CHECK_NOTE_ERROR,
-				      "block %u: slot %u (offset %llu) is past the end of the file (%llu bytes)",
-				      b, e, (unsigned long long)slot_offset(s, e),
-				      (unsigned long long)s->file_size);
+			vd_check_note(res, VD_CHECK_NOTE_ERROR, "block map %s", msg);
 			continue;
 		}
 		owner[e] = b + 1;
@@ -741,8 +758,9 @@ static int vdi_check(struct vd_image *img, bool repair, struct vd_check *res,
 		goto out;
 	}
 
-	/* Leaks: unused slots below the highest used one, and bytes past it. */
-	for (uint32_t i = 0; i < max_used; i++) {
+	/* Leaks (dynamic images): unused slots below the highest used one, and
+	 * bytes past it.  A fixed image keeps its slots whatever the map says. */
+	for (uint32_t i = 0; s->type == VDI_TYPE_DYNAMIC && i < max_used; i++) {
 		if (!owner[i]) {
 			res->leaks++;
 			res->leaked_bytes += slot_stride(s);
@@ -757,10 +775,15 @@ static int vdi_check(struct vd_image *img, bool repair, struct vd_check *res,
 		vd_check_note(res, VD_CHECK_NOTE_LEAK, "%llu bytes past the last used slot",
 			      (unsigned long long)(s->file_size - data_end));
 	}
-	if (s->nalloc != used) {
+	/* The next allocation goes to slot cBlocksAllocated: below the highest
+	 * used slot it would overwrite a block.  A dynamic image must count
+	 * exactly its used blocks; a fixed one at least its highest used slot. */
+	bad_count = s->type == VDI_TYPE_DYNAMIC ? s->nalloc != used : s->nalloc < max_used;
+	if (bad_count) {
 		res->corruptions++;
 		vd_check_note(res, VD_CHECK_NOTE_ERROR,
-			      "cBlocksAllocated is %u but the block map uses %u blocks", s->nalloc, used);
+			      "cBlocksAllocated is %u but the block map uses %u blocks (highest slot %u)",
+			      s->nalloc, used, max_used ? max_used - 1 : 0);
 	}
 	if (!repair || (!res->leaks && !res->corruptions))
 		goto out;
@@ -785,13 +808,14 @@ static int vdi_check(struct vd_image *img, bool repair, struct vd_check *res,
 		}
 		max_used = used;
 	}
-	if (s->nalloc != used) {
+	if (bad_count) {
+		/* dynamic: compacted above, so used == max_used */
 		uint32_t old = s->nalloc;
-		s->nalloc = used;
+		s->nalloc = max_used;
 		r = write_nalloc(img, err);
 		if (r < 0)
 			goto out;
-		vd_check_note(res, VD_CHECK_NOTE_FIXED, "cBlocksAllocated set from %u to %u", old, used);
+		vd_check_note(res, VD_CHECK_NOTE_FIXED, "cBlocksAllocated set from %u to %u", old, max_used);
 		res->corruptions--;
 		res->corruptions_fixed++;
 	}

@@ -141,7 +141,7 @@ bad_bmap() { # NAME BLOCK VALUE CHECK-NEEDLE
 }
 bad_bmap past-eof 0 7 "past the end"
 bad_bmap beyond-cblocks 1 1000 "not below cBlocks"
-bad_bmap duplicate 5 0 "also used"
+bad_bmap duplicate 5 0 "already uses"
 # the file cut short inside the data area
 V=$(fresh short)
 truncate -s $((GOOD_SIZE - MiB / 2)) "$V"
@@ -183,5 +183,23 @@ poke32 "$V" 376 3000
 assert_rc "bad cbBlock, probed: check exits 2" 2 "$VDISK" check "$V"
 assert_contains "bad cbBlock, probed: message" "cbBlock" "$T/.err"
 assert_rc "bad cbBlock, probed: info fails" 1 "$VDISK" info "$V"
+
+# ---- regressions found by the fuzzer (tests/fuzz/crashes)
+# a fixed VDI whose map skips a slot: repair must not lower cBlocksAllocated
+# under the highest used slot, or the next write overwrites another block
+cp "$TOP/tests/fuzz/crashes/vdi-fixed-repair-nalloc.vdi" "$T/fz1.vdi"
+assert_rc "fuzz fixed: check -r" 0 "$VDISK" check -f vdi -r "$T/fz1.vdi"
+"$VDISK" convert -f vdi -O raw "$T/fz1.vdi" "$T/fz1.raw"
+size=$(stat -c %s "$T/fz1.raw")
+rand_bytes fz1 "$size" > "$T/fz1.new"
+assert_rc "fuzz fixed: write every block after repair" 0 "$VDISK" convert -n -f raw "$T/fz1.new" "$T/fz1.vdi"
+assert_rc "fuzz fixed: every block reads back (no shared slot)" 0 "$VDISK" compare -F vdi "$T/fz1.new" "$T/fz1.vdi"
+assert_rc "fuzz fixed: consistent afterwards" 0 "$VDISK" check -f vdi "$T/fz1.vdi"
+# a dynamic VDI whose moved slot holds a partial last block that ends the file
+cp "$TOP/tests/fuzz/crashes/vdi-partial-slot-repair.vdi" "$T/fz2.vdi"
+"$VDISK" convert -f vdi -O raw "$T/fz2.vdi" "$T/fz2.before"
+assert_rc "fuzz partial slot: check -r succeeds" 0 "$VDISK" check -f vdi -r "$T/fz2.vdi"
+assert_rc "fuzz partial slot: consistent afterwards" 0 "$VDISK" check -f vdi "$T/fz2.vdi"
+assert_rc "fuzz partial slot: contents kept" 0 "$VDISK" compare -F vdi "$T/fz2.before" "$T/fz2.vdi"
 
 finish

@@ -393,8 +393,8 @@ static void test_bmap_entry_past_eof(void **state)
 static void test_bmap_shared_slot(void **state)
 {
 	(void)state;
-	reject32(TMPL_OFFBLOCKS + 4 * 3, 0, "block map", "another block");
-	reject32(TMPL_OFFBLOCKS + 4 * 1, 1, "block map", "another block");
+	reject32(TMPL_OFFBLOCKS + 4 * 3, 0, "block map", "which block 0 already uses");
+	reject32(TMPL_OFFBLOCKS + 4 * 1, 1, "block map", "which block 1 already uses");
 }
 
 static void test_nalloc_too_small(void **state)
