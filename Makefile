@@ -34,7 +34,7 @@ OPT ?= -O2 -g
 CFLAGS ?= $(OPT)
 ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -D_FILE_OFFSET_BITS=64 \
 	-Iinclude -Isrc/core
-LIBS := -luuid -lpthread
+LIBS := -luuid -lpthread -lz -lblkid
 ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
 
 LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/ops/*.c) $(wildcard formats/*.c)
@@ -92,7 +92,7 @@ bench: all
 	@VDISK=$(abspath $(VDISK)) bash tests/bench/bench.sh
 
 vdisk.pc: Makefile
-	@printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: libvdisk\nDescription: virtual disk images (raw, VDI) behind one block-I/O layer\nVersion: %s\nLibs: -L$${libdir} -lvdisk\nLibs.private: -luuid -lpthread\nCflags: -I$${includedir}\n' \
+	@printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: libvdisk\nDescription: virtual disk images (raw, VDI) behind one block-I/O layer\nVersion: %s\nLibs: -L$${libdir} -lvdisk\nLibs.private: -luuid -lpthread -lz -lblkid\nCflags: -I$${includedir}\n' \
 		'$(PREFIX)' '$(LIBDIR)' '$(INCDIR)' '$(VERSION)' > $(BUILD)/vdisk.pc
 
 install: all vdisk.pc
