@@ -472,31 +472,6 @@ static int vdi_write_zeroes(struct vd_image *img, uint64_t off, uint64_t len,
 				    len, unmap, err);
 }
 
-/* Allocated space can be a hole in a sparse host file (QEMU's static=on
- * images, partly written blocks): report it as zero so nobody reads it. */
-static void host_holes(struct vd_host *h, struct vd_extent *ext)
-{
-	uint64_t fo = ext->offset, data, hole;
-	int r;
-
-	if (!h->ops->seek_data || !h->ops->seek_hole)
-		return;
-	r = h->ops->seek_data(h, fo, &data);
-	if (r == -ENXIO) {
-		ext->flags |= VD_BS_ZERO;
-		return;
-	}
-	if (r < 0)
-		return;
-	if (data > fo) {
-		ext->flags |= VD_BS_ZERO;
-		ext->length = VD_MIN(ext->length, data - fo);
-		return;
-	}
-	if (h->ops->seek_hole(h, fo, &hole) == 0 && hole > fo)
-		ext->length = VD_MIN(ext->length, hole - fo);
-}
-
 static int vdi_block_status(struct vd_image *img, uint64_t off, uint64_t len,
 			    struct vd_extent *ext, struct vd_error *err)
 {
@@ -520,7 +495,9 @@ static int vdi_block_status(struct vd_image *img, uint64_t off, uint64_t len,
 	if (entry_allocated(e)) {
 		ext->flags = VD_BS_DATA | VD_BS_ALLOCATED | VD_BS_OFFSET_VALID;
 		ext->offset = slot_offset(s, e) + off % s->block_size;
-		host_holes(img->host, ext);
+		/* allocated space can be a hole in a sparse host file (QEMU's
+		 * static=on images, partly written blocks) */
+		vd_host_refine_extent(img->host, ext);
 	} else if (e == VDI_ZERO) {
 		ext->flags = VD_BS_ZERO | VD_BS_ALLOCATED;
 	} else {

@@ -84,6 +84,8 @@ struct vd_extent {
 	uint64_t length; /* bytes, > 0 */
 	unsigned flags;  /* VD_BS_* */
 	uint64_t offset; /* host file offset, if VD_BS_OFFSET_VALID */
+	const char *file; /* file holding .offset when not the image file itself
+			   * (extents of split VMDKs); NULL otherwise */
 };
 
 /* Status of the range starting at OFF: fills one extent that starts at OFF

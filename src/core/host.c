@@ -340,3 +340,26 @@ int vd_host_allocate(struct vd_host *h, uint64_t off, uint64_t len,
 	}
 	return r;
 }
+
+void vd_host_refine_extent(struct vd_host *h, struct vd_extent *ext)
+{
+	uint64_t fo = ext->offset, data, hole;
+	int r;
+
+	if (!h->ops->seek_data || !h->ops->seek_hole)
+		return;
+	r = h->ops->seek_data(h, fo, &data);
+	if (r == -ENXIO) {
+		ext->flags |= VD_BS_ZERO;
+		return;
+	}
+	if (r < 0)
+		return;
+	if (data > fo) {
+		ext->flags |= VD_BS_ZERO;
+		ext->length = VD_MIN(ext->length, data - fo);
+		return;
+	}
+	if (h->ops->seek_hole(h, fo, &hole) == 0 && hole > fo)
+		ext->length = VD_MIN(ext->length, hole - fo);
+}

@@ -174,6 +174,10 @@ int vd_host_flush(struct vd_host *h, struct vd_error *err);
  * Falls back to writing zeros. */
 int vd_host_write_zeroes(struct vd_host *h, uint64_t off, uint64_t len,
 			 bool may_unmap, struct vd_error *err);
+/* EXT describes data at host offset ext->offset of H: if that is a hole in
+ * a sparse host file, add VD_BS_ZERO and shorten EXT to the hole; else
+ * shorten it to the data run.  Hosts that cannot tell leave EXT alone. */
+void vd_host_refine_extent(struct vd_host *h, struct vd_extent *ext);
 /* Reserve [off, off+len) (fallocate); -ENOTSUP if impossible. */
 int vd_host_allocate(struct vd_host *h, uint64_t off, uint64_t len,
 		     struct vd_error *err);
