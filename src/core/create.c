@@ -22,7 +22,8 @@ int vd_tmp_begin(struct vd_tmp *t, const char *final, bool force,
 	struct stat st;
 	int fd, r;
 
-	t->final = t->tmp = NULL;
+	memset(t, 0, sizeof(*t));
+	t->force = force;
 	if (lstat(final, &st) == 0) {
 		if (!force)
 			return vd_set_error(err, EEXIST, "%s: already exists (use --force to replace it)", final);
@@ -72,19 +73,78 @@ static void fsync_path(const char *path, int flags)
 	}
 }
 
+static int move_into_place(const char *tmp, const char *final, bool force,
+			   struct vd_error *err)
+{
+	int r;
+
+	fsync_path(tmp, O_RDONLY);
+	if (force)
+		r = rename(tmp, final);
+	else
+		r = renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_NOREPLACE);
+	if (r < 0)
+		return vd_set_error(err, errno, "%s: cannot move the new image into place: %s",
+				    final, strerror(errno));
+	return 0;
+}
+
+int vd_tmp_add(struct vd_tmp *t, const char *final, struct vd_host **h,
+	       struct vd_error *err)
+{
+	struct vd_tmp one;
+	char **nf, **nt;
+	int r;
+
+	nf = realloc(t->extra_final, (t->nextra + 1) * sizeof(*nf));
+	if (nf)
+		t->extra_final = nf;
+	nt = realloc(t->extra_tmp, (t->nextra + 1) * sizeof(*nt));
+	if (nt)
+		t->extra_tmp = nt;
+	if (!nf || !nt)
+		return vd_set_error(err, ENOMEM, "out of memory");
+	r = vd_tmp_begin(&one, final, t->force, err);
+	if (r < 0)
+		return r;
+	t->extra_final[t->nextra] = one.final;
+	t->extra_tmp[t->nextra] = one.tmp;
+	t->nextra++;
+	return vd_host_open_file(h, one.tmp, VD_HOST_RDWR, err);
+}
+
+static void free_extras(struct vd_tmp *t, bool unlink_tmp)
+{
+	for (unsigned i = 0; i < t->nextra; i++) {
+		if (unlink_tmp && t->extra_tmp[i])
+			unlink(t->extra_tmp[i]);
+		free(t->extra_tmp[i]);
+		free(t->extra_final[i]);
+	}
+	free(t->extra_tmp);
+	free(t->extra_final);
+	t->extra_tmp = t->extra_final = NULL;
+	t->nextra = 0;
+}
+
 int vd_tmp_commit(struct vd_tmp *t, bool force, struct vd_error *err)
 {
 	char *dup;
 	int r;
 
-	fsync_path(t->tmp, O_RDONLY);
-	if (force)
-		r = rename(t->tmp, t->final);
-	else
-		r = renameat2(AT_FDCWD, t->tmp, AT_FDCWD, t->final, RENAME_NOREPLACE);
+	/* extents first: the main file (descriptor) names them */
+	for (unsigned i = 0; i < t->nextra; i++) {
+		r = move_into_place(t->extra_tmp[i], t->extra_final[i], force, err);
+		if (r < 0) {
+			vd_tmp_abort(t);
+			return r;
+		}
+		free(t->extra_tmp[i]);
+		t->extra_tmp[i] = NULL;
+	}
+	free_extras(t, false);
+	r = move_into_place(t->tmp, t->final, force, err);
 	if (r < 0) {
-		r = vd_set_error(err, errno, "%s: cannot move the new image into place: %s",
-				 t->final, strerror(errno));
 		vd_tmp_abort(t);
 		return r;
 	}
@@ -102,6 +162,7 @@ int vd_tmp_commit(struct vd_tmp *t, bool force, struct vd_error *err)
 
 void vd_tmp_abort(struct vd_tmp *t)
 {
+	free_extras(t, true);
 	if (t->tmp) {
 		unlink(t->tmp);
 		free(t->tmp);
@@ -114,6 +175,13 @@ void vd_tmp_abort(struct vd_tmp *t)
 int vd_create_on_host(struct vd_host *h, const char *format, uint64_t size,
 		      const char *opts, unsigned flags, const volatile int *cancel,
 		      struct vd_error *err)
+{
+	return vd_create_in_tmp(h, NULL, format, size, opts, flags, cancel, err);
+}
+
+int vd_create_in_tmp(struct vd_host *h, struct vd_tmp *t, const char *format,
+		     uint64_t size, const char *opts, unsigned flags,
+		     const volatile int *cancel, struct vd_error *err)
 {
 	const struct vd_driver *drv = vd_driver_find(format);
 	struct vd_create_params p;
@@ -131,6 +199,7 @@ int vd_create_on_host(struct vd_host *h, const char *format, uint64_t size,
 	p.opts = &o;
 	p.flags = flags;
 	p.cancel = cancel;
+	p.tmp = t;
 	return drv->create(h, &p, err);
 }
 
@@ -150,7 +219,7 @@ int vd_create(const char *path, const char *format, uint64_t size,
 	r = vd_host_open_file(&h, t.tmp, VD_HOST_RDWR, err);
 	if (r < 0)
 		goto fail;
-	r = vd_create_on_host(h, format, size, opts, flags, cancel, err);
+	r = vd_create_in_tmp(h, &t, format, size, opts, flags, cancel, err);
 	if (r == 0)
 		r = vd_host_flush(h, err);
 	vd_host_close(h);

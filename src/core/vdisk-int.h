@@ -205,6 +205,7 @@ struct vd_create_params {
 	struct vd_opts *opts;
 	unsigned flags; /* VD_CREATE_* */
 	const volatile int *cancel; /* may be NULL */
+	struct vd_tmp *tmp;         /* NULL: single-file images only */
 };
 
 static inline bool vd_cancelled(const volatile int *cancel)
@@ -270,6 +271,11 @@ void vd_info_add(struct vd_info *info, const char *key, bool is_number,
 struct vd_tmp {
 	char *final; /* destination path */
 	char *tmp;   /* temporary path, NULL once committed or aborted */
+	bool force;
+	/* further files of a multi-file image (VMDK extents), renamed into
+	 * place before the main file */
+	unsigned nextra;
+	char **extra_final, **extra_tmp;
 };
 
 /* Refuse an existing FINAL unless FORCE; create an empty temp file beside it. */
@@ -278,10 +284,19 @@ int vd_tmp_begin(struct vd_tmp *t, const char *final, bool force,
 /* fsync the temp file by path, rename it over FINAL (no-replace unless FORCE),
  * fsync the directory. */
 int vd_tmp_commit(struct vd_tmp *t, bool force, struct vd_error *err);
-/* Remove the temporary file (safe to call twice). */
+/* Remove the temporary file(s) (safe to call twice). */
 void vd_tmp_abort(struct vd_tmp *t);
+/* Another file of the same image: refuse an existing FINAL unless the
+ * destination was begun with FORCE, open a temporary file beside it. */
+int vd_tmp_add(struct vd_tmp *t, const char *final, struct vd_host **h,
+	       struct vd_error *err);
 
 /* Write a new image of FORMAT into the empty host H. */
 int vd_create_on_host(struct vd_host *h, const char *format, uint64_t size,
 		      const char *opts, unsigned flags, const volatile int *cancel,
 		      struct vd_error *err);
+/* The same, for a destination begun with vd_tmp_begin: formats made of
+ * several files (VMDK flat and split) add them through T. */
+int vd_create_in_tmp(struct vd_host *h, struct vd_tmp *t, const char *format,
+		     uint64_t size, const char *opts, unsigned flags,
+		     const volatile int *cancel, struct vd_error *err);

@@ -390,8 +390,8 @@ int vd_convert(const char *src_path, const char *dst_path,
 		r = vd_host_open_file(&h, tmp.tmp, VD_HOST_RDWR, err);
 		if (r < 0)
 			goto out;
-		r = vd_create_on_host(h, o->dst_format, vd_size(src), o->dst_opts,
-				      o->create_flags, o->cancel, err);
+		r = vd_create_in_tmp(h, &tmp, o->dst_format, vd_size(src), o->dst_opts,
+				     o->create_flags, o->cancel, err);
 		if (r < 0) {
 			vd_prefix_error(err, "%s", dst_path);
 			vd_host_close(h);
