@@ -205,6 +205,117 @@ int vd_compare(struct vd_image *a, struct vd_image *b,
 /* "10G", "512M", "1.5G", "4141875200", "64k" (binary units). */
 int vd_parse_size(const char *s, uint64_t *out);
 
+/* ---- fragmentation map: guest -> image file -> host device ------------ */
+
+/* The joined map walks the guest address space in order and, for every
+ * range, says where it lives in the image file (block status) and on the
+ * host device (FIEMAP of the image file; a block device is one extent).
+ * Memory is bounded whatever the image size; the cost grows with the number
+ * of block-status ranges and host extents, not with the virtual size. */
+
+enum vd_frag_kind {
+	VD_FRAG_UNALLOCATED = 0, /* not described by the image, reads as zeros */
+	VD_FRAG_ZERO = 1,        /* described as zeros, no data (VDI zero block) */
+	VD_FRAG_HOLE = 2,        /* allocated in the image but a hole in the host file */
+	VD_FRAG_DATA = 3,        /* stored in the image file */
+};
+
+enum {
+	VD_FRAG_FILE_OFF = 1u << 0,  /* .file_off is valid */
+	VD_FRAG_PHYS = 1u << 1,      /* .host_physical is valid */
+	VD_FRAG_DISCONT = 1u << 2,   /* data that does not follow its guest
+				      * predecessor in the image file */
+	VD_FRAG_SEEK = 1u << 3,      /* a sequential guest read starts a new
+				      * contiguous host run here */
+};
+
+struct vd_frag_run {
+	uint64_t guest_off;     /* guest offset */
+	uint64_t len;           /* bytes, > 0 */
+	int kind;               /* enum vd_frag_kind */
+	unsigned flags;         /* VD_FRAG_* */
+	uint64_t file_off;      /* offset in the image file (VD_FRAG_FILE_OFF) */
+	uint64_t host_physical; /* byte offset on the host device (VD_FRAG_PHYS) */
+	uint32_t host_flags;    /* FIEMAP_EXTENT_* of the host extent (<linux/fiemap.h>),
+				 * LAST masked out; 0 for block devices */
+};
+
+/* How the host side was mapped. */
+enum vd_frag_host {
+	VD_FRAG_HOST_NONE = 0,   /* unknown: see .host_note */
+	VD_FRAG_HOST_FIEMAP = 1, /* FIEMAP with FIEMAP_FLAG_SYNC */
+	VD_FRAG_HOST_DEVICE = 2, /* a block device: one extent, physical = file offset */
+};
+
+/* Power-of-two histogram of host run lengths: bucket i counts runs of
+ * [2^i, 2^(i+1)) bytes. */
+#define VD_FRAG_HIST 64
+
+struct vd_frag_summary {
+	uint64_t guest_start, guest_length; /* the range walked (whole disk by default) */
+	uint64_t data_bytes;        /* stored as data in the image (allocated bytes) */
+	uint64_t zero_bytes, hole_bytes, unallocated_bytes;
+	uint64_t runs;              /* joined runs reported through the callback */
+	uint32_t block_size;        /* image allocation unit, 0 if none */
+	/* image-internal order */
+	uint64_t data_blocks;       /* allocation blocks holding data (data ranges
+				     * for formats without blocks) */
+	uint64_t discontinuities;   /* data not following its guest predecessor in
+				     * the file (a guest gap skipped by the same
+				     * file gap, as in raw files, does not count) */
+	uint64_t out_of_order_blocks; /* blocks starting a discontinuity */
+	/* host side */
+	int host_map;               /* enum vd_frag_host */
+	char host_fs[32];           /* host filesystem type, "" if unknown */
+	char host_note[160];        /* why host_map is NONE, "" otherwise */
+	uint64_t file_size;         /* size of the image file */
+	uint64_t host_extents;      /* FIEMAP extents of the image file, as
+				     * filefrag -v lists them (1 for a device) */
+	uint64_t host_fragments;    /* the same with physically contiguous
+				     * extents merged */
+	/* a full sequential guest read (zero, hole and unallocated ranges are
+	 * not read; without host positions, file offsets stand in) */
+	uint64_t host_runs;         /* contiguous host runs it visits (seeks + 1) */
+	uint64_t host_run_bytes;    /* data bytes in those runs */
+	uint64_t host_run_max;      /* longest run */
+	uint64_t host_run_median;   /* median run length (count-based) */
+	bool host_run_median_exact; /* false: lower bound of its histogram bucket
+				     * (runs beyond VD_FRAG_SAMPLE) */
+	uint64_t bytes_in_runs_1m;  /* data in runs of at least 1 MiB */
+	uint64_t bytes_in_runs_64m; /* data in runs of at least 64 MiB */
+	uint64_t run_hist[VD_FRAG_HIST];
+};
+/* Run lengths kept for an exact median; beyond it the histogram decides. */
+#define VD_FRAG_SAMPLE 4096
+
+/* Called for each joined run in guest order; non-zero return stops the walk
+ * and is returned by vd_fragmap (use a -errno). */
+typedef int (*vd_frag_fn)(void *ctx, const struct vd_frag_run *run);
+
+struct vd_fragmap_opts {
+	uint64_t start, length;     /* guest range; length 0: to the end */
+	const volatile int *cancel; /* non-zero: stop with -ECANCELED */
+};
+
+/* Walk IMG (OPTS may be NULL; FN may be NULL) and fill SUM.  A host
+ * filesystem without FIEMAP is not an error: SUM->host_map says NONE and
+ * SUM->host_note why. */
+int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
+	       vd_frag_fn fn, void *ctx, struct vd_frag_summary *sum,
+	       struct vd_error *err);
+
+struct vd_host_extent {
+	uint64_t logical, physical, length; /* bytes */
+	uint32_t flags;                     /* FIEMAP_EXTENT_* */
+};
+typedef int (*vd_host_extent_fn)(void *ctx, const struct vd_host_extent *e);
+
+/* The host extents of IMG's file, in file order (FIEMAP_FLAG_SYNC); a block
+ * device is one extent.  -EOPNOTSUPP (message names the file and the
+ * filesystem) when the host cannot tell. */
+int vd_host_extents(struct vd_image *img, vd_host_extent_fn fn, void *ctx,
+		    struct vd_error *err);
+
 #ifdef __cplusplus
 }
 #endif

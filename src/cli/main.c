@@ -15,6 +15,7 @@ static const struct cli_cmd cmds[] = {
 	{ "map", cmd_map, "list allocated, zero and unallocated ranges" },
 	{ "compare", cmd_compare, "compare the guest contents of two images" },
 	{ "check", cmd_check, "validate (and repair) image metadata" },
+	{ "inspect", cmd_inspect, "fragmentation: guest -> image file -> host disk" },
 };
 
 static void usage(FILE *f)

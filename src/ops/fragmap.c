@@ -1,0 +1,608 @@
+/*
+ * fragmap: the fragmentation map.  Joins the guest address space (block
+ * status) with the image file (file offsets) and the host device (FIEMAP of
+ * the image file), in guest order, and sums up what a sequential guest read
+ * costs on the host.
+ *
+ * Streaming: one block-status query at a time, split at host extent
+ * boundaries; host extents come from a window of FM_BATCH extents that is
+ * refilled only when a file offset falls outside it, so memory is bounded
+ * and the cost grows with the number of ranges and extents, not with the
+ * virtual size.  The median host run length is exact up to VD_FRAG_SAMPLE
+ * runs; beyond that it is read from a power-of-two histogram.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#define _GNU_SOURCE
+#include "../core/vdisk-int.h"
+
+#include <errno.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/vfs.h>
+
+#define FM_BATCH 256u
+
+/* ---- host extents ---- */
+
+struct hostmap {
+	struct vd_host *h;
+	int mode;               /* enum vd_frag_host */
+	bool synced;            /* FIEMAP_FLAG_SYNC was passed once */
+	struct fiemap *fm;      /* FM_BATCH extents */
+	uint64_t cstart, cend;  /* file range the window describes */
+	bool valid;
+};
+
+static const char *fs_name(long type)
+{
+	static const struct { unsigned long magic; const char *name; } t[] = {
+		{ 0xEF53, "ext2/3/4" },      { 0x58465342, "xfs" },
+		{ 0x9123683E, "btrfs" },     { 0x01021994, "tmpfs" },
+		{ 0x6969, "nfs" },           { 0xFF534D42, "cifs" },
+		{ 0xFE534D42, "smb2" },      { 0x794C7630, "overlayfs" },
+		{ 0x2FC12FC1, "zfs" },       { 0xF2F52010, "f2fs" },
+		{ 0x65735546, "fuse" },      { 0x4D44, "vfat" },
+		{ 0x5346544E, "ntfs" },      { 0x858458F6, "ramfs" },
+		{ 0x2011BAB0, "exfat" },     { 0xCA451A4E, "bcachefs" },
+		{ 0x3153464A, "jfs" },       { 0x52654973, "reiserfs" },
+		{ 0x9FA0, "proc" },          { 0x62656572, "sysfs" },
+		{ 0x01021997, "9p" },        { 0x47504653, "gpfs" },
+		{ 0x0BD00BD0, "lustre" },    { 0x00C36400, "ceph" },
+	};
+	for (size_t i = 0; i < VD_ARRAY_SIZE(t); i++)
+		if ((unsigned long)(unsigned int)type == t[i].magic)
+			return t[i].name;
+	return NULL;
+}
+
+static void host_fs_type(struct vd_host *h, char *out, size_t len)
+{
+	struct statfs sf;
+	const char *n;
+
+	out[0] = 0;
+	if (h->fd < 0 || fstatfs(h->fd, &sf) < 0)
+		return;
+	n = fs_name((long)sf.f_type);
+	if (n)
+		snprintf(out, len, "%s", n);
+	else
+		snprintf(out, len, "0x%lx", (unsigned long)(unsigned int)sf.f_type);
+}
+
+static int hostmap_init(struct hostmap *hm, struct vd_host *h, struct vd_error *err)
+{
+	memset(hm, 0, sizeof(*hm));
+	hm->h = h;
+	if (h->fd < 0) {
+		hm->mode = VD_FRAG_HOST_NONE;
+		return 0;
+	}
+	if (h->is_blockdev) {
+		hm->mode = VD_FRAG_HOST_DEVICE;
+		return 0;
+	}
+	hm->fm = vd_calloc(1, sizeof(struct fiemap) + FM_BATCH * sizeof(struct fiemap_extent), err);
+	if (!hm->fm)
+		return err ? err->code : -ENOMEM;
+	hm->mode = VD_FRAG_HOST_FIEMAP;
+	return 0;
+}
+
+static void hostmap_free(struct hostmap *hm)
+{
+	free(hm->fm);
+	hm->fm = NULL;
+}
+
+static bool fiemap_unsupported(int e)
+{
+	return e == EOPNOTSUPP || e == ENOTTY || e == ENOSYS || e == EBADR || e == EINVAL;
+}
+
+/* Fill the window with the extents at or after file offset START. */
+static int fm_query(struct hostmap *hm, uint64_t start, struct vd_error *err)
+{
+	struct fiemap *fm = hm->fm;
+	unsigned n;
+	char fs[32];
+
+	memset(fm, 0, sizeof(*fm));
+	fm->fm_start = start;
+	fm->fm_length = ~0ULL - start;
+	fm->fm_flags = hm->synced ? 0 : FIEMAP_FLAG_SYNC;
+	fm->fm_extent_count = FM_BATCH;
+	if (ioctl(hm->h->fd, FS_IOC_FIEMAP, fm) < 0) {
+		int e = errno;
+		hm->valid = false;
+		host_fs_type(hm->h, fs, sizeof(fs));
+		if (fiemap_unsupported(e))
+			return vd_set_error(err, EOPNOTSUPP,
+					    "%s: the host filesystem (%s) does not support FIEMAP, so the host extents are unknown",
+					    hm->h->path, fs[0] ? fs : "unknown type");
+		return vd_set_error(err, e, "%s: FIEMAP at file offset %llu: %s", hm->h->path,
+				    (unsigned long long)start, strerror(e));
+	}
+	hm->synced = true;
+	n = fm->fm_mapped_extents;
+	if (n > FM_BATCH)
+		return vd_set_error(err, EIO, "%s: FIEMAP returned %u extents for %u slots",
+				    hm->h->path, n, FM_BATCH);
+	hm->cstart = start;
+	if (n == 0 || n < FM_BATCH || (fm->fm_extents[n - 1].fe_flags & FIEMAP_EXTENT_LAST))
+		hm->cend = UINT64_MAX;
+	else
+		hm->cend = fm->fm_extents[n - 1].fe_logical + fm->fm_extents[n - 1].fe_length;
+	if (hm->cend <= start) /* cannot happen with a sane kernel; avoid looping */
+		hm->cend = UINT64_MAX;
+	hm->valid = true;
+	return 0;
+}
+
+struct host_piece {
+	uint64_t len;
+	bool mapped;      /* inside a host extent */
+	bool phys_valid;
+	uint64_t phys;
+	uint32_t flags;
+};
+
+/* Where file offset F (at most LEN bytes) lives on the host. */
+static int host_lookup(struct hostmap *hm, uint64_t f, uint64_t len,
+		       struct host_piece *p, struct vd_error *err)
+{
+	const struct fiemap_extent *x;
+	unsigned lo, hi, n;
+	uint64_t next;
+	int r;
+
+	if (!hm->valid || f < hm->cstart || f >= hm->cend) {
+		r = fm_query(hm, f, err);
+		if (r < 0)
+			return r;
+	}
+	x = hm->fm->fm_extents;
+	n = hm->fm->fm_mapped_extents;
+	/* first extent that ends after F */
+	lo = 0;
+	hi = n;
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		if (x[mid].fe_logical + x[mid].fe_length <= f)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	memset(p, 0, sizeof(*p));
+	if (lo < n && x[lo].fe_logical <= f) {
+		uint64_t d = f - x[lo].fe_logical;
+		p->mapped = true;
+		p->len = VD_MIN(len, x[lo].fe_length - d);
+		p->flags = x[lo].fe_flags & ~(uint32_t)FIEMAP_EXTENT_LAST;
+		p->phys_valid = !(x[lo].fe_flags & (FIEMAP_EXTENT_UNKNOWN | FIEMAP_EXTENT_DELALLOC));
+		p->phys = x[lo].fe_physical + d;
+		return 0;
+	}
+	next = lo < n ? x[lo].fe_logical : hm->cend;
+	p->len = VD_MIN(len, next - f);
+	return 0;
+}
+
+struct count_ctx {
+	struct vd_frag_summary *sum;
+	bool have;
+	uint64_t pend;
+};
+
+static int walk_host_extents(struct hostmap *hm, vd_host_extent_fn fn, void *ctx,
+			     const volatile int *cancel, struct vd_error *err)
+{
+	uint64_t start = 0;
+	int r;
+
+	for (;;) {
+		const struct fiemap_extent *x;
+		unsigned n;
+
+		if (vd_cancelled(cancel))
+			return vd_set_error(err, ECANCELED, "%s: cancelled", hm->h->path);
+		r = fm_query(hm, start, err);
+		if (r < 0)
+			return r;
+		x = hm->fm->fm_extents;
+		n = hm->fm->fm_mapped_extents;
+		if (n == 0)
+			return 0;
+		for (unsigned i = 0; i < n; i++) {
+			struct vd_host_extent e = {
+				.logical = x[i].fe_logical,
+				.physical = x[i].fe_physical,
+				.length = x[i].fe_length,
+				.flags = x[i].fe_flags,
+			};
+			/* the first extent of a later window may overlap the
+			 * last one of the previous window: report it once */
+			if (e.logical + e.length <= start && start != 0)
+				continue;
+			r = fn(ctx, &e);
+			if (r != 0)
+				return r;
+			if (x[i].fe_flags & FIEMAP_EXTENT_LAST)
+				return 0;
+		}
+		if (n < FM_BATCH)
+			return 0;
+		if (x[n - 1].fe_logical + x[n - 1].fe_length <= start)
+			return vd_set_error(err, EIO, "%s: FIEMAP does not advance at %llu",
+					    hm->h->path, (unsigned long long)start);
+		start = x[n - 1].fe_logical + x[n - 1].fe_length;
+	}
+}
+
+int vd_host_extents(struct vd_image *img, vd_host_extent_fn fn, void *ctx,
+		    struct vd_error *err)
+{
+	struct hostmap hm;
+	int r;
+
+	r = hostmap_init(&hm, img->host, err);
+	if (r < 0)
+		return r;
+	switch (hm.mode) {
+	case VD_FRAG_HOST_DEVICE: {
+		struct vd_host_extent e = { 0 };
+		r = vd_host_size(img->host, &e.length, err);
+		if (r == 0 && e.length)
+			r = fn(ctx, &e);
+		break;
+	}
+	case VD_FRAG_HOST_FIEMAP:
+		r = walk_host_extents(&hm, fn, ctx, NULL, err);
+		break;
+	default:
+		r = vd_set_error(err, EOPNOTSUPP, "%s: not a host file: no host extents",
+				 img->host->path);
+	}
+	hostmap_free(&hm);
+	return r;
+}
+
+static int count_extent(void *ctx, const struct vd_host_extent *e)
+{
+	struct count_ctx *c = ctx;
+
+	c->sum->host_extents++;
+	if (!c->have || e->physical != c->pend)
+		c->sum->host_fragments++;
+	c->have = true;
+	c->pend = e->physical + e->length;
+	return 0;
+}
+
+/* ---- the join ---- */
+
+struct walk {
+	vd_frag_fn fn;
+	void *ctx;
+	struct vd_frag_summary *sum;
+	struct vd_frag_run cur;
+	bool have_cur;
+	/* the current host run of a sequential read */
+	bool in_run;
+	bool run_pos_known;
+	uint64_t run_end;  /* host position where it ends */
+	uint64_t run_len;
+	uint64_t *sample;  /* VD_FRAG_SAMPLE run lengths */
+};
+
+static unsigned log2u64(uint64_t v)
+{
+	return 63u - (unsigned)__builtin_clzll(v);
+}
+
+static void close_run(struct walk *w)
+{
+	struct vd_frag_summary *s = w->sum;
+	uint64_t l = w->run_len;
+
+	if (!w->in_run)
+		return;
+	w->in_run = false;
+	if (l == 0)
+		return;
+	if (s->host_runs < VD_FRAG_SAMPLE)
+		w->sample[s->host_runs] = l;
+	s->host_runs++;
+	s->host_run_bytes += l;
+	s->host_run_max = VD_MAX(s->host_run_max, l);
+	s->run_hist[log2u64(l)]++;
+	if (l >= (1ull << 20))
+		s->bytes_in_runs_1m += l;
+	if (l >= (64ull << 20))
+		s->bytes_in_runs_64m += l;
+}
+
+static int emit(struct walk *w)
+{
+	if (!w->have_cur)
+		return 0;
+	w->have_cur = false;
+	w->sum->runs++;
+	return w->fn ? w->fn(w->ctx, &w->cur) : 0;
+}
+
+static bool mergeable(const struct vd_frag_run *a, const struct vd_frag_run *b)
+{
+	unsigned pos = VD_FRAG_FILE_OFF | VD_FRAG_PHYS;
+
+	if (a->kind != b->kind || a->guest_off + a->len != b->guest_off)
+		return false;
+	if ((a->flags & pos) != (b->flags & pos) || a->host_flags != b->host_flags)
+		return false;
+	if (b->flags & (VD_FRAG_DISCONT | VD_FRAG_SEEK))
+		return false;
+	if ((a->flags & VD_FRAG_FILE_OFF) && a->file_off + a->len != b->file_off)
+		return false;
+	if ((a->flags & VD_FRAG_PHYS) && a->host_physical + a->len != b->host_physical)
+		return false;
+	return true;
+}
+
+static int feed(struct walk *w, struct vd_frag_run r)
+{
+	struct vd_frag_summary *s = w->sum;
+	int rc;
+
+	switch (r.kind) {
+	case VD_FRAG_DATA: s->data_bytes += r.len; break;
+	case VD_FRAG_ZERO: s->zero_bytes += r.len; break;
+	case VD_FRAG_HOLE: s->hole_bytes += r.len; break;
+	default: s->unallocated_bytes += r.len; break;
+	}
+	if (r.kind == VD_FRAG_DATA) {
+		bool known = r.flags & (VD_FRAG_PHYS | VD_FRAG_FILE_OFF);
+		uint64_t pos = (r.flags & VD_FRAG_PHYS) ? r.host_physical : r.file_off;
+
+		if (!w->in_run || (known && (!w->run_pos_known || pos != w->run_end))) {
+			close_run(w);
+			w->in_run = true;
+			w->run_len = 0;
+			r.flags |= VD_FRAG_SEEK;
+		}
+		w->run_len += r.len;
+		w->run_pos_known = known;
+		w->run_end = pos + r.len;
+	}
+	if (w->have_cur && mergeable(&w->cur, &r)) {
+		w->cur.len += r.len;
+		return 0;
+	}
+	rc = emit(w);
+	if (rc != 0)
+		return rc;
+	w->cur = r;
+	w->have_cur = true;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void finish_median(struct walk *w)
+{
+	struct vd_frag_summary *s = w->sum;
+	uint64_t n = s->host_runs, want, acc = 0;
+
+	if (n == 0)
+		return;
+	if (n <= VD_FRAG_SAMPLE) {
+		qsort(w->sample, (size_t)n, sizeof(uint64_t), cmp_u64);
+		if (n % 2)
+			s->host_run_median = w->sample[n / 2];
+		else
+			s->host_run_median = w->sample[n / 2 - 1] / 2 + w->sample[n / 2] / 2 +
+					     (w->sample[n / 2 - 1] % 2 + w->sample[n / 2] % 2) / 2;
+		s->host_run_median_exact = true;
+		return;
+	}
+	want = (n + 1) / 2;
+	for (unsigned i = 0; i < VD_FRAG_HIST; i++) {
+		acc += s->run_hist[i];
+		if (acc >= want) {
+			s->host_run_median = 1ull << i;
+			break;
+		}
+	}
+}
+
+static int frag_kind(unsigned f)
+{
+	if ((f & VD_BS_DATA) && (f & VD_BS_ZERO))
+		return VD_FRAG_HOLE;
+	if (f & VD_BS_DATA)
+		return VD_FRAG_DATA;
+	if (f & VD_BS_ALLOCATED)
+		return VD_FRAG_ZERO;
+	return VD_FRAG_UNALLOCATED;
+}
+
+int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
+	       vd_frag_fn fn, void *ctx, struct vd_frag_summary *sum,
+	       struct vd_error *err)
+{
+	const volatile int *cancel = opts ? opts->cancel : NULL;
+	uint64_t start = opts ? opts->start : 0, length = opts ? opts->length : 0;
+	uint64_t size = img->size, off, end;
+	uint64_t prev_file_end = 0, prev_guest_end = 0, last_block = UINT64_MAX;
+	bool have_prev = false;
+	struct hostmap hm;
+	struct vd_info *info;
+	struct walk w;
+	int r;
+
+	memset(sum, 0, sizeof(*sum));
+	memset(&hm, 0, sizeof(hm));
+	if (start > size || (length && length > size - start))
+		return vd_set_error(err, EINVAL, "%s: range %llu+%llu is outside the virtual size %llu",
+				    img->host->path, (unsigned long long)start,
+				    (unsigned long long)length, (unsigned long long)size);
+	end = length ? start + length : size;
+	sum->guest_start = start;
+	sum->guest_length = end - start;
+
+	info = vd_malloc(sizeof(*info), err);
+	if (!info)
+		return err ? err->code : -ENOMEM;
+	r = vd_get_info(img, info, err);
+	sum->block_size = info->block_size;
+	free(info);
+	if (r < 0)
+		return r;
+	r = vd_host_size(img->host, &sum->file_size, err);
+	if (r < 0)
+		return r;
+
+	memset(&w, 0, sizeof(w));
+	w.fn = fn;
+	w.ctx = ctx;
+	w.sum = sum;
+	w.sample = vd_calloc(VD_FRAG_SAMPLE, sizeof(uint64_t), err);
+	if (!w.sample)
+		return err ? err->code : -ENOMEM;
+	r = hostmap_init(&hm, img->host, err);
+	if (r < 0)
+		goto out;
+	host_fs_type(img->host, sum->host_fs, sizeof(sum->host_fs));
+	sum->host_map = hm.mode;
+	if (hm.mode == VD_FRAG_HOST_DEVICE) {
+		sum->host_extents = sum->host_fragments = 1;
+	} else if (hm.mode == VD_FRAG_HOST_FIEMAP) {
+		struct count_ctx cc = { .sum = sum };
+		struct vd_error e2 = { 0 };
+		r = walk_host_extents(&hm, count_extent, &cc, cancel, &e2);
+		if (r == -EOPNOTSUPP) {
+			hm.mode = sum->host_map = VD_FRAG_HOST_NONE;
+			sum->host_extents = sum->host_fragments = 0;
+			snprintf(sum->host_note, sizeof(sum->host_note), "%s", e2.msg);
+		} else if (r < 0) {
+			if (err)
+				*err = e2;
+			goto out;
+		}
+		hm.valid = false;
+	} else {
+		snprintf(sum->host_note, sizeof(sum->host_note),
+			 "%s: not a file on a host filesystem, so the host extents are unknown",
+			 img->host->path);
+	}
+
+	for (off = start; off < end;) {
+		struct vd_extent e;
+		bool discont = false;
+		int kind;
+
+		if (vd_cancelled(cancel)) {
+			r = vd_set_error(err, ECANCELED, "%s: cancelled", img->host->path);
+			goto out;
+		}
+		r = vd_block_status(img, off, end - off, &e, err);
+		if (r < 0)
+			goto out;
+		kind = frag_kind(e.flags);
+		if (kind == VD_FRAG_DATA && (e.flags & VD_BS_OFFSET_VALID)) {
+			if (have_prev && e.offset != prev_file_end &&
+			    !(e.offset > prev_file_end &&
+			      e.offset - prev_file_end == e.start - prev_guest_end))
+				discont = true;
+			have_prev = true;
+			prev_file_end = e.offset + e.length;
+			prev_guest_end = e.start + e.length;
+			if (discont)
+				sum->discontinuities++;
+		}
+		if (kind == VD_FRAG_DATA) {
+			if (sum->block_size) {
+				uint64_t b0 = e.start / sum->block_size;
+				uint64_t b1 = (e.start + e.length - 1) / sum->block_size;
+				sum->data_blocks += b1 - b0 + 1 - (b0 == last_block);
+				if (discont && b0 != last_block)
+					sum->out_of_order_blocks++;
+				last_block = b1;
+			} else {
+				sum->data_blocks++;
+				if (discont)
+					sum->out_of_order_blocks++;
+			}
+		}
+
+		if (kind == VD_FRAG_DATA && (e.flags & VD_BS_OFFSET_VALID) &&
+		    hm.mode == VD_FRAG_HOST_FIEMAP) {
+			uint64_t g = e.start, f = e.offset, rem = e.length;
+			while (rem) {
+				struct host_piece p;
+				struct vd_frag_run run = { 0 };
+
+				r = host_lookup(&hm, f, rem, &p, err);
+				if (r < 0)
+					goto out;
+				run.guest_off = g;
+				run.len = p.len;
+				run.kind = p.mapped ? VD_FRAG_DATA : VD_FRAG_HOLE;
+				run.flags = VD_FRAG_FILE_OFF;
+				run.file_off = f;
+				if (p.mapped && p.phys_valid) {
+					run.flags |= VD_FRAG_PHYS;
+					run.host_physical = p.phys;
+				}
+				run.host_flags = p.flags;
+				if (discont && p.mapped) {
+					run.flags |= VD_FRAG_DISCONT;
+					discont = false;
+				}
+				r = feed(&w, run);
+				if (r != 0)
+					goto out;
+				g += p.len;
+				f += p.len;
+				rem -= p.len;
+			}
+		} else {
+			struct vd_frag_run run = { 0 };
+
+			run.guest_off = e.start;
+			run.len = e.length;
+			run.kind = kind;
+			if (e.flags & VD_BS_OFFSET_VALID) {
+				run.flags |= VD_FRAG_FILE_OFF;
+				run.file_off = e.offset;
+				if (hm.mode == VD_FRAG_HOST_DEVICE && kind == VD_FRAG_DATA) {
+					run.flags |= VD_FRAG_PHYS;
+					run.host_physical = e.offset;
+				}
+			}
+			if (discont)
+				run.flags |= VD_FRAG_DISCONT;
+			r = feed(&w, run);
+			if (r != 0)
+				goto out;
+		}
+		off += e.length;
+	}
+	close_run(&w);
+	r = emit(&w);
+	if (r != 0)
+		goto out;
+	finish_median(&w);
+	r = 0;
+out:
+	hostmap_free(&hm);
+	free(w.sample);
+	return r;
+}
