@@ -316,6 +316,131 @@ typedef int (*vd_host_extent_fn)(void *ctx, const struct vd_host_extent *e);
 int vd_host_extents(struct vd_image *img, vd_host_extent_fn fn, void *ctx,
 		    struct vd_error *err);
 
+/* ---- partitioning: CHS geometry, MBR tables, content probing ----------- */
+
+/* Legacy geometry of a disk of SIZE bytes (what fdisk shows for an image:
+ * 255 heads, 63 sectors per track by default). */
+struct vd_geometry {
+	uint64_t size;            /* bytes */
+	uint64_t total_sectors;   /* size / 512 */
+	uint32_t heads, sectors;  /* per cylinder, per track */
+	uint64_t cylinder_sectors;
+	uint64_t cylinder_bytes;
+	uint64_t cylinders;       /* whole cylinders */
+	uint64_t usable_bytes;    /* cylinders * cylinder_bytes */
+	uint64_t lost_bytes;      /* size - usable_bytes */
+	/* a whole-disk partition laid out by cylinders: sector SECTORS (63)
+	 * to the end of the last whole cylinder (0 sectors if none fits) */
+	uint64_t legacy_start, legacy_sectors;
+	/* the same aligned to 1 MiB: sector 2048 to the end of the disk */
+	uint64_t modern_start, modern_sectors;
+};
+
+/* HEADS 1..255, SECTORS 1..63 (0 for either: 255/63). */
+int vd_geometry_compute(uint64_t size, uint32_t heads, uint32_t sectors,
+			struct vd_geometry *g, struct vd_error *err);
+
+struct vd_chs {
+	uint32_t cylinder, head, sector;
+};
+/* LBA as cylinder/head/sector, not clamped. */
+void vd_lba_to_chs(uint64_t lba, uint32_t heads, uint32_t sectors,
+		   struct vd_chs *chs);
+/* The 3 bytes of an MBR entry for LBA, as sfdisk writes them: past
+ * cylinder 1023 the cylinder-1023/last-head/last-sector value. */
+void vd_chs_encode(uint64_t lba, uint32_t heads, uint32_t sectors,
+		   uint8_t out[3]);
+void vd_chs_decode(const uint8_t in[3], struct vd_chs *chs);
+
+#define VD_MBR_MAX_PARTS 128 /* 4 primary + up to 124 logical */
+
+struct vd_mbr_part {
+	unsigned number;          /* 1..4 primary, 5.. logical */
+	uint64_t start, size;     /* sectors, absolute */
+	uint8_t type;
+	bool bootable;
+	uint64_t ebr;             /* logical: sector of its EBR */
+	/* as stored (filled by vd_mbr_read and vd_mbr_encode) */
+	uint8_t status;
+	uint8_t chs_start[3], chs_end[3];
+};
+
+struct vd_mbr {
+	uint32_t disk_id;
+	uint64_t disk_sectors;    /* size of the disk in sectors */
+	unsigned nparts;          /* primaries by number, then logicals in chain order */
+	struct vd_mbr_part part[VD_MBR_MAX_PARTS];
+};
+
+static inline bool vd_mbr_is_extended(uint8_t type)
+{
+	return type == 0x05 || type == 0x0f || type == 0x85;
+}
+
+/* Read the MBR and the EBR chain of IMG.  -ENOENT when sector 0 holds no
+ * partition table (no 55 AA signature, or status bytes other than 0x00 and
+ * 0x80, as in a FAT boot sector); -EINVAL for a broken EBR chain. */
+int vd_mbr_read(struct vd_image *img, struct vd_mbr *mbr, struct vd_error *err);
+
+/* Everything vd_mbr_write checks: numbering, types, bounds (inside the disk
+ * and 32-bit LBA fields), overlaps, logicals and their EBRs inside the one
+ * extended partition, in disk order. */
+int vd_mbr_validate(const struct vd_mbr *mbr, struct vd_error *err);
+
+/* Validate MBR, then write the EBRs (first) and sector 0 of IMG.  Bytes
+ * 0..439 of sector 0 are kept, or replaced by BOOTCODE (440 bytes) when it
+ * is not NULL.  CHS fields use HEADS/SECTORS (0: 255/63). */
+int vd_mbr_write(struct vd_image *img, const struct vd_mbr *mbr,
+		 const uint8_t *bootcode, uint32_t heads, uint32_t sectors,
+		 struct vd_error *err);
+
+/* An sfdisk-style script: header lines, then one line per partition. */
+enum { VD_SIZE_REST = 0, VD_SIZE_SECTORS = 1, VD_SIZE_BYTES = 2 };
+struct vd_mbr_spec {
+	unsigned number;          /* from "NAME3 :", 0 if no name */
+	bool start_set;
+	uint64_t start;           /* sectors */
+	int size_mode;            /* VD_SIZE_*: BYTES sizes get their end aligned */
+	uint64_t size;            /* sectors */
+	uint8_t type;
+	bool bootable;
+	unsigned line;            /* line number in the script */
+};
+struct vd_mbr_script {
+	bool label_id_set;
+	uint32_t label_id;
+	unsigned n;
+	struct vd_mbr_spec spec[VD_MBR_MAX_PARTS];
+};
+int vd_mbr_parse_script(const char *text, struct vd_mbr_script *s,
+			struct vd_error *err);
+
+enum { VD_ALIGN_MIB = 0, VD_ALIGN_CYLINDER = 1 };
+/* Place the script's partitions on a disk of DISK_SECTORS the way sfdisk
+ * does (default start: next aligned free sector; default size: the rest of
+ * the free space) and fill MBR (disk_id: the script's, else DISK_ID). */
+int vd_mbr_layout(const struct vd_mbr_script *s, uint64_t disk_sectors,
+		  int align, uint32_t heads, uint32_t sectors, uint32_t disk_id,
+		  struct vd_mbr *mbr, struct vd_error *err);
+
+/* Name of a partition type ("Linux", "W95 FAT32 (LBA)"), "unknown" if none. */
+const char *vd_mbr_type_name(uint8_t type);
+
+/* What libblkid finds in a range of the guest disk. */
+struct vd_content {
+	char type[32];    /* "ext4", "vfat", "swap", "xfs", "dos" ...; "" if nothing */
+	char usage[24];   /* "filesystem", "other", "partition table", ... */
+	char version[32];
+	char label[128];
+	char uuid[64];
+	uint64_t block_size; /* BLOCK_SIZE if the prober reports one, else 0 */
+};
+/* Probe [OFF, OFF+LEN) of IMG through the block-I/O layer: the first 4 MiB
+ * and the last 1 MiB of the range are copied into a sparse memory file of
+ * LEN bytes that libblkid reads.  0 with C->type "" when nothing is found. */
+int vd_probe_content(struct vd_image *img, uint64_t off, uint64_t len,
+		     struct vd_content *c, struct vd_error *err);
+
 #ifdef __cplusplus
 }
 #endif

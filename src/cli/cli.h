@@ -57,6 +57,8 @@ int cmd_create(int argc, char **argv);
 int cmd_map(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_geometry(int argc, char **argv);
+int cmd_mbr(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 
 #endif

@@ -15,6 +15,8 @@ static const struct cli_cmd cmds[] = {
 	{ "map", cmd_map, "list allocated, zero and unallocated ranges" },
 	{ "compare", cmd_compare, "compare the guest contents of two images" },
 	{ "check", cmd_check, "validate (and repair) image metadata" },
+	{ "geometry", cmd_geometry, "CHS geometry, partition offsets, losetup/mkfs numbers" },
+	{ "mbr", cmd_mbr, "write or show an MBR partition table" },
 	{ "inspect", cmd_inspect, "fragmentation: guest -> image file -> host disk" },
 };
 

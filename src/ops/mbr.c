@@ -1,0 +1,839 @@
+/*
+ * MBR partition tables: read (MBR + EBR chain), validate, write through the
+ * block-I/O layer, and build a table from an sfdisk-style script placed the
+ * way sfdisk places it.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#define _GNU_SOURCE
+#include "vdisk-int.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define MBR_ID_OFF 440
+#define MBR_TABLE_OFF 446
+#define MBR_ENTRY_SIZE 16
+#define MBR_SIG_OFF 510
+
+/* ---- partition type names (as fdisk lists them) ---- */
+
+static const struct {
+	uint8_t type;
+	const char *name;
+} type_names[] = {
+	{ 0x00, "Empty" }, { 0x01, "FAT12" }, { 0x04, "FAT16 <32M" },
+	{ 0x05, "Extended" }, { 0x06, "FAT16" }, { 0x07, "HPFS/NTFS/exFAT" },
+	{ 0x0b, "W95 FAT32" }, { 0x0c, "W95 FAT32 (LBA)" }, { 0x0e, "W95 FAT16 (LBA)" },
+	{ 0x0f, "W95 Ext'd (LBA)" }, { 0x11, "Hidden FAT12" }, { 0x12, "Compaq diagnostics" },
+	{ 0x14, "Hidden FAT16 <32M" }, { 0x16, "Hidden FAT16" }, { 0x17, "Hidden HPFS/NTFS" },
+	{ 0x1b, "Hidden W95 FAT32" }, { 0x1c, "Hidden W95 FAT32 (LBA)" },
+	{ 0x1e, "Hidden W95 FAT16 (LBA)" }, { 0x27, "Hidden NTFS WinRE" },
+	{ 0x42, "SFS" }, { 0x63, "GNU HURD or SysV" }, { 0x80, "Old Minix" },
+	{ 0x81, "Minix / old Linux" }, { 0x82, "Linux swap / Solaris" }, { 0x83, "Linux" },
+	{ 0x85, "Linux extended" }, { 0x86, "NTFS volume set" }, { 0x87, "NTFS volume set" },
+	{ 0x88, "Linux plaintext" }, { 0x8e, "Linux LVM" }, { 0xa5, "FreeBSD" },
+	{ 0xa6, "OpenBSD" }, { 0xa8, "Darwin UFS" }, { 0xa9, "NetBSD" }, { 0xab, "Darwin boot" },
+	{ 0xaf, "HFS / HFS+" }, { 0xbe, "Solaris boot" }, { 0xbf, "Solaris" },
+	{ 0xda, "Non-FS data" }, { 0xde, "Dell Utility" }, { 0xeb, "BeOS fs" },
+	{ 0xee, "GPT" }, { 0xef, "EFI (FAT-12/16/32)" }, { 0xfb, "VMware VMFS" },
+	{ 0xfc, "VMware VMKCORE" }, { 0xfd, "Linux raid autodetect" },
+};
+
+const char *vd_mbr_type_name(uint8_t type)
+{
+	for (size_t i = 0; i < VD_ARRAY_SIZE(type_names); i++)
+		if (type_names[i].type == type)
+			return type_names[i].name;
+	return "unknown";
+}
+
+/* ---- reading ---- */
+
+struct entry {
+	uint8_t status, type;
+	uint8_t chs_start[3], chs_end[3];
+	uint32_t lba, count;
+};
+
+static void entry_dec(const uint8_t *e, struct entry *x)
+{
+	x->status = e[0];
+	memcpy(x->chs_start, e + 1, 3);
+	x->type = e[4];
+	memcpy(x->chs_end, e + 5, 3);
+	x->lba = le32dec(e + 8);
+	x->count = le32dec(e + 12);
+}
+
+static void entry_enc(uint8_t *e, const struct vd_mbr_part *p, uint64_t rel,
+		      uint64_t count, uint8_t type, uint64_t chs_first,
+		      uint32_t heads, uint32_t sectors)
+{
+	e[0] = p && p->bootable ? 0x80 : 0x00;
+	vd_chs_encode(chs_first, heads, sectors, e + 1);
+	e[4] = type;
+	vd_chs_encode(chs_first + count - 1, heads, sectors, e + 5);
+	le32enc(e + 8, (uint32_t)rel);
+	le32enc(e + 12, (uint32_t)count);
+}
+
+static void part_from_entry(struct vd_mbr_part *p, unsigned number,
+			    const struct entry *x, uint64_t base)
+{
+	memset(p, 0, sizeof(*p));
+	p->number = number;
+	p->start = base + x->lba;
+	p->size = x->count;
+	p->type = x->type;
+	p->status = x->status;
+	p->bootable = x->status == 0x80;
+	memcpy(p->chs_start, x->chs_start, 3);
+	memcpy(p->chs_end, x->chs_end, 3);
+}
+
+int vd_mbr_read(struct vd_image *img, struct vd_mbr *mbr, struct vd_error *err)
+{
+	uint8_t s[512];
+	struct entry e[4];
+	const struct vd_mbr_part *ext = NULL;
+	struct vd_mbr_part logical[VD_MBR_MAX_PARTS];
+	unsigned nlog = 0;
+	int r;
+
+	memset(mbr, 0, sizeof(*mbr));
+	mbr->disk_sectors = vd_size(img) / VD_SECTOR;
+	if (vd_size(img) < 512)
+		return vd_set_error(err, ENOENT, "%s: no partition table (the disk is smaller than one sector)",
+				    vd_path(img));
+	r = vd_read(img, 0, s, sizeof(s), err);
+	if (r < 0)
+		return r;
+	if (s[MBR_SIG_OFF] != 0x55 || s[MBR_SIG_OFF + 1] != 0xaa)
+		return vd_set_error(err, ENOENT, "%s: no partition table (signature at byte 510 is %02x %02x, expected 55 aa)",
+				    vd_path(img), s[MBR_SIG_OFF], s[MBR_SIG_OFF + 1]);
+	for (unsigned i = 0; i < 4; i++) {
+		entry_dec(s + MBR_TABLE_OFF + i * MBR_ENTRY_SIZE, &e[i]);
+		if (e[i].status != 0 && e[i].status != 0x80)
+			return vd_set_error(err, ENOENT, "%s: no partition table (status byte of entry %u is 0x%02x, expected 0x00 or 0x80)",
+					    vd_path(img), i + 1, e[i].status);
+	}
+	mbr->disk_id = le32dec(s + MBR_ID_OFF);
+	for (unsigned i = 0; i < 4; i++) {
+		if (!e[i].count)
+			continue;
+		part_from_entry(&mbr->part[mbr->nparts], i + 1, &e[i], 0);
+		if (vd_mbr_is_extended(e[i].type) && !ext)
+			ext = &mbr->part[mbr->nparts];
+		mbr->nparts++;
+	}
+	if (!ext)
+		return 0;
+
+	/* the EBR chain: entry 1 the logical partition relative to its EBR,
+	 * entry 2 the next EBR relative to the extended partition's start */
+	uint64_t ext_start = ext->start, ext_end = ext->start + ext->size;
+	uint64_t cur = ext_start;
+	for (;;) {
+		struct entry l, link;
+
+		if (cur >= mbr->disk_sectors)
+			return vd_set_error(err, EINVAL, "%s: EBR at sector %" PRIu64 " is past the end of the disk (%" PRIu64 " sectors)",
+					    vd_path(img), cur, mbr->disk_sectors);
+		r = vd_read(img, cur * VD_SECTOR, s, sizeof(s), err);
+		if (r < 0)
+			return r;
+		entry_dec(s + MBR_TABLE_OFF, &l);
+		entry_dec(s + MBR_TABLE_OFF + MBR_ENTRY_SIZE, &link);
+		if (l.count) {
+			if (nlog + 4 >= VD_MBR_MAX_PARTS)
+				return vd_set_error(err, EINVAL, "%s: more than %u logical partitions in the EBR chain",
+						    vd_path(img), VD_MBR_MAX_PARTS - 4);
+			part_from_entry(&logical[nlog], 5 + nlog, &l, cur);
+			logical[nlog].ebr = cur;
+			nlog++;
+		}
+		if (!link.count || !vd_mbr_is_extended(link.type))
+			break;
+		uint64_t next = ext_start + link.lba;
+		if (next <= cur || next >= ext_end)
+			return vd_set_error(err, EINVAL, "%s: EBR at sector %" PRIu64 ": link to the next EBR (start field %" PRIu32 " = sector %" PRIu64 ") is %s",
+					    vd_path(img), cur, link.lba, next,
+					    next >= ext_end ? "outside the extended partition" : "not after this EBR");
+		cur = next;
+	}
+	for (unsigned i = 0; i < nlog; i++)
+		mbr->part[mbr->nparts++] = logical[i];
+	return 0;
+}
+
+/* ---- validation ---- */
+
+static uint64_t pend(const struct vd_mbr_part *p)
+{
+	return p->start + p->size - 1;
+}
+
+int vd_mbr_validate(const struct vd_mbr *m, struct vd_error *err)
+{
+	const struct vd_mbr_part *prim[5] = { 0 }, *ext = NULL, *prev = NULL;
+	unsigned next_logical = 5;
+
+	if (m->nparts > VD_MBR_MAX_PARTS)
+		return vd_set_error(err, EINVAL, "%u partitions, at most %u", m->nparts, VD_MBR_MAX_PARTS);
+	for (unsigned i = 0; i < m->nparts; i++) {
+		const struct vd_mbr_part *p = &m->part[i];
+
+		if (p->number < 1)
+			return vd_set_error(err, EINVAL, "partition number %u is invalid", p->number);
+		if (p->type == 0)
+			return vd_set_error(err, EINVAL, "partition %u: type 0 marks an empty entry", p->number);
+		if (p->size == 0)
+			return vd_set_error(err, EINVAL, "partition %u: size is 0 sectors", p->number);
+		if (p->start == 0)
+			return vd_set_error(err, EINVAL, "partition %u: starts at sector 0, which holds the MBR", p->number);
+		if (p->start > UINT32_MAX || p->size > UINT32_MAX)
+			return vd_set_error(err, ERANGE, "partition %u: %s %" PRIu64 " does not fit the 32-bit field of an MBR entry",
+					    p->number, p->start > UINT32_MAX ? "start sector" : "size", p->start > UINT32_MAX ? p->start : p->size);
+		if (p->start + p->size > m->disk_sectors)
+			return vd_set_error(err, ERANGE, "partition %u: sectors %" PRIu64 "..%" PRIu64 " end past the last sector of the disk (%" PRIu64 ")",
+					    p->number, p->start, pend(p), m->disk_sectors - 1);
+		if (p->number <= 4) {
+			if (prev && prev->number > 4)
+				return vd_set_error(err, EINVAL, "primary partition %u listed after logical partitions", p->number);
+			if (prim[p->number])
+				return vd_set_error(err, EINVAL, "partition %u is defined twice", p->number);
+			for (unsigned j = 1; j <= 4; j++)
+				if (prim[j] && p->start <= pend(prim[j]) && prim[j]->start <= pend(p))
+					return vd_set_error(err, EINVAL, "partition %u (sectors %" PRIu64 "..%" PRIu64 ") overlaps partition %u (sectors %" PRIu64 "..%" PRIu64 ")",
+							    p->number, p->start, pend(p), j, prim[j]->start, pend(prim[j]));
+			prim[p->number] = p;
+			if (vd_mbr_is_extended(p->type)) {
+				if (ext)
+					return vd_set_error(err, EINVAL, "partition %u: a second extended partition (partition %u is one)",
+							    p->number, ext->number);
+				ext = p;
+			}
+		} else {
+			if (!ext)
+				return vd_set_error(err, EINVAL, "logical partition %u without an extended partition", p->number);
+			if (p->number != next_logical)
+				return vd_set_error(err, EINVAL, "logical partition %u: expected number %u (logical partitions are numbered from 5 in chain order)",
+						    p->number, next_logical);
+			if (vd_mbr_is_extended(p->type))
+				return vd_set_error(err, EINVAL, "logical partition %u: type 0x%02x is an extended type", p->number, p->type);
+			if (next_logical == 5 && p->ebr != ext->start)
+				return vd_set_error(err, EINVAL, "logical partition 5: its EBR is at sector %" PRIu64 ", not at the start of the extended partition (%" PRIu64 ")",
+						    p->ebr, ext->start);
+			if (p->ebr < ext->start || p->ebr >= p->start || pend(p) > pend(ext))
+				return vd_set_error(err, EINVAL, "logical partition %u (EBR at sector %" PRIu64 ", sectors %" PRIu64 "..%" PRIu64 ") is not inside the extended partition %u (sectors %" PRIu64 "..%" PRIu64 ")",
+						    p->number, p->ebr, p->start, pend(p), ext->number, ext->start, pend(ext));
+			if (prev && prev->number > 4 && p->ebr <= pend(prev))
+				return vd_set_error(err, EINVAL, "logical partition %u (EBR at sector %" PRIu64 ", sectors %" PRIu64 "..%" PRIu64 ") overlaps logical partition %u (sectors %" PRIu64 "..%" PRIu64 ")",
+						    p->number, p->ebr, p->start, pend(p), prev->number, prev->start, pend(prev));
+			next_logical++;
+		}
+		prev = p;
+	}
+	return 0;
+}
+
+/* ---- writing ---- */
+
+int vd_mbr_write(struct vd_image *img, const struct vd_mbr *m,
+		 const uint8_t *bootcode, uint32_t heads, uint32_t sectors,
+		 struct vd_error *err)
+{
+	uint8_t s0[512], ebr[512];
+	const struct vd_mbr_part *ext = NULL;
+	unsigned first_logical = m->nparts;
+	int r;
+
+	if (m->disk_sectors != vd_size(img) / VD_SECTOR)
+		return vd_set_error(err, EINVAL, "%s: the table is for a disk of %" PRIu64 " sectors, the image has %" PRIu64,
+				    vd_path(img), m->disk_sectors, vd_size(img) / VD_SECTOR);
+	r = vd_mbr_validate(m, err);
+	if (r < 0)
+		return vd_prefix_error(err, "%s", vd_path(img));
+	r = vd_read(img, 0, s0, sizeof(s0), err);
+	if (r < 0)
+		return r;
+	if (bootcode)
+		memcpy(s0, bootcode, MBR_ID_OFF);
+	memset(s0 + MBR_ID_OFF, 0, 512 - MBR_ID_OFF);
+	le32enc(s0 + MBR_ID_OFF, m->disk_id);
+	for (unsigned i = 0; i < m->nparts; i++) {
+		const struct vd_mbr_part *p = &m->part[i];
+		if (p->number > 4) {
+			if (first_logical == m->nparts)
+				first_logical = i;
+			continue;
+		}
+		entry_enc(s0 + MBR_TABLE_OFF + (p->number - 1) * MBR_ENTRY_SIZE, p, p->start,
+			  p->size, p->type, p->start, heads, sectors);
+		if (vd_mbr_is_extended(p->type))
+			ext = p;
+	}
+	s0[MBR_SIG_OFF] = 0x55;
+	s0[MBR_SIG_OFF + 1] = 0xaa;
+
+	/* EBRs first: a crash before sector 0 is written leaves the old MBR */
+	if (ext) {
+		if (first_logical == m->nparts) {
+			memset(ebr, 0, sizeof(ebr));
+			ebr[MBR_SIG_OFF] = 0x55;
+			ebr[MBR_SIG_OFF + 1] = 0xaa;
+			r = vd_write(img, ext->start * VD_SECTOR, ebr, sizeof(ebr), err);
+			if (r < 0)
+				return r;
+		}
+		for (unsigned i = first_logical; i < m->nparts; i++) {
+			const struct vd_mbr_part *p = &m->part[i], *n = i + 1 < m->nparts ? &m->part[i + 1] : NULL;
+
+			memset(ebr, 0, sizeof(ebr));
+			entry_enc(ebr + MBR_TABLE_OFF, p, p->start - p->ebr, p->size, p->type,
+				  p->start, heads, sectors);
+			if (n) {
+				/* link: from the next EBR to the end of the next logical */
+				entry_enc(ebr + MBR_TABLE_OFF + MBR_ENTRY_SIZE, NULL, n->ebr - ext->start,
+					  pend(n) + 1 - n->ebr, 0x05, n->ebr, heads, sectors);
+			}
+			ebr[MBR_SIG_OFF] = 0x55;
+			ebr[MBR_SIG_OFF + 1] = 0xaa;
+			r = vd_write(img, p->ebr * VD_SECTOR, ebr, sizeof(ebr), err);
+			if (r < 0)
+				return r;
+		}
+		r = vd_flush(img, err);
+		if (r < 0)
+			return r;
+	}
+	r = vd_write(img, 0, s0, sizeof(s0), err);
+	if (r < 0)
+		return r;
+	return vd_flush(img, err);
+}
+
+/* ---- sfdisk scripts ---- */
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+/* "2048", "512MiB", "2G", "1MB": *bytes true when a unit was given. */
+static int parse_num(const char *s, uint64_t *v, bool *bytes)
+{
+	char *end;
+	unsigned long long n;
+	uint64_t mult = 1;
+	unsigned shift = 0;
+
+	if (!isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	n = strtoull(s, &end, 10);
+	if (errno)
+		return -ERANGE;
+	*bytes = false;
+	if (*end) {
+		const char *u = "KMGTPE", *k = strchr(u, toupper((unsigned char)*end));
+		if (!k)
+			return -EINVAL;
+		shift = (unsigned)(k - u) + 1;
+		end++;
+		if (!strcmp(end, "") || !strcmp(end, "iB")) {
+			mult = 1ull << (10 * shift);
+		} else if (!strcmp(end, "B")) {
+			for (unsigned i = 0; i < shift; i++)
+				mult *= 1000;
+		} else {
+			return -EINVAL;
+		}
+		*bytes = true;
+	}
+	if (n > UINT64_MAX / mult)
+		return -ERANGE;
+	*v = n * mult;
+	return 0;
+}
+
+static int parse_type(const char *s, uint8_t *t)
+{
+	static const struct { char c; uint8_t t; } alias[] = {
+		{ 'L', 0x83 }, { 'S', 0x82 }, { 'E', 0x05 }, { 'X', 0x85 },
+		{ 'U', 0xef }, { 'R', 0xfd }, { 'V', 0x8e },
+	};
+	unsigned v = 0, n = 0;
+
+	if (s[0] && !s[1])
+		for (size_t i = 0; i < VD_ARRAY_SIZE(alias); i++)
+			if (alias[i].c == s[0]) {
+				*t = alias[i].t;
+				return 0;
+			}
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+		s += 2;
+	for (; *s; s++, n++) {
+		if (!isxdigit((unsigned char)*s) || n >= 2)
+			return -EINVAL;
+		v = v * 16 + (unsigned)(isdigit((unsigned char)*s) ? *s - '0' : (tolower((unsigned char)*s) - 'a' + 10));
+	}
+	if (!n)
+		return -EINVAL;
+	*t = (uint8_t)v;
+	return 0;
+}
+
+#define SERR(...) vd_set_error(err, EINVAL, __VA_ARGS__)
+
+static int field_id(const char *key)
+{
+	if (!strcmp(key, "start"))
+		return 1;
+	if (!strcmp(key, "size"))
+		return 2;
+	if (!strcmp(key, "type") || !strcasecmp(key, "Id"))
+		return 3;
+	if (!strcmp(key, "bootable"))
+		return 4;
+	return 0;
+}
+
+static int spec_value(struct vd_mbr_spec *p, int which, const char *val, unsigned ln,
+		      struct vd_error *err)
+{
+	uint64_t v;
+	bool bytes;
+
+	switch (which) {
+	case 1: /* start */
+		if (!*val)
+			return 0;
+		if (parse_num(val, &v, &bytes) < 0)
+			return SERR("line %u: start '%s' is not a number of sectors or a size like 1MiB", ln, val);
+		if (bytes && v % VD_SECTOR)
+			return SERR("line %u: start %s is not a multiple of 512 bytes", ln, val);
+		p->start = bytes ? v / VD_SECTOR : v;
+		p->start_set = true;
+		return 0;
+	case 2: /* size */
+		if (*val == '+')
+			val++;
+		if (!*val)
+			return 0;
+		if (parse_num(val, &v, &bytes) < 0)
+			return SERR("line %u: size '%s' is not a number of sectors or a size like 512MiB", ln, val);
+		if (bytes && v % VD_SECTOR)
+			return SERR("line %u: size %s is not a multiple of 512 bytes", ln, val);
+		p->size = bytes ? v / VD_SECTOR : v;
+		p->size_mode = bytes ? VD_SIZE_BYTES : VD_SIZE_SECTORS;
+		if (!p->size)
+			return SERR("line %u: size is 0", ln);
+		return 0;
+	case 3: /* type */
+		if (!*val)
+			return 0;
+		if (parse_type(val, &p->type) < 0)
+			return SERR("line %u: type '%s' is not a hex number 01..ff or one of L S E X U R V", ln, val);
+		if (!p->type)
+			return SERR("line %u: type 0 marks an empty entry", ln);
+		return 0;
+	case 4: /* bootable */
+		if (!*val || !strcmp(val, "*"))
+			p->bootable = true;
+		else if (strcmp(val, "-"))
+			return SERR("line %u: bootable flag '%s' is not '*' or '-'", ln, val);
+		return 0;
+	}
+	return 0;
+}
+
+static int parse_part_line(char *line, unsigned ln, struct vd_mbr_script *s,
+			   struct vd_error *err)
+{
+	struct vd_mbr_spec *p;
+	char *colon = strchr(line, ':'), *body = line, *tok, *save = NULL;
+	int r;
+
+	if (s->n >= VD_MBR_MAX_PARTS)
+		return SERR("line %u: more than %u partitions", ln, VD_MBR_MAX_PARTS);
+	p = &s->spec[s->n];
+	memset(p, 0, sizeof(*p));
+	p->type = 0x83;
+	p->line = ln;
+	if (colon && !memchr(line, '=', (size_t)(colon - line))) {
+		/* "NAME : fields": the number is NAME's trailing digits */
+		char *e = colon;
+		*colon = '\0';
+		char *name = trim(line);
+		e = name + strlen(name);
+		while (e > name && isdigit((unsigned char)e[-1]))
+			e--;
+		if (!*e || strlen(e) > 3)
+			return SERR("line %u: cannot tell the partition number from the name '%s'", ln, name);
+		p->number = (unsigned)atoi(e);
+		if (p->number < 1)
+			return SERR("line %u: partition number %u in '%s' is invalid", ln, p->number, name);
+		body = colon + 1;
+	}
+	if (strchr(body, '=')) {
+		for (tok = strtok_r(body, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+			char *kv = trim(tok), *eq = strchr(kv, '=');
+			const char *val = "";
+			if (!*kv)
+				continue;
+			if (eq) {
+				*eq = '\0';
+				val = trim(eq + 1);
+			}
+			kv = trim(kv);
+			int which = field_id(kv);
+			if (!which) {
+				if (!strcmp(kv, "uuid") || !strcmp(kv, "name") || !strcmp(kv, "attrs"))
+					return SERR("line %u: '%s' is a GPT field; MBR partitions have none", ln, kv);
+				return SERR("line %u: unknown field '%s' (expected start, size, type or bootable)", ln, kv);
+			}
+			if (which == 4 && eq)
+				return SERR("line %u: bootable takes no value", ln);
+			if ((r = spec_value(p, which, val, ln, err)) < 0)
+				return r;
+		}
+	} else {
+		/* positional: start size type bootable, by commas or blanks */
+		bool commas = strchr(body, ',') != NULL;
+		int which = 1;
+		char *q = body;
+		while (q) {
+			char *next = NULL;
+			if (commas) {
+				next = strchr(q, ',');
+			} else {
+				q += strspn(q, " \t");
+				if (!*q)
+					break;
+				next = q + strcspn(q, " \t");
+				if (!*next)
+					next = NULL;
+			}
+			if (next)
+				*next++ = '\0';
+			if (which > 4)
+				return SERR("line %u: too many fields (expected start, size, type, bootable)", ln);
+			if ((r = spec_value(p, which, trim(q), ln, err)) < 0)
+				return r;
+			which++;
+			q = next;
+		}
+	}
+	s->n++;
+	return 0;
+}
+
+int vd_mbr_parse_script(const char *text, struct vd_mbr_script *s, struct vd_error *err)
+{
+	static const char *const unsupported[] = { "first-lba", "last-lba", "table-length", "grain", NULL };
+	char *copy = strdup(text), *line, *save = NULL;
+	unsigned ln = 0;
+	int r = 0;
+
+	if (!copy)
+		return vd_set_error(err, ENOMEM, "out of memory");
+	memset(s, 0, sizeof(*s));
+	/* strtok_r would merge empty lines and lose line numbers: split by hand */
+	for (line = copy; line && r == 0; line = save) {
+		char *nl = strchr(line, '\n'), *t;
+		save = nl ? nl + 1 : NULL;
+		if (nl)
+			*nl = '\0';
+		ln++;
+		t = trim(line);
+		if (!*t || *t == '#')
+			continue;
+		/* header lines: "key: value" with a known key */
+		size_t klen = strspn(t, "abcdefghijklmnopqrstuvwxyz-");
+		if (klen && t[klen] == ':' && !strchr(t, '=')) {
+			char *val;
+			t[klen] = '\0';
+			val = trim(t + klen + 1);
+			if (!strcmp(t, "label")) {
+				if (strcmp(val, "dos"))
+					r = SERR("line %u: label '%s' is not supported: vdisk writes dos (MBR) tables", ln, val);
+			} else if (!strcmp(t, "label-id")) {
+				char *e;
+				unsigned long long v;
+				errno = 0;
+				v = strtoull(val, &e, 16);
+				if (!*val || *e || errno || v > UINT32_MAX || !strncmp(val, "-", 1))
+					r = SERR("line %u: label-id '%s' is not a 32-bit hex number", ln, val);
+				s->label_id = (uint32_t)v;
+				s->label_id_set = true;
+			} else if (!strcmp(t, "unit")) {
+				if (strcmp(val, "sectors"))
+					r = SERR("line %u: unit '%s' is not supported (only sectors)", ln, val);
+			} else if (!strcmp(t, "sector-size")) {
+				if (strcmp(val, "512"))
+					r = SERR("line %u: sector-size %s is not supported (only 512)", ln, val);
+			} else if (!strcmp(t, "device")) {
+				/* informational */
+			} else {
+				bool known = false;
+				for (unsigned i = 0; unsupported[i]; i++)
+					known |= !strcmp(t, unsupported[i]);
+				r = SERR("line %u: header '%s' is %s", ln, t,
+					 known ? "not used by dos (MBR) tables" : "unknown");
+			}
+			continue;
+		}
+		r = parse_part_line(t, ln, s, err);
+	}
+	free(copy);
+	return r;
+}
+
+/* ---- placing a script's partitions (as sfdisk does) ---- */
+
+struct lay {
+	uint64_t grain;  /* alignment unit in sectors */
+	uint64_t first;  /* first usable sector / EBR-to-logical gap */
+	bool cylinder;
+};
+
+static uint64_t al_up(uint64_t x, uint64_t g) { return (x + g - 1) / g * g; }
+static uint64_t al_down(uint64_t x, uint64_t g) { return x / g * g; }
+static uint64_t al_start(const struct lay *L, uint64_t x)
+{
+	return x <= L->first ? L->first : al_up(x, L->grain);
+}
+
+/* The end of a partition at START of the script's size, free up to LIMIT.
+ * A size given with a unit ("+size{K,M,G}" in sfdisk's words) is not exact:
+ * like sfdisk, its last sector + 1 goes to the nearest grain boundary
+ * (within the free space), so the next partition starts aligned. */
+static int place_end(const struct lay *L, const struct vd_mbr_spec *sp, unsigned num,
+		     uint64_t start, uint64_t limit, uint64_t *size, struct vd_error *err)
+{
+	uint64_t stop;
+
+	if (sp->size_mode == VD_SIZE_REST) {
+		stop = limit;
+		if (L->cylinder && al_down(limit + 1, L->grain) > start + 1)
+			stop = al_down(limit + 1, L->grain) - 1;
+	} else {
+		if (sp->size > limit - start + 1)
+			return SERR("line %u: partition %u of %" PRIu64 " sectors at sector %" PRIu64 " does not fit: the free space ends at sector %" PRIu64,
+				    sp->line, num, sp->size, start, limit);
+		stop = start + sp->size - 1;
+		if (stop < limit && sp->size_mode == VD_SIZE_BYTES && L->grain > 1) {
+			uint64_t lo = al_up(start, L->grain), hi = al_down(limit, L->grain), n;
+
+			if (stop > lo && stop < hi && stop - lo < L->grain) {
+				n = stop; /* smaller than a grain: not aligned */
+			} else {
+				n = (stop + L->grain / 2) / L->grain * L->grain;
+				n = n < lo ? lo : n > hi ? hi : n;
+			}
+			if (n <= start)
+				return SERR("line %u: partition %u of %" PRIu64 " sectors is too small to end on a %" PRIu64 "-sector boundary; give its size in sectors",
+					    sp->line, num, sp->size, L->grain);
+			stop = VD_MIN(n - 1, limit);
+		}
+	}
+	*size = stop - start + 1;
+	return 0;
+}
+
+static int cmp_part_start(const void *a, const void *b)
+{
+	const struct vd_mbr_part *x = a, *y = b;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+int vd_mbr_layout(const struct vd_mbr_script *s, uint64_t disk_sectors, int align,
+		  uint32_t heads, uint32_t sectors, uint32_t disk_id,
+		  struct vd_mbr *m, struct vd_error *err)
+{
+	struct vd_mbr_part prim[5], logical[VD_MBR_MAX_PARTS];
+	bool used[5] = { false };
+	unsigned nlog = 0, ext = 0;
+	struct lay L;
+	int r;
+
+	if (!heads)
+		heads = 255;
+	if (!sectors)
+		sectors = 63;
+	memset(m, 0, sizeof(*m));
+	m->disk_sectors = disk_sectors;
+	m->disk_id = s->label_id_set ? s->label_id : disk_id;
+	if (align == VD_ALIGN_CYLINDER) {
+		L.grain = (uint64_t)heads * sectors;
+		L.first = sectors;
+		L.cylinder = true;
+	} else if (disk_sectors <= 4 * 2048) {
+		/* sfdisk: no 1 MiB grain on disks of 4 MiB or less */
+		L.grain = 1;
+		L.first = 1;
+		L.cylinder = false;
+	} else {
+		L.grain = 2048;
+		L.first = 2048;
+		L.cylinder = false;
+	}
+	if (disk_sectors < 2)
+		return SERR("the disk (%" PRIu64 " sectors) is too small for a partition table", disk_sectors);
+
+	for (unsigned i = 0; i < s->n; i++) {
+		const struct vd_mbr_spec *sp = &s->spec[i];
+		unsigned num = sp->number;
+		bool is_ext = vd_mbr_is_extended(sp->type);
+		struct vd_mbr_part *e = ext ? &prim[ext] : NULL;
+
+		if (!num) {
+			unsigned freep = 0;
+			for (unsigned j = 4; j >= 1; j--)
+				if (!used[j])
+					freep = j;
+			if (!is_ext && e && sp->start_set && sp->start >= e->start && sp->start <= pend(e))
+				num = 5 + nlog;
+			else if (freep)
+				num = freep;
+			else if (e && !is_ext)
+				num = 5 + nlog;
+			else
+				return SERR("line %u: too many partitions: the 4 primary entries are used%s", sp->line,
+					    e ? "" : " and there is no extended partition for logical ones");
+		}
+		if (num <= 4) {
+			struct vd_mbr_part tmp[5];
+			unsigned nt = 0;
+			uint64_t start = 0, limit = 0, prev_end;
+			bool found = false;
+
+			if (used[num])
+				return SERR("line %u: partition %u is defined twice", sp->line, num);
+			if (is_ext && ext)
+				return SERR("line %u: a second extended partition (partition %u is one)", sp->line, ext);
+			for (unsigned j = 1; j <= 4; j++)
+				if (used[j])
+					tmp[nt++] = prim[j];
+			qsort(tmp, nt, sizeof(tmp[0]), cmp_part_start);
+			/* walk the free regions of the disk between primaries */
+			prev_end = 0; /* sector 0: the MBR */
+			for (unsigned j = 0; j <= nt && !found; j++) {
+				uint64_t a = prev_end + 1, b = j < nt ? tmp[j].start - 1 : disk_sectors - 1;
+				if (j < nt && tmp[j].start == 0)
+					b = 0;
+				if (a <= b || (j < nt && tmp[j].start > a)) {
+					if (sp->start_set) {
+						if (sp->start >= a && sp->start <= b) {
+							start = sp->start;
+							limit = b;
+							found = true;
+						}
+					} else {
+						uint64_t c = al_start(&L, a);
+						if (a <= b && c <= b) {
+							start = c;
+							limit = b;
+							found = true;
+						}
+					}
+				}
+				if (j < nt)
+					prev_end = VD_MAX(prev_end, pend(&tmp[j]));
+			}
+			if (!found) {
+				if (!sp->start_set)
+					return SERR("line %u: no free space left for partition %u", sp->line, num);
+				if (sp->start == 0)
+					return SERR("line %u: partition %u cannot start at sector 0, which holds the MBR", sp->line, num);
+				if (sp->start >= disk_sectors)
+					return SERR("line %u: partition %u starts at sector %" PRIu64 ", past the last sector of the disk (%" PRIu64 ")",
+						    sp->line, num, sp->start, disk_sectors - 1);
+				for (unsigned j = 0; j < nt; j++)
+					if (sp->start >= tmp[j].start && sp->start <= pend(&tmp[j]))
+						return SERR("line %u: partition %u starts at sector %" PRIu64 ", inside partition %u (sectors %" PRIu64 "..%" PRIu64 ")",
+							    sp->line, num, sp->start, tmp[j].number, tmp[j].start, pend(&tmp[j]));
+				return SERR("line %u: start sector %" PRIu64 " of partition %u is not free", sp->line, sp->start, num);
+			}
+			memset(&prim[num], 0, sizeof(prim[num]));
+			prim[num].number = num;
+			prim[num].start = start;
+			prim[num].type = sp->type;
+			prim[num].bootable = sp->bootable;
+			if ((r = place_end(&L, sp, num, start, limit, &prim[num].size, err)) < 0)
+				return r;
+			used[num] = true;
+			if (is_ext)
+				ext = num;
+		} else {
+			struct vd_mbr_part *p, *last = nlog ? &logical[nlog - 1] : NULL;
+			uint64_t x, ebr, start;
+
+			if (!e)
+				return SERR("line %u: logical partition %u needs an extended partition first", sp->line, num);
+			if (is_ext)
+				return SERR("line %u: partition %u: an extended partition must be primary (1-4)", sp->line, num);
+			if (num != 5 + nlog)
+				return SERR("line %u: logical partition %u: expected number %u (logical partitions are numbered from 5 in disk order)",
+					    sp->line, num, 5 + nlog);
+			if (nlog + 4 >= VD_MBR_MAX_PARTS)
+				return SERR("line %u: too many logical partitions (at most %u)", sp->line, VD_MBR_MAX_PARTS - 4);
+			x = last ? pend(last) + 1 : e->start;
+			if (x > pend(e))
+				return SERR("line %u: no free space left in the extended partition for partition %u", sp->line, num);
+			if (sp->start_set) {
+				start = sp->start;
+				ebr = last ? (start >= L.first ? start - L.first : 0) : e->start;
+				if (start > pend(e) || start <= e->start)
+					return SERR("line %u: logical partition %u starts at sector %" PRIu64 ", outside the extended partition (sectors %" PRIu64 "..%" PRIu64 ")",
+						    sp->line, num, start, e->start, pend(e));
+				if (ebr < x)
+					return SERR("line %u: logical partition %u at sector %" PRIu64 " leaves no room for its EBR at sector %" PRIu64 " after partition %u (ends at sector %" PRIu64 ")",
+						    sp->line, num, start, ebr, last->number, pend(last));
+			} else {
+				/* the EBR sits L.first sectors before the partition;
+				 * by cylinders, both on a cylinder boundary + 0 / + S */
+				if (!last) {
+					ebr = e->start;
+					start = L.cylinder ? ebr + L.first : al_start(&L, ebr + L.first);
+				} else if (L.cylinder) {
+					ebr = al_up(x, L.grain);
+					start = ebr + L.first;
+				} else {
+					start = al_start(&L, x + L.first);
+					ebr = start - L.first;
+				}
+				if (start > pend(e))
+					return SERR("line %u: no free space left in the extended partition for partition %u", sp->line, num);
+			}
+			p = &logical[nlog];
+			memset(p, 0, sizeof(*p));
+			p->number = num;
+			p->start = start;
+			p->ebr = ebr;
+			p->type = sp->type;
+			p->bootable = sp->bootable;
+			if ((r = place_end(&L, sp, num, start, pend(e), &p->size, err)) < 0)
+				return r;
+			nlog++;
+		}
+	}
+	for (unsigned j = 1; j <= 4; j++)
+		if (used[j])
+			m->part[m->nparts++] = prim[j];
+	for (unsigned j = 0; j < nlog; j++)
+		m->part[m->nparts++] = logical[j];
+	return vd_mbr_validate(m, err);
+}
