@@ -260,9 +260,9 @@ struct vd_frag_summary {
 	/* image-internal order */
 	uint64_t data_blocks;       /* allocation blocks holding data (data ranges
 				     * for formats without blocks) */
-	uint64_t discontinuities;   /* data not following its guest predecessor in
-				     * the file (a guest gap skipped by the same
-				     * file gap, as in raw files, does not count) */
+	uint64_t discontinuities;   /* data not at the file offset where the
+				     * previous range with a file offset ended
+				     * (so holes of a raw file do not count) */
 	uint64_t out_of_order_blocks; /* blocks starting a discontinuity */
 	/* host side */
 	int host_map;               /* enum vd_frag_host */

@@ -440,7 +440,7 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 	const volatile int *cancel = opts ? opts->cancel : NULL;
 	uint64_t start = opts ? opts->start : 0, length = opts ? opts->length : 0;
 	uint64_t size = img->size, off, end;
-	uint64_t prev_file_end = 0, prev_guest_end = 0, last_block = UINT64_MAX;
+	uint64_t prev_file_end = 0, last_block = UINT64_MAX;
 	bool have_prev = false;
 	struct hostmap hm;
 	struct vd_info *info;
@@ -516,16 +516,17 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 		if (r < 0)
 			goto out;
 		kind = frag_kind(e.flags);
-		if (kind == VD_FRAG_DATA && (e.flags & VD_BS_OFFSET_VALID)) {
-			if (have_prev && e.offset != prev_file_end &&
-			    !(e.offset > prev_file_end &&
-			      e.offset - prev_file_end == e.start - prev_guest_end))
+		/* Every range with a file offset continues the chain, so the
+		 * holes of a raw file (file offset = guest offset) do not break
+		 * it, while a VDI block after unallocated ones must sit in the
+		 * slot right after the previous data. */
+		if (e.flags & VD_BS_OFFSET_VALID) {
+			if (kind == VD_FRAG_DATA && have_prev && e.offset != prev_file_end) {
 				discont = true;
+				sum->discontinuities++;
+			}
 			have_prev = true;
 			prev_file_end = e.offset + e.length;
-			prev_guest_end = e.start + e.length;
-			if (discont)
-				sum->discontinuities++;
 		}
 		if (kind == VD_FRAG_DATA) {
 			if (sum->block_size) {
