@@ -5,6 +5,7 @@
  */
 #include "cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -14,14 +15,142 @@ static const char usage[] =
 	"Usage: vdisk info [-f FMT] [--output=human|json] IMAGE\n"
 	"\n"
 	"Show the format, subformat, virtual size, file size, allocated bytes,\n"
-	"block size, UUIDs, header version and geometry of IMAGE.\n"
+	"block size, UUIDs, header version and geometry of IMAGE, its MBR\n"
+	"partitions and the filesystem or other content libblkid finds in each\n"
+	"partition (or on the whole disk when it has no partition table).\n"
 	"\n"
 	"  -f, --format FMT     image format (default: probe the contents)\n"
 	"      --output FMT     human (default) or json\n"
 	"      --allow-devices  allow a block device as IMAGE\n"
 	"  -h, --help           show this help\n";
 
-static void print_human(const char *path, const struct vd_info *in)
+/* ---- partitions and content (libblkid through the block-I/O layer) ---- */
+
+struct layout {
+	bool has_table;
+	struct vd_mbr mbr;
+	bool probed[VD_MBR_MAX_PARTS];
+	struct vd_content part[VD_MBR_MAX_PARTS];
+	struct vd_content disk; /* whole disk, when there is no table */
+};
+
+static void probe_layout(struct vd_image *img, struct layout *l)
+{
+	struct vd_error err = { 0 };
+
+	if (vd_mbr_read(img, &l->mbr, &err) == 0) {
+		l->has_table = true;
+		for (unsigned i = 0; i < l->mbr.nparts; i++) {
+			const struct vd_mbr_part *p = &l->mbr.part[i];
+			if (vd_mbr_is_extended(p->type) || (p->start + p->size) * 512 > vd_size(img))
+				continue;
+			vd_error_clear(&err);
+			if (vd_probe_content(img, p->start * 512, p->size * 512, &l->part[i], &err) < 0)
+				cli_err("info", "partition %u: %s", p->number, err.msg);
+			else
+				l->probed[i] = true;
+		}
+		return;
+	}
+	if (err.code != -ENOENT)
+		cli_err("info", "%s", err.msg);
+	vd_error_clear(&err);
+	if (vd_probe_content(img, 0, vd_size(img), &l->disk, &err) < 0)
+		cli_err("info", "%s", err.msg);
+}
+
+static void content_human(const char *indent, const struct vd_content *c)
+{
+	printf("%scontent: %s", indent, c->type);
+	if (c->usage[0])
+		printf(" (%s)", c->usage);
+	if (c->version[0])
+		printf(", version %s", c->version);
+	if (c->label[0])
+		printf(", label \"%s\"", c->label);
+	if (c->uuid[0])
+		printf(", uuid %s", c->uuid);
+	if (c->block_size)
+		printf(", block size %llu", (unsigned long long)c->block_size);
+	printf("\n");
+}
+
+static void layout_human(const struct layout *l)
+{
+	char a[32];
+
+	if (!l->has_table) {
+		if (l->disk.type[0])
+			content_human("", &l->disk);
+		return;
+	}
+	printf("partition table: dos, disk identifier 0x%08" PRIx32 "\n", l->mbr.disk_id);
+	if (!l->mbr.nparts)
+		printf("partitions: none\n");
+	else
+		printf("partitions:\n");
+	for (unsigned i = 0; i < l->mbr.nparts; i++) {
+		const struct vd_mbr_part *p = &l->mbr.part[i];
+		printf("    %u: %s, start %" PRIu64 ", %" PRIu64 " sectors, %s at offset %" PRIu64
+		       ", type %02x (%s)%s\n",
+		       p->number, p->number > 4 ? "logical" : vd_mbr_is_extended(p->type) ? "extended" : "primary",
+		       p->start, p->size, cli_human(p->size * 512, a, sizeof(a)), p->start * 512, p->type,
+		       vd_mbr_type_name(p->type), p->bootable ? ", bootable" : "");
+		if (l->probed[i]) {
+			if (l->part[i].type[0])
+				content_human("        ", &l->part[i]);
+			else
+				printf("        content: nothing recognised\n");
+		}
+	}
+}
+
+static void content_json(const struct vd_content *c)
+{
+	printf("{\"type\": ");
+	json_str(stdout, c->type);
+	printf(", \"usage\": ");
+	json_str(stdout, c->usage);
+	printf(", \"version\": ");
+	json_str(stdout, c->version);
+	printf(", \"label\": ");
+	json_str(stdout, c->label);
+	printf(", \"uuid\": ");
+	json_str(stdout, c->uuid);
+	printf(", \"block-size\": %llu}", (unsigned long long)c->block_size);
+}
+
+/* Extra keys, only where there is something: "partition-table" and
+ * "partitions" for a disk with an MBR, "content" for a disk without one
+ * on which libblkid recognised something. */
+static void layout_json(const struct layout *l)
+{
+	if (!l->has_table) {
+		if (l->disk.type[0]) {
+			printf(",\n    \"content\": ");
+			content_json(&l->disk);
+		}
+		return;
+	}
+	printf(",\n    \"partition-table\": {\"type\": \"dos\", \"id\": \"0x%08" PRIx32 "\"}",
+	       l->mbr.disk_id);
+	printf(",\n    \"partitions\": [");
+	for (unsigned i = 0; i < l->mbr.nparts; i++) {
+		const struct vd_mbr_part *p = &l->mbr.part[i];
+		printf("%s\n        {\"number\": %u, \"start\": %" PRIu64 ", \"size\": %" PRIu64
+		       ", \"offset\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"type\": \"%x\", \"bootable\": %s, \"content\": ",
+		       i ? "," : "", p->number, p->start, p->size, p->start * 512, p->size * 512, p->type,
+		       p->bootable ? "true" : "false");
+		if (l->probed[i] && l->part[i].type[0])
+			content_json(&l->part[i]);
+		else
+			printf("null");
+		printf("}");
+	}
+	printf("%s]", l->mbr.nparts ? "\n    " : "");
+}
+
+static void print_human(const char *path, const struct vd_info *in, const struct layout *l)
 {
 	char a[32];
 
@@ -53,9 +182,10 @@ static void print_human(const char *path, const struct vd_info *in)
 		for (unsigned i = 0; i < in->nextra; i++)
 			printf("    %s: %s\n", in->extra[i].key, in->extra[i].value);
 	}
+	layout_human(l);
 }
 
-static void print_json(const char *path, const struct vd_info *in)
+static void print_json(const char *path, const struct vd_info *in, const struct layout *l)
 {
 	printf("{\n    \"filename\": ");
 	json_str(stdout, path);
@@ -90,7 +220,9 @@ static void print_json(const char *path, const struct vd_info *in)
 		else
 			json_str(stdout, in->extra[i].value);
 	}
-	printf("%s}\n}\n", in->nextra ? "\n    " : "");
+	printf("%s}", in->nextra ? "\n    " : "");
+	layout_json(l);
+	printf("\n}\n");
 }
 
 int cmd_info(int argc, char **argv)
@@ -106,6 +238,7 @@ int cmd_info(int argc, char **argv)
 	struct vd_error err = { 0 };
 	struct vd_image *img;
 	struct vd_info info;
+	struct layout *lay;
 	unsigned flags = 0;
 	int json = 0, c, r;
 
@@ -133,10 +266,18 @@ int cmd_info(int argc, char **argv)
 		vd_close(img, NULL);
 		return cli_fail("info", &err, 1);
 	}
+	lay = calloc(1, sizeof(*lay));
+	if (!lay) {
+		vd_close(img, NULL);
+		cli_err("info", "out of memory");
+		return 1;
+	}
+	probe_layout(img, lay);
 	if (json)
-		print_json(argv[optind], &info);
+		print_json(argv[optind], &info, lay);
 	else
-		print_human(argv[optind], &info);
+		print_human(argv[optind], &info, lay);
+	free(lay);
 	vd_close(img, NULL);
 	return 0;
 }

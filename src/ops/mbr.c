@@ -634,15 +634,14 @@ static int place_end(const struct lay *L, const struct vd_mbr_spec *sp, unsigned
 			return SERR("line %u: partition %u of %" PRIu64 " sectors at sector %" PRIu64 " does not fit: the free space ends at sector %" PRIu64,
 				    sp->line, num, sp->size, start, limit);
 		stop = start + sp->size - 1;
-		if (stop < limit && sp->size_mode == VD_SIZE_BYTES && L->grain > 1) {
-			uint64_t lo = al_up(start, L->grain), hi = al_down(limit, L->grain), n;
+		/* sfdisk 2.38 makes sub-grain sizes one sector too big;
+		 * vdisk keeps them exact */
+		if (stop < limit && sp->size_mode == VD_SIZE_BYTES && L->grain > 1 &&
+		    sp->size >= L->grain) {
+			uint64_t lo = al_up(start, L->grain), hi = al_down(limit, L->grain);
+			uint64_t n = (start + sp->size + L->grain / 2) / L->grain * L->grain;
 
-			if (stop > lo && stop < hi && stop - lo < L->grain) {
-				n = stop; /* smaller than a grain: not aligned */
-			} else {
-				n = (stop + L->grain / 2) / L->grain * L->grain;
-				n = n < lo ? lo : n > hi ? hi : n;
-			}
+			n = n < lo ? lo : n > hi ? hi : n;
 			if (n <= start)
 				return SERR("line %u: partition %u of %" PRIu64 " sectors is too small to end on a %" PRIu64 "-sector boundary; give its size in sectors",
 					    sp->line, num, sp->size, L->grain);
@@ -666,6 +665,7 @@ int vd_mbr_layout(const struct vd_mbr_script *s, uint64_t disk_sectors, int alig
 	struct vd_mbr_part prim[5], logical[VD_MBR_MAX_PARTS];
 	bool used[5] = { false };
 	unsigned nlog = 0, ext = 0;
+	uint64_t lfirst;
 	struct lay L;
 	int r;
 
@@ -690,6 +690,7 @@ int vd_mbr_layout(const struct vd_mbr_script *s, uint64_t disk_sectors, int alig
 		L.first = 2048;
 		L.cylinder = false;
 	}
+	lfirst = L.first;
 	if (disk_sectors < 2)
 		return SERR("the disk (%" PRIu64 " sectors) is too small for a partition table", disk_sectors);
 
@@ -704,9 +705,24 @@ int vd_mbr_layout(const struct vd_mbr_script *s, uint64_t disk_sectors, int alig
 			for (unsigned j = 4; j >= 1; j--)
 				if (!used[j])
 					freep = j;
+			/* sfdisk: a start inside the extended partition makes a
+			 * logical one; else primary while there is a free entry
+			 * and a grain of free space outside the primaries
+			 * (checked in entry order, as sfdisk does) */
+			uint64_t last = L.first;
+			bool free_sectors = false;
+			for (unsigned j = 1; j <= 4; j++) {
+				if (!used[j])
+					continue;
+				if (last + L.grain <= prim[j].start)
+					free_sectors = true;
+				last = prim[j].start + prim[j].size;
+			}
+			if (last + L.grain < disk_sectors - 1)
+				free_sectors = true;
 			if (!is_ext && e && sp->start_set && sp->start >= e->start && sp->start <= pend(e))
 				num = 5 + nlog;
-			else if (freep)
+			else if (freep && (free_sectors || is_ext || sp->start_set || !e))
 				num = freep;
 			else if (e && !is_ext)
 				num = 5 + nlog;
@@ -742,8 +758,11 @@ int vd_mbr_layout(const struct vd_mbr_script *s, uint64_t disk_sectors, int alig
 							found = true;
 						}
 					} else {
+						/* the first aligned free sector where the
+						 * partition fits */
 						uint64_t c = al_start(&L, a);
-						if (a <= b && c <= b) {
+						if (a <= b && c <= b &&
+						    (sp->size_mode == VD_SIZE_REST || sp->size - 1 <= b - c)) {
 							start = c;
 							limit = b;
 							found = true;
@@ -795,10 +814,23 @@ int vd_mbr_layout(const struct vd_mbr_script *s, uint64_t disk_sectors, int alig
 				return SERR("line %u: no free space left in the extended partition for partition %u", sp->line, num);
 			if (sp->start_set) {
 				start = sp->start;
-				ebr = last ? (start >= L.first ? start - L.first : 0) : e->start;
 				if (start > pend(e) || start <= e->start)
 					return SERR("line %u: logical partition %u starts at sector %" PRIu64 ", outside the extended partition (sectors %" PRIu64 "..%" PRIu64 ")",
 						    sp->line, num, start, e->start, pend(e));
+				/* sfdisk: the EBR goes L.first sectors before the
+				 * partition; where that is not free (a legacy
+				 * layout), the sector before it, from then on */
+				if (!last) {
+					ebr = e->start;
+					if (start < e->start + lfirst)
+						lfirst = 1;
+				} else {
+					ebr = start >= lfirst ? start - lfirst : 0;
+					if (ebr < x && start - 1 >= x) {
+						lfirst = 1;
+						ebr = start - 1;
+					}
+				}
 				if (ebr < x)
 					return SERR("line %u: logical partition %u at sector %" PRIu64 " leaves no room for its EBR at sector %" PRIu64 " after partition %u (ends at sector %" PRIu64 ")",
 						    sp->line, num, start, ebr, last->number, pend(last));
