@@ -127,10 +127,76 @@ static void free_extras(struct vd_tmp *t, bool unlink_tmp)
 	t->nextra = 0;
 }
 
+/* Replace the temporary file names in the descriptor T->tmp by the final
+ * ones (the temporary names are unique, so plain substitution is exact). */
+static int rewrite_names(struct vd_tmp *t, struct vd_error *err)
+{
+	struct vd_host *h;
+	uint64_t size;
+	char *text = NULL, *out = NULL;
+	size_t olen = 0;
+	FILE *f;
+	int r;
+
+	r = vd_host_open_file(&h, t->tmp, VD_HOST_RDWR, err);
+	if (r < 0)
+		return r;
+	r = vd_host_size(h, &size, err);
+	if (r == 0 && size > (1u << 20))
+		r = vd_set_error(err, EFBIG, "%s: descriptor too large", t->tmp);
+	if (r == 0 && !(text = vd_malloc((size_t)size + 1, err)))
+		r = -ENOMEM;
+	if (r == 0)
+		r = vd_host_pread(h, text, (size_t)size, 0, err);
+	if (r < 0)
+		goto out;
+	text[size] = '\0';
+	f = open_memstream(&out, &olen);
+	if (!f) {
+		r = vd_set_error(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	for (const char *p = text; *p;) {
+		bool hit = false;
+		for (unsigned i = 0; i < t->nextra && !hit; i++) {
+			const char *tb = strrchr(t->extra_tmp[i], '/');
+			const char *fb = strrchr(t->extra_final[i], '/');
+			tb = tb ? tb + 1 : t->extra_tmp[i];
+			fb = fb ? fb + 1 : t->extra_final[i];
+			if (!strncmp(p, tb, strlen(tb))) {
+				fputs(fb, f);
+				p += strlen(tb);
+				hit = true;
+			}
+		}
+		if (!hit)
+			fputc(*p++, f);
+	}
+	fclose(f);
+	r = vd_host_truncate(h, 0, err);
+	if (r == 0)
+		r = vd_host_pwrite(h, out, olen, 0, err);
+	if (r == 0)
+		r = vd_host_flush(h, err);
+out:
+	free(text);
+	free(out);
+	vd_host_close(h);
+	return r;
+}
+
 int vd_tmp_commit(struct vd_tmp *t, bool force, struct vd_error *err)
 {
 	char *dup;
 	int r;
+
+	if (t->rewrite_names && t->nextra) {
+		r = rewrite_names(t, err);
+		if (r < 0) {
+			vd_tmp_abort(t);
+			return r;
+		}
+	}
 
 	/* extents first: the main file (descriptor) names them */
 	for (unsigned i = 0; i < t->nextra; i++) {

@@ -8,9 +8,11 @@
 
 extern const struct vd_driver vd_driver_raw;
 extern const struct vd_driver vd_driver_vdi;
+extern const struct vd_driver vd_driver_vmdk;
 
 const struct vd_driver *const vd_drivers[] = {
 	&vd_driver_vdi,
+	&vd_driver_vmdk,
 	&vd_driver_raw,
 	NULL,
 };

@@ -276,6 +276,9 @@ struct vd_tmp {
 	 * place before the main file */
 	unsigned nextra;
 	char **extra_final, **extra_tmp;
+	/* the main file is a text descriptor naming the extra files by their
+	 * temporary names: at commit, rename the references too */
+	bool rewrite_names;
 };
 
 /* Refuse an existing FINAL unless FORCE; create an empty temp file beside it. */

@@ -1,0 +1,256 @@
+/*
+ * VMDK descriptor text: parse (untrusted input: bounded, every value
+ * checked) and write (the layout VirtualBox insists on: exact first line,
+ * header keys, extents, then the disk database).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "vmdk.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+		*--e = '\0';
+	return s;
+}
+
+/* Copy a value, dropping surrounding double quotes. */
+static void unquote(char *dst, size_t n, const char *v)
+{
+	size_t len = strlen(v);
+
+	if (len >= 2 && v[0] == '"' && v[len - 1] == '"') {
+		v++;
+		len -= 2;
+	}
+	snprintf(dst, n, "%.*s", (int)len, v);
+}
+
+static int parse_u32(const char *v, int base, uint32_t *out)
+{
+	char *end;
+	unsigned long long x;
+
+	errno = 0;
+	x = strtoull(v, &end, base);
+	if (errno || end == v || *end || x > UINT32_MAX)
+		return -1;
+	*out = (uint32_t)x;
+	return 0;
+}
+
+static int parse_extent(struct vmdk_desc_extent *e, char *line, const char *path,
+			unsigned lineno, struct vd_error *err)
+{
+	char access[16], type[16];
+	unsigned long long sectors;
+	int n = 0;
+	char *p;
+
+	memset(e, 0, sizeof(*e));
+	if (sscanf(line, "%15s %llu %15s %n", access, &sectors, type, &n) < 3)
+		return vd_set_error(err, EINVAL, "%s: descriptor line %u: malformed extent line",
+				    path, lineno);
+	if (!strcmp(access, "RW"))
+		e->access = VMDK_RW;
+	else if (!strcmp(access, "RDONLY"))
+		e->access = VMDK_RDONLY;
+	else if (!strcmp(access, "NOACCESS"))
+		e->access = VMDK_NOACCESS;
+	else
+		return vd_set_error(err, EINVAL, "%s: descriptor line %u: extent access '%s' is not RW, RDONLY or NOACCESS",
+				    path, lineno, access);
+	if (sectors == 0 || sectors > (1ull << 47))
+		return vd_set_error(err, EINVAL, "%s: descriptor line %u: extent size %llu sectors is out of range",
+				    path, lineno, sectors);
+	e->sectors = sectors;
+	snprintf(e->type_name, sizeof(e->type_name), "%s", type);
+	if (!strcmp(type, "FLAT") || !strcmp(type, "VMFS") || !strcmp(type, "VMFSRAW") ||
+	    !strcmp(type, "VMFSRDM"))
+		e->type = VMDK_FLAT;
+	else if (!strcmp(type, "SPARSE"))
+		e->type = VMDK_SPARSE;
+	else if (!strcmp(type, "ZERO"))
+		e->type = VMDK_ZERO;
+	else
+		return vd_set_error(err, ENOTSUP, "%s: descriptor line %u: extent type '%s' is not supported",
+				    path, lineno, type);
+	p = trim(line + n);
+	if (e->type == VMDK_ZERO)
+		return 0;
+	if (*p != '"')
+		return vd_set_error(err, EINVAL, "%s: descriptor line %u: extent file name must be quoted",
+				    path, lineno);
+	{
+		char *q = strchr(p + 1, '"');
+		if (!q || q == p + 1)
+			return vd_set_error(err, EINVAL, "%s: descriptor line %u: unterminated or empty extent file name",
+					    path, lineno);
+		e->file = strndup(p + 1, (size_t)(q - p - 1));
+		if (!e->file)
+			return vd_set_error(err, ENOMEM, "out of memory");
+		p = trim(q + 1);
+	}
+	if (*p) {
+		char *end;
+		unsigned long long off;
+		errno = 0;
+		off = strtoull(p, &end, 10);
+		if (errno || *trim(end) || e->type != VMDK_FLAT || off > (1ull << 47))
+			return vd_set_error(err, EINVAL, "%s: descriptor line %u: invalid extent offset '%s'",
+					    path, lineno, p);
+		e->offset = off;
+		e->has_offset = true;
+	}
+	return 0;
+}
+
+int vmdk_desc_parse(struct vmdk_desc *d, const char *text, size_t len,
+		    const char *path, struct vd_error *err)
+{
+	char *buf, *line, *save = NULL;
+	unsigned lineno = 0;
+	int r = 0;
+
+	memset(d, 0, sizeof(*d));
+	d->parent_cid = 0xffffffffu;
+	if (len > VMDK_DESC_MAX)
+		return vd_set_error(err, EINVAL, "%s: VMDK descriptor larger than %u bytes", path, VMDK_DESC_MAX);
+	buf = strndup(text, len);
+	if (!buf)
+		return vd_set_error(err, ENOMEM, "out of memory");
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *l = trim(line), *eq, *key, *val;
+		lineno++;
+		if (!*l || *l == '#')
+			continue;
+		if (!strncmp(l, "RW ", 3) || !strncmp(l, "RDONLY ", 7) || !strncmp(l, "NOACCESS ", 9)) {
+			struct vmdk_desc_extent *ne;
+			if (d->nextents >= VMDK_MAX_EXTENTS) {
+				r = vd_set_error(err, EINVAL, "%s: more than %u extents", path, VMDK_MAX_EXTENTS);
+				break;
+			}
+			ne = realloc(d->extents, (d->nextents + 1) * sizeof(*ne));
+			if (!ne) {
+				r = vd_set_error(err, ENOMEM, "out of memory");
+				break;
+			}
+			d->extents = ne;
+			r = parse_extent(&d->extents[d->nextents], l, path, lineno, err);
+			if (r < 0) {
+				free(d->extents[d->nextents].file);
+				break;
+			}
+			d->nextents++;
+			continue;
+		}
+		eq = strchr(l, '=');
+		if (!eq)
+			continue; /* tolerate stray lines like other readers do */
+		*eq = '\0';
+		key = trim(l);
+		val = trim(eq + 1);
+		if (!strcmp(key, "CID")) {
+			if (parse_u32(val, 16, &d->cid) < 0) {
+				r = vd_set_error(err, EINVAL, "%s: descriptor line %u: CID '%s' is not 8 hex digits", path, lineno, val);
+				break;
+			}
+		} else if (!strcmp(key, "parentCID")) {
+			if (parse_u32(val, 16, &d->parent_cid) < 0) {
+				r = vd_set_error(err, EINVAL, "%s: descriptor line %u: parentCID '%s' is not 8 hex digits", path, lineno, val);
+				break;
+			}
+		} else if (!strcmp(key, "createType")) {
+			unquote(d->create_type, sizeof(d->create_type), val);
+		} else if (!strcmp(key, "ddb.adapterType")) {
+			unquote(d->adapter, sizeof(d->adapter), val);
+		} else if (!strcmp(key, "ddb.virtualHWVersion")) {
+			unquote(d->hwversion, sizeof(d->hwversion), val);
+		} else if (!strcmp(key, "ddb.uuid.image")) {
+			unquote(d->uuid_image, sizeof(d->uuid_image), val);
+		} else if (!strcmp(key, "ddb.uuid.parent")) {
+			unquote(d->uuid_parent, sizeof(d->uuid_parent), val);
+		} else if (!strcmp(key, "ddb.uuid.modification")) {
+			unquote(d->uuid_modify, sizeof(d->uuid_modify), val);
+		} else if (!strcmp(key, "ddb.uuid.parentmodification")) {
+			unquote(d->uuid_parent_modify, sizeof(d->uuid_parent_modify), val);
+		} else if (!strncmp(key, "ddb.geometry.", 13)) {
+			char v[16];
+			uint32_t x;
+			unquote(v, sizeof(v), val);
+			if (parse_u32(v, 10, &x) == 0) {
+				if (!strcmp(key + 13, "cylinders"))
+					d->cylinders = x;
+				else if (!strcmp(key + 13, "heads"))
+					d->heads = x;
+				else if (!strcmp(key + 13, "sectors"))
+					d->sectors = x;
+			}
+		}
+	}
+	free(buf);
+	if (r == 0 && d->nextents == 0)
+		r = vd_set_error(err, EINVAL, "%s: VMDK descriptor has no extents", path);
+	if (r < 0)
+		vmdk_desc_free(d);
+	return r;
+}
+
+void vmdk_desc_free(struct vmdk_desc *d)
+{
+	for (unsigned i = 0; i < d->nextents; i++)
+		free(d->extents[i].file);
+	free(d->extents);
+	d->extents = NULL;
+	d->nextents = 0;
+}
+
+char *vmdk_desc_format(const struct vmdk_desc *d)
+{
+	static const char *acc[] = { "RW", "RDONLY", "NOACCESS" };
+	char *out = NULL;
+	size_t size = 0;
+	FILE *f = open_memstream(&out, &size);
+
+	if (!f)
+		return NULL;
+	fprintf(f, "# Disk DescriptorFile\nversion=1\nCID=%08" PRIx32 "\nparentCID=ffffffff\n"
+		"createType=\"%s\"\n\n# Extent description\n", d->cid, d->create_type);
+	for (unsigned i = 0; i < d->nextents; i++) {
+		const struct vmdk_desc_extent *e = &d->extents[i];
+		fprintf(f, "%s %" PRIu64 " %s", acc[e->access], e->sectors, e->type_name);
+		if (e->file)
+			fprintf(f, " \"%s\"", e->file);
+		if (e->has_offset)
+			fprintf(f, " %" PRIu64, e->offset);
+		fputc('\n', f);
+	}
+	fprintf(f, "\n# The Disk Data Base\n#DDB\n\n"
+		"ddb.virtualHWVersion = \"%s\"\n"
+		"ddb.adapterType = \"%s\"\n"
+		"ddb.geometry.cylinders = \"%" PRIu32 "\"\n"
+		"ddb.geometry.heads = \"%" PRIu32 "\"\n"
+		"ddb.geometry.sectors = \"%" PRIu32 "\"\n"
+		"ddb.uuid.image = \"%s\"\n"
+		"ddb.uuid.parent = \"%s\"\n"
+		"ddb.uuid.modification = \"%s\"\n"
+		"ddb.uuid.parentmodification = \"%s\"\n",
+		d->hwversion, d->adapter, d->cylinders, d->heads, d->sectors,
+		d->uuid_image, d->uuid_parent, d->uuid_modify, d->uuid_parent_modify);
+	if (fclose(f) != 0) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}

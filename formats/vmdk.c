@@ -1,0 +1,839 @@
+/*
+ * VMDK: a descriptor (text, or embedded in a sparse file) listing extents:
+ * FLAT (also VMFS, raw devices), SPARSE (hosted KDMV files, including
+ * streamOptimized) and ZERO, each RW, RDONLY or NOACCESS.
+ *
+ * Extent files named by a descriptor are untrusted: they are resolved in
+ * the descriptor's directory, and absolute paths, ".." components, paths
+ * leaving the directory through symlinks and block devices are refused
+ * unless the image is opened with VD_OPEN_ALLOW_DEVICES.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#define _GNU_SOURCE
+#include "vmdk.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+
+struct vmdk_ext {
+	enum vmdk_access access;
+	enum vmdk_etype type;
+	uint64_t start, length; /* guest bytes */
+	uint64_t flat_off;      /* bytes into the file, FLAT */
+	struct vd_host *h;      /* NULL for ZERO */
+	bool own;               /* h was opened here (close it) */
+	struct vmdk_sparse *sp; /* SPARSE */
+	char *file;             /* as named by the descriptor */
+};
+
+struct vmdk {
+	struct vmdk_desc desc;
+	bool has_desc;
+	unsigned n;
+	struct vmdk_ext *ext;
+	unsigned last; /* extent of the last lookup */
+	struct vmdk_stream *stream;
+};
+
+static bool is_text_descriptor(const uint8_t *buf, size_t len)
+{
+	static const char sig[] = "# Disk DescriptorFile";
+	size_t n = VD_MIN(len, (size_t)1024);
+
+	if (len >= sizeof(sig) - 1 && !memcmp(buf, sig, sizeof(sig) - 1))
+		return true;
+	/* some writers put other comments first */
+	for (size_t i = 0; i < n; i++)
+		if (buf[i] == 0 || (buf[i] < 0x20 && buf[i] != '\n' && buf[i] != '\r' && buf[i] != '\t'))
+			return false;
+	return memmem(buf, n, "createType", 10) != NULL;
+}
+
+static int vmdk_probe(const uint8_t *buf, size_t len, uint64_t file_size)
+{
+	(void)file_size;
+	if (len >= 4 && le32dec(buf) == VMDK_MAGIC)
+		return 100;
+	if (is_text_descriptor(buf, len))
+		return 90;
+	return 0;
+}
+
+/* Resolve and open the extent file NAME named by the descriptor at DPATH. */
+static int open_extent_file(struct vd_image *img, const char *name, bool rdwr,
+			    struct vd_host **h, struct vd_error *err)
+{
+	const char *dpath = img->host->path;
+	bool allow = (img->flags & VD_OPEN_ALLOW_DEVICES) != 0;
+	char *dup = strdup(dpath), *dir, *full = NULL, rdir[PATH_MAX], rfull[PATH_MAX];
+	unsigned hflags = (rdwr ? VD_HOST_RDWR : 0) | (allow ? VD_HOST_ALLOW_DEV : 0);
+	int r;
+
+	if (!dup)
+		return vd_set_error(err, ENOMEM, "out of memory");
+	dir = dirname(dup);
+	if (!allow) {
+		const char *p = name;
+		if (name[0] == '/') {
+			r = vd_set_error(err, EPERM, "%s: extent file \"%s\" is an absolute path (pass --allow-devices to use it)",
+					 dpath, name);
+			goto out;
+		}
+		while (p) {
+			if (!strncmp(p, "..", 2) && (p[2] == '/' || p[2] == '\0')) {
+				r = vd_set_error(err, EPERM, "%s: extent file \"%s\" leaves the descriptor's directory (pass --allow-devices to use it)",
+						 dpath, name);
+				goto out;
+			}
+			p = strchr(p, '/');
+			if (p)
+				p++;
+		}
+	}
+	if (name[0] == '/')
+		full = strdup(name);
+	else if (asprintf(&full, "%s/%s", dir, name) < 0)
+		full = NULL;
+	if (!full) {
+		r = vd_set_error(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	if (!allow && realpath(dir, rdir) && realpath(full, rfull)) {
+		size_t n = strlen(rdir);
+		if (strncmp(rfull, rdir, n) || (rfull[n] != '/' && strcmp(rdir, "/"))) {
+			r = vd_set_error(err, EPERM, "%s: extent file \"%s\" resolves to %s, outside the descriptor's directory (pass --allow-devices to use it)",
+					 dpath, name, rfull);
+			goto out;
+		}
+	}
+	r = vd_host_open_file(h, full, hflags, err);
+	if (r < 0)
+		vd_prefix_error(err, "%s: extent", dpath);
+out:
+	free(full);
+	free(dup);
+	return r;
+}
+
+static void vmdk_close(struct vd_image *img)
+{
+	struct vmdk *v = img->priv;
+
+	if (!v)
+		return;
+	vmdk_stream_free(v->stream);
+	for (unsigned i = 0; i < v->n; i++) {
+		vmdk_sparse_close(v->ext[i].sp);
+		if (v->ext[i].own)
+			vd_host_close(v->ext[i].h);
+		free(v->ext[i].file);
+	}
+	free(v->ext);
+	vmdk_desc_free(&v->desc);
+	free(v);
+	img->priv = NULL;
+}
+
+static int add_extent(struct vmdk *v, struct vmdk_ext *e, struct vd_error *err)
+{
+	struct vmdk_ext *n = realloc(v->ext, (v->n + 1) * sizeof(*n));
+
+	if (!n)
+		return vd_set_error(err, ENOMEM, "out of memory");
+	v->ext = n;
+	v->ext[v->n++] = *e;
+	return 0;
+}
+
+static int open_descriptor_extents(struct vd_image *img, struct vmdk *v, struct vd_error *err)
+{
+	const char *path = img->host->path;
+	uint64_t start = 0;
+	int r;
+
+	if (v->desc.parent_cid != 0xffffffffu)
+		return vd_set_error(err, ENOTSUP,
+				    "%s: VMDK with a parent (parentCID %08x) is not supported: convert the snapshot chain with its product first",
+				    path, v->desc.parent_cid);
+	for (unsigned i = 0; i < v->desc.nextents; i++) {
+		const struct vmdk_desc_extent *de = &v->desc.extents[i];
+		struct vmdk_ext e = { 0 };
+		uint64_t size;
+
+		e.access = de->access;
+		e.type = de->type;
+		e.start = start;
+		e.length = de->sectors * VD_SECTOR;
+		if (de->file) {
+			e.file = strdup(de->file);
+			if (!e.file)
+				return vd_set_error(err, ENOMEM, "out of memory");
+		}
+		if (de->type != VMDK_ZERO) {
+			/* the same file may back several extents */
+			for (unsigned k = 0; k < v->n; k++) {
+				if (v->ext[k].h && v->ext[k].file && !strcmp(v->ext[k].file, de->file) &&
+				    de->type == VMDK_FLAT && v->ext[k].type == VMDK_FLAT) {
+					e.h = v->ext[k].h;
+					break;
+				}
+			}
+			if (!e.h) {
+				r = open_extent_file(img, de->file, img->writable && de->access == VMDK_RW,
+						     &e.h, err);
+				if (r < 0) {
+					free(e.file);
+					return r;
+				}
+				e.own = true;
+			}
+		}
+		if (de->type == VMDK_FLAT) {
+			e.flat_off = de->offset * VD_SECTOR;
+			r = vd_host_size(e.h, &size, err);
+			if (r == 0 && size < e.flat_off + e.length)
+				r = vd_set_error(err, EINVAL,
+						 "%s: extent %u (\"%s\") needs %llu bytes from offset %llu but the file has %llu",
+						 path, i, de->file, (unsigned long long)e.length,
+						 (unsigned long long)e.flat_off, (unsigned long long)size);
+		} else if (de->type == VMDK_SPARSE) {
+			r = vmdk_sparse_open(&e.sp, e.h, err);
+			if (r == 0 && e.sp->capacity < de->sectors)
+				r = vd_set_error(err, EINVAL,
+						 "%s: extent %u (\"%s\") has a capacity of %llu sectors, the descriptor says %llu",
+						 path, i, de->file, (unsigned long long)e.sp->capacity,
+						 (unsigned long long)de->sectors);
+		} else {
+			r = 0;
+		}
+		if (r == 0)
+			r = add_extent(v, &e, err);
+		if (r < 0) {
+			vmdk_sparse_close(e.sp);
+			if (e.own)
+				vd_host_close(e.h);
+			free(e.file);
+			return r;
+		}
+		start += e.length;
+	}
+	return 0;
+}
+
+static int vmdk_open(struct vd_image *img, struct vd_error *err)
+{
+	const char *path = img->host->path;
+	struct vmdk *v;
+	uint8_t head[VD_SECTOR] = { 0 };
+	uint64_t size;
+	int r;
+
+	r = vd_host_size(img->host, &size, err);
+	if (r < 0)
+		return r;
+	r = vd_host_pread(img->host, head, (size_t)VD_MIN(size, (uint64_t)VD_SECTOR), 0, err);
+	if (r < 0)
+		return r;
+	v = vd_calloc(1, sizeof(*v), err);
+	if (!v)
+		return -ENOMEM;
+	img->priv = v;
+	if (size >= 4 && le32dec(head) == VMDK_MAGIC) {
+		/* a sparse file: the extent is the file itself */
+		struct vmdk_ext e = { 0 };
+		char *text = NULL;
+
+		r = vmdk_sparse_open(&e.sp, img->host, err);
+		if (r < 0)
+			goto fail;
+		e.h = img->host;
+		e.type = VMDK_SPARSE;
+		e.length = e.sp->capacity * VD_SECTOR;
+		if (vmdk_sparse_descriptor(e.sp, &text, err) == 0 && text) {
+			struct vd_error ignored;
+			if (vmdk_desc_parse(&v->desc, text, strlen(text), path, &ignored) == 0) {
+				v->has_desc = true;
+				if (v->desc.parent_cid != 0xffffffffu) {
+					free(text);
+					vmdk_sparse_close(e.sp);
+					r = vd_set_error(err, ENOTSUP,
+							 "%s: VMDK with a parent (parentCID %08x) is not supported",
+							 path, v->desc.parent_cid);
+					goto fail;
+				}
+				e.access = v->desc.extents[0].access;
+			}
+		}
+		vd_error_clear(err);
+		free(text);
+		e.file = strdup(basename(img->host->path));
+		r = add_extent(v, &e, err);
+		if (r < 0) {
+			vmdk_sparse_close(e.sp);
+			goto fail;
+		}
+		if (e.sp->fresh_stream && img->writable) {
+			r = vmdk_stream_begin(&v->stream, img->host, e.sp, err);
+			if (r < 0)
+				goto fail;
+		}
+	} else {
+		char *text;
+
+		if (size > VMDK_DESC_MAX) {
+			r = vd_set_error(err, EINVAL, "%s: not a VMDK descriptor (%llu bytes; descriptors are text files under %u bytes)",
+					 path, (unsigned long long)size, VMDK_DESC_MAX);
+			goto fail;
+		}
+		text = vd_malloc((size_t)size + 1, err);
+		if (!text) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		r = vd_host_pread(img->host, text, (size_t)size, 0, err);
+		if (r == 0)
+			r = vmdk_desc_parse(&v->desc, text, (size_t)size, path, err);
+		free(text);
+		if (r < 0)
+			goto fail;
+		v->has_desc = true;
+		r = open_descriptor_extents(img, v, err);
+		if (r < 0)
+			goto fail;
+	}
+	img->size = 0;
+	for (unsigned i = 0; i < v->n; i++)
+		img->size += v->ext[i].length;
+	img->size = VD_ALIGN_DOWN(img->size, VD_SECTOR);
+	img->align = VD_SECTOR;
+	return 0;
+fail:
+	vmdk_close(img);
+	return r;
+}
+
+/* The extent holding guest offset OFF and the bytes left in it (and, in a
+ * sparse extent, in the grain). */
+static struct vmdk_ext *find(struct vmdk *v, uint64_t off, uint64_t *avail)
+{
+	struct vmdk_ext *e = &v->ext[v->last < v->n ? v->last : 0];
+
+	if (off < e->start || off >= e->start + e->length) {
+		unsigned lo = 0, hi = v->n;
+		while (hi - lo > 1) {
+			unsigned mid = (lo + hi) / 2;
+			if (v->ext[mid].start <= off)
+				lo = mid;
+			else
+				hi = mid;
+		}
+		v->last = lo;
+		e = &v->ext[lo];
+	}
+	*avail = e->start + e->length - off;
+	if (e->sp) {
+		uint64_t gb = e->sp->grain * VD_SECTOR;
+		*avail = VD_MIN(*avail, gb - (off - e->start) % gb);
+	}
+	return e;
+}
+
+static int vmdk_read(struct vd_image *img, uint64_t off, void *buf, size_t len,
+		     struct vd_error *err)
+{
+	struct vmdk *v = img->priv;
+	uint8_t *p = buf;
+
+	while (len > 0) {
+		uint64_t avail;
+		struct vmdk_ext *e = find(v, off, &avail);
+		size_t n = (size_t)VD_MIN((uint64_t)len, avail);
+		int r = 0;
+
+		switch (e->access == VMDK_NOACCESS ? -1 : (int)e->type) {
+		case -1:
+			return vd_set_error(err, EACCES, "%s: extent \"%s\" is NOACCESS",
+					    img->host->path, e->file ? e->file : "");
+		case VMDK_ZERO:
+			memset(p, 0, n);
+			break;
+		case VMDK_FLAT:
+			r = vd_host_pread(e->h, p, n, e->flat_off + (off - e->start), err);
+			break;
+		default:
+			r = vmdk_sparse_read(e->sp, off - e->start, p, n, err);
+		}
+		if (r < 0)
+			return r;
+		p += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int vmdk_write(struct vd_image *img, uint64_t off, const void *buf,
+		      size_t len, struct vd_error *err)
+{
+	struct vmdk *v = img->priv;
+	const uint8_t *p = buf;
+
+	while (len > 0) {
+		uint64_t avail;
+		struct vmdk_ext *e = find(v, off, &avail);
+		size_t n = (size_t)VD_MIN((uint64_t)len, avail);
+		int r;
+
+		if (v->stream)
+			r = vmdk_stream_write(v->stream, off, p, n, err);
+		else if (e->access != VMDK_RW || e->type == VMDK_ZERO)
+			r = vd_set_error(err, EROFS, "%s: extent \"%s\" is %s", img->host->path,
+					 e->file ? e->file : "",
+					 e->type == VMDK_ZERO ? "a ZERO extent" :
+					 e->access == VMDK_RDONLY ? "RDONLY" : "NOACCESS");
+		else if (e->type == VMDK_FLAT)
+			r = vd_host_pwrite(e->h, p, n, e->flat_off + (off - e->start), err);
+		else
+			r = vmdk_sparse_write(e->sp, off - e->start, p, n, err);
+		if (r < 0)
+			return r;
+		p += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int vmdk_write_zeroes(struct vd_image *img, uint64_t off, uint64_t len,
+			     unsigned flags, struct vd_error *err)
+{
+	struct vmdk *v = img->priv;
+
+	if (v->stream)
+		return -ENOTSUP;
+	while (len > 0) {
+		uint64_t avail, fs;
+		struct vmdk_ext *e = find(v, off, &avail);
+		uint64_t n = VD_MIN(len, avail);
+		int kind, r = 0;
+
+		if (e->access != VMDK_RW || e->type == VMDK_ZERO)
+			return -ENOTSUP; /* the write fallback reports it */
+		if (e->type == VMDK_FLAT) {
+			r = vd_host_write_zeroes(e->h, e->flat_off + (off - e->start), n,
+						 (flags & VD_ZERO_MAY_UNMAP) != 0, err);
+		} else {
+			r = vmdk_sparse_lookup(e->sp, (off - e->start) / VD_SECTOR, &kind, &fs, err);
+			if (r == 0 && kind == GRAIN_DATA)
+				r = vd_host_write_zeroes(e->h, fs * VD_SECTOR +
+							 (off - e->start) % (e->sp->grain * VD_SECTOR),
+							 n, (flags & VD_ZERO_MAY_UNMAP) != 0, err);
+		}
+		if (r < 0)
+			return r;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int vmdk_block_status(struct vd_image *img, uint64_t off, uint64_t len,
+			     struct vd_extent *ext, struct vd_error *err)
+{
+	struct vmdk *v = img->priv;
+	uint64_t avail;
+	struct vmdk_ext *e = find(v, off, &avail);
+	uint64_t left = VD_MIN(len, e->start + e->length - off);
+	int r = 0;
+
+	ext->length = left;
+	if (e->h && e->h != img->host)
+		ext->file = e->h->path;
+	switch (e->type) {
+	case VMDK_ZERO:
+		ext->flags = VD_BS_ZERO | VD_BS_ALLOCATED;
+		break;
+	case VMDK_FLAT:
+		ext->flags = VD_BS_DATA | VD_BS_ALLOCATED | VD_BS_OFFSET_VALID;
+		ext->offset = e->flat_off + (off - e->start);
+		vd_host_refine_extent(e->h, ext);
+		break;
+	default:
+		r = vmdk_sparse_status(e->sp, off - e->start, left, ext, err);
+	}
+	return r;
+}
+
+static int vmdk_flush(struct vd_image *img, struct vd_error *err)
+{
+	struct vmdk *v = img->priv;
+	int r;
+
+	if (v->stream) {
+		r = vmdk_stream_finish(v->stream, err);
+		if (r < 0)
+			return r;
+	}
+	for (unsigned i = 0; i < v->n; i++) {
+		if (v->ext[i].own && v->ext[i].h != img->host) {
+			r = vd_host_flush(v->ext[i].h, err);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+/* ---- info and check ---- */
+
+static int vmdk_info(struct vd_image *img, struct vd_info *info, struct vd_error *err)
+{
+	static const char *acc[] = { "RW", "RDONLY", "NOACCESS" };
+	struct vmdk *v = img->priv;
+	const struct vmdk_desc *d = &v->desc;
+	struct vmdk_sparse *sp = NULL;
+	uint64_t off = 0;
+	int r;
+
+	for (unsigned i = 0; i < v->n && !sp; i++)
+		sp = v->ext[i].sp;
+	snprintf(info->subformat, sizeof(info->subformat), "%s",
+		 v->has_desc && d->create_type[0] ? d->create_type :
+		 sp && sp->compressed ? "streamOptimized" : "sparse extent");
+	if (sp) {
+		info->block_size = (uint32_t)(sp->grain * VD_SECTOR);
+		snprintf(info->header_version, sizeof(info->header_version), "%u", sp->version);
+	}
+	if (v->has_desc) {
+		snprintf(info->uuid, sizeof(info->uuid), "%s", d->uuid_image);
+		snprintf(info->uuid_modify, sizeof(info->uuid_modify), "%s", d->uuid_modify);
+		snprintf(info->uuid_parent, sizeof(info->uuid_parent), "%s", d->uuid_parent);
+		snprintf(info->uuid_parent_modify, sizeof(info->uuid_parent_modify), "%s",
+			 d->uuid_parent_modify);
+		info->cylinders = d->cylinders;
+		info->heads = d->heads;
+		info->sectors = d->sectors;
+		vd_info_add(info, "create_type", false, "%s", d->create_type);
+		vd_info_add(info, "cid", false, "%08" PRIx32, d->cid);
+		vd_info_add(info, "parent_cid", false, "%08" PRIx32, d->parent_cid);
+		if (d->adapter[0])
+			vd_info_add(info, "adapter_type", false, "%s", d->adapter);
+		if (d->hwversion[0])
+			vd_info_add(info, "hw_version", false, "%s", d->hwversion);
+	}
+	if (sp) {
+		vd_info_add(info, "grain_size", true, "%" PRIu64, sp->grain * VD_SECTOR);
+		vd_info_add(info, "compressed", false, "%s", sp->compressed ? "yes" : "no");
+	}
+	vd_info_add(info, "extents", true, "%u", v->n);
+	for (unsigned i = 0; i < v->n && info->nextra + 1 < VD_INFO_MAX_EXTRA; i++) {
+		const struct vmdk_ext *e = &v->ext[i];
+		char key[32];
+		snprintf(key, sizeof(key), "extent%u", i);
+		vd_info_add(info, key, false, "%s %" PRIu64 " %s%s%s%s", acc[e->access],
+			    e->length / VD_SECTOR,
+			    e->type == VMDK_ZERO ? "ZERO" : e->type == VMDK_FLAT ? "FLAT" : "SPARSE",
+			    e->file && e->type != VMDK_ZERO ? " \"" : "",
+			    e->file && e->type != VMDK_ZERO ? e->file : "",
+			    e->file && e->type != VMDK_ZERO ? "\"" : "");
+	}
+	/* the other files of a multi-file image */
+	for (unsigned i = 0; i < v->n; i++) {
+		uint64_t s = 0, a = 0;
+		if (!v->ext[i].own || v->ext[i].h == img->host)
+			continue;
+		if (v->ext[i].h->ops->get_size(v->ext[i].h, &s) == 0)
+			info->file_size += s;
+		if (v->ext[i].h->ops->allocated_bytes &&
+		    v->ext[i].h->ops->allocated_bytes(v->ext[i].h, &a) == 0)
+			info->host_bytes += a;
+	}
+	while (off < img->size) {
+		struct vd_extent e = { 0 };
+		r = vd_block_status(img, off, img->size - off, &e, err);
+		if (r < 0)
+			return r;
+		if (e.flags & VD_BS_DATA)
+			info->allocated_bytes += e.length;
+		off += e.length;
+	}
+	return 0;
+}
+
+static int vmdk_check(struct vd_image *img, bool repair, struct vd_check *res,
+		      struct vd_error *err)
+{
+	struct vmdk *v = img->priv;
+
+	if (repair)
+		vd_check_note(res, VD_CHECK_NOTE_INFO, "VMDK repair is not implemented; nothing was changed");
+	for (unsigned i = 0; i < v->n; i++) {
+		if (v->ext[i].sp) {
+			int r = vmdk_sparse_check(v->ext[i].sp, res, err);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+/* ---- create ---- */
+
+struct preset {
+	const char *name, *adapter, *hwversion;
+};
+static const struct preset presets[] = {
+	{ "esxi", "lsilogic", "7" },
+	{ "workstation", "lsilogic", "9" },
+	{ "virtualbox", "ide", "4" },
+};
+
+static void geometry(struct vmdk_desc *d, uint64_t sectors)
+{
+	bool ide = !strcmp(d->adapter, "ide");
+	uint64_t c;
+
+	d->heads = ide ? 16 : 255;
+	d->sectors = 63;
+	c = sectors / (d->heads * d->sectors);
+	if (ide && c > 16383)
+		c = 16383;
+	if (c > 65535)
+		c = 65535;
+	d->cylinders = (uint32_t)(c ? c : 1);
+}
+
+static int new_uuid_text(char out[40], bool det, unsigned seed)
+{
+	uint8_t u[16];
+	vd_uuid_new(u, det, seed);
+	vd_uuid_format(u, out);
+	return 0;
+}
+
+/* "dir/name.vmdk" -> "name.vmdk" */
+static char *base_name(const char *path)
+{
+	char *dup = strdup(path), *s = NULL;
+
+	if (dup)
+		s = strdup(basename(dup));
+	free(dup);
+	return s;
+}
+
+/* "dir/name.vmdk" -> "name" (for extent names) */
+static char *stem(const char *final)
+{
+	char *dup = strdup(final), *b, *s;
+	size_t n;
+
+	if (!dup)
+		return NULL;
+	b = basename(dup);
+	n = strlen(b);
+	if (n > 5 && !strcasecmp(b + n - 5, ".vmdk"))
+		b[n - 5] = '\0';
+	s = strdup(b);
+	free(dup);
+	return s;
+}
+
+static char *sibling(const char *final, const char *name)
+{
+	char *dup = strdup(final), *out = NULL;
+
+	if (!dup)
+		return NULL;
+	if (asprintf(&out, "%s/%s", dirname(dup), name) < 0)
+		out = NULL;
+	free(dup);
+	return out;
+}
+
+static int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
+		       struct vd_error *err)
+{
+	const char *sub = vd_opts_get(p->opts, "subformat");
+	const char *adapter = vd_opts_get(p->opts, "adapter_type");
+	const char *hw = vd_opts_get(p->opts, "hwversion");
+	const char *compat = vd_opts_get(p->opts, "compat");
+	bool det = p->flags & VD_CREATE_DETERMINISTIC;
+	const char *final = p->tmp ? p->tmp->final : h->path;
+	uint64_t sectors = VD_ALIGN_UP(p->size, VD_SECTOR) / VD_SECTOR;
+	struct vmdk_desc d = { 0 };
+	bool split, flat, stream;
+	char *base = NULL, *text = NULL;
+	unsigned nfiles;
+	int r;
+
+	r = vd_opts_check_used(p->opts, "vmdk", err);
+	if (r < 0)
+		return r;
+	if (!sub)
+		sub = "monolithicSparse";
+	if (strcmp(sub, "monolithicSparse") && strcmp(sub, "monolithicFlat") &&
+	    strcmp(sub, "twoGbMaxExtentSparse") && strcmp(sub, "twoGbMaxExtentFlat") &&
+	    strcmp(sub, "streamOptimized"))
+		return vd_set_error(err, EINVAL,
+				    "vmdk: subformat must be monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat or streamOptimized, not '%s'",
+				    sub);
+	snprintf(d.create_type, sizeof(d.create_type), "%s", sub);
+	snprintf(d.adapter, sizeof(d.adapter), "ide");
+	snprintf(d.hwversion, sizeof(d.hwversion), "4");
+	if (compat) {
+		const struct preset *ps = NULL;
+		for (size_t i = 0; i < VD_ARRAY_SIZE(presets); i++)
+			if (!strcmp(presets[i].name, compat))
+				ps = &presets[i];
+		if (!ps)
+			return vd_set_error(err, EINVAL, "vmdk: compat must be esxi, workstation or virtualbox, not '%s'", compat);
+		snprintf(d.adapter, sizeof(d.adapter), "%s", ps->adapter);
+		snprintf(d.hwversion, sizeof(d.hwversion), "%s", ps->hwversion);
+	}
+	if (adapter) {
+		if (strcmp(adapter, "ide") && strcmp(adapter, "buslogic") &&
+		    strcmp(adapter, "lsilogic") && strcmp(adapter, "legacyESX"))
+			return vd_set_error(err, EINVAL, "vmdk: adapter_type must be ide, buslogic, lsilogic or legacyESX, not '%s'", adapter);
+		snprintf(d.adapter, sizeof(d.adapter), "%s", adapter);
+	}
+	if (hw) {
+		char *end;
+		unsigned long x = strtoul(hw, &end, 10);
+		if (*end || x < 1 || x > 99)
+			return vd_set_error(err, EINVAL, "vmdk: hwversion must be a number from 1 to 99, not '%s'", hw);
+		snprintf(d.hwversion, sizeof(d.hwversion), "%lu", x);
+	}
+	if (sectors == 0)
+		return vd_set_error(err, EINVAL, "vmdk: size must be greater than 0");
+	geometry(&d, sectors);
+	if (compat && !strcmp(compat, "virtualbox") && d.heads > 16) {
+		/* VirtualBox discards physical geometry with more than 16 heads */
+		d.heads = 16;
+		d.cylinders = (uint32_t)VD_MIN(VD_MAX(sectors / (16 * 63), 1ull), 16383ull);
+	}
+	if (det) {
+		d.cid = 0x12345678u;
+	} else if (getrandom(&d.cid, sizeof(d.cid), 0) != sizeof(d.cid)) {
+		d.cid = 0x9e3779b9u;
+	}
+	new_uuid_text(d.uuid_image, det, 0);
+	new_uuid_text(d.uuid_modify, det, 1);
+	snprintf(d.uuid_parent, sizeof(d.uuid_parent), "00000000-0000-0000-0000-000000000000");
+	snprintf(d.uuid_parent_modify, sizeof(d.uuid_parent_modify), "00000000-0000-0000-0000-000000000000");
+
+	split = !strncmp(sub, "twoGb", 5);
+	flat = strstr(sub, "Flat") != NULL;
+	stream = !strcmp(sub, "streamOptimized");
+	if ((split || flat) && !p->tmp)
+		return vd_set_error(err, EINVAL, "vmdk: %s images need a destination path", sub);
+	base = stem(final);
+	if (!base)
+		return vd_set_error(err, ENOMEM, "out of memory");
+	nfiles = split ? (unsigned)((sectors + VMDK_SPLIT_SECTORS - 1) / VMDK_SPLIT_SECTORS) : 1;
+	if (nfiles > VMDK_MAX_EXTENTS) {
+		r = vd_set_error(err, EFBIG, "vmdk: %u extents are too many", nfiles);
+		goto out;
+	}
+	d.extents = vd_calloc(nfiles, sizeof(*d.extents), err);
+	if (!d.extents) {
+		r = -ENOMEM;
+		goto out;
+	}
+	d.nextents = nfiles;
+	for (unsigned i = 0; i < nfiles; i++) {
+		struct vmdk_desc_extent *e = &d.extents[i];
+		char *name = NULL;
+		e->access = VMDK_RW;
+		e->type = flat ? VMDK_FLAT : VMDK_SPARSE;
+		snprintf(e->type_name, sizeof(e->type_name), "%s", flat ? "FLAT" : "SPARSE");
+		e->sectors = split ? VD_MIN(VMDK_SPLIT_SECTORS, sectors - (uint64_t)i * VMDK_SPLIT_SECTORS) : sectors;
+		e->has_offset = flat;
+		if (split) {
+			if (asprintf(&name, "%s-%c%03u.vmdk", base, flat ? 'f' : 's', i + 1) < 0)
+				name = NULL;
+		} else if (flat) {
+			if (asprintf(&name, "%s-flat.vmdk", base) < 0)
+				name = NULL;
+		} else {
+			name = base_name(final); /* the sparse file names itself */
+		}
+		if (!name) {
+			r = vd_set_error(err, ENOMEM, "out of memory");
+			goto out;
+		}
+		e->file = name;
+	}
+	text = vmdk_desc_format(&d);
+	if (!text) {
+		r = vd_set_error(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	if (stream) {
+		r = vmdk_stream_create(h, sectors, text, err);
+	} else if (!split && !flat) {
+		r = vmdk_sparse_create(h, sectors, text, err);
+	} else {
+		/* extent files first, under temporary names which the
+		 * descriptor uses until vd_tmp_commit renames everything */
+		for (unsigned i = 0; i < nfiles && r == 0; i++) {
+			char *path = sibling(final, d.extents[i].file);
+			struct vd_host *eh = NULL;
+			if (vd_cancelled(p->cancel)) {
+				r = vd_set_error(err, ECANCELED, "interrupted");
+			} else if (!path) {
+				r = vd_set_error(err, ENOMEM, "out of memory");
+			} else {
+				r = vd_tmp_add(p->tmp, path, &eh, err);
+				if (r == 0 && flat)
+					r = vd_host_truncate(eh, d.extents[i].sectors * VD_SECTOR, err);
+				else if (r == 0)
+					r = vmdk_sparse_create(eh, d.extents[i].sectors, NULL, err);
+				if (r == 0)
+					r = vd_host_flush(eh, err);
+				if (r == 0) {
+					free(d.extents[i].file);
+					d.extents[i].file = base_name(eh->path);
+					if (!d.extents[i].file)
+						r = vd_set_error(err, ENOMEM, "out of memory");
+				}
+			}
+			vd_host_close(eh);
+			free(path);
+		}
+		p->tmp->rewrite_names = true;
+		if (r == 0) {
+			free(text);
+			text = vmdk_desc_format(&d);
+			r = text ? vd_host_pwrite(h, text, strlen(text), 0, err)
+				 : vd_set_error(err, ENOMEM, "out of memory");
+		}
+	}
+out:
+	free(text);
+	free(base);
+	vmdk_desc_free(&d);
+	return r;
+}
+
+const struct vd_driver vd_driver_vmdk = {
+	.name = "vmdk",
+	.probe = vmdk_probe,
+	.open = vmdk_open,
+	.close = vmdk_close,
+	.read = vmdk_read,
+	.write = vmdk_write,
+	.write_zeroes = vmdk_write_zeroes,
+	.block_status = vmdk_block_status,
+	.flush = vmdk_flush,
+	.create = vmdk_create,
+	.info = vmdk_info,
+	.check = vmdk_check,
+	.zero_init = true,
+};

@@ -1,0 +1,147 @@
+/*
+ * VMDK internals shared by the backend's files:
+ *   vmdk.c         the driver: descriptor + extents, dispatch, info, check, create
+ *   vmdk-desc.c    descriptor text: parse and write
+ *   vmdk-sparse.c  hosted sparse extents (KDMV): header, grain directory and
+ *                  tables, grains (plain and compressed)
+ *   vmdk-stream.c  the streamOptimized writer
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef VDISK_VMDK_H
+#define VDISK_VMDK_H
+
+#include "../src/core/vdisk-int.h"
+
+#define VMDK_MAGIC 0x564d444bu /* "KDMV" */
+#define VMDK_GD_AT_END 0xffffffffffffffffull
+#define VMDK_FLAG_NL_TEST (1u << 0)
+#define VMDK_FLAG_RGD (1u << 1)
+#define VMDK_FLAG_ZERO_GRAIN (1u << 2)
+#define VMDK_FLAG_COMPRESSED (1u << 16)
+#define VMDK_FLAG_MARKERS (1u << 17)
+#define VMDK_COMPRESS_DEFLATE 1
+#define VMDK_MARKER_EOS 0
+#define VMDK_MARKER_GT 1
+#define VMDK_MARKER_GD 2
+#define VMDK_MARKER_FOOTER 3
+/* Split images: 2047 MiB per extent, as VMware and VirtualBox write. */
+#define VMDK_SPLIT_SECTORS 4192256ull
+#define VMDK_DESC_MAX (1u << 20)
+#define VMDK_MAX_EXTENTS 4096
+
+/* Header field offsets (one sector). */
+enum {
+	VH_MAGIC = 0, VH_VERSION = 4, VH_FLAGS = 8, VH_CAPACITY = 12,
+	VH_GRAIN = 20, VH_DESC_OFF = 28, VH_DESC_SIZE = 36, VH_GTES = 44,
+	VH_RGD = 48, VH_GD = 56, VH_OVERHEAD = 64, VH_UNCLEAN = 72,
+	VH_NL = 73, VH_COMPRESS = 77,
+};
+
+/* ---- sparse extents ---- */
+
+#define VMDK_GT_CACHE 64
+
+struct vmdk_sparse {
+	struct vd_host *h;
+	uint32_t version, flags;
+	uint64_t capacity;   /* sectors */
+	uint64_t grain;      /* sectors */
+	uint64_t desc_off, desc_size, rgd_off, gd_off, overhead; /* sectors */
+	uint32_t gtes;       /* entries per grain table */
+	uint32_t gd_entries;
+	uint32_t *gd, *rgd;  /* sector offsets of the grain tables */
+	bool compressed;
+	bool fresh_stream;   /* a stream with nothing after its header: to be written */
+	uint64_t file_size;
+	uint64_t alloc_end;  /* bytes: where the next grain goes */
+	/* grain table cache, direct-mapped by table index */
+	struct {
+		uint32_t index; /* table index + 1, 0 = empty */
+		uint32_t *gt;
+	} cache[VMDK_GT_CACHE];
+	/* last decompressed grain */
+	uint8_t *zgrain;
+	uint64_t zgrain_sector; /* file sector of the cached grain + 1, 0 = none */
+	uint8_t *zbuf;          /* compressed input buffer */
+	size_t zbuf_len;
+};
+
+/* Grain lookup result. */
+enum { GRAIN_UNALLOCATED, GRAIN_ZERO, GRAIN_DATA, GRAIN_COMPRESSED };
+
+/* Parse and validate the header at sector 0 (and, for GD-at-end streams,
+ * the footer); load the grain directories.  NAME is used in messages. */
+int vmdk_sparse_open(struct vmdk_sparse **out, struct vd_host *h,
+		     struct vd_error *err);
+void vmdk_sparse_close(struct vmdk_sparse *sp);
+/* Where guest sector SECTOR of the extent lives: kind and file sector. */
+int vmdk_sparse_lookup(struct vmdk_sparse *sp, uint64_t sector, int *kind,
+		       uint64_t *file_sector, struct vd_error *err);
+/* Read/write within one grain (OFF, LEN in bytes relative to the extent). */
+int vmdk_sparse_read(struct vmdk_sparse *sp, uint64_t off, void *buf, size_t len,
+		     struct vd_error *err);
+int vmdk_sparse_write(struct vmdk_sparse *sp, uint64_t off, const void *buf,
+		      size_t len, struct vd_error *err);
+/* Status of the range at OFF (bytes, extent-relative), at most LEN. */
+int vmdk_sparse_status(struct vmdk_sparse *sp, uint64_t off, uint64_t len,
+		       struct vd_extent *ext, struct vd_error *err);
+/* Read the embedded descriptor (NULL if none): malloc'ed, NUL-terminated. */
+int vmdk_sparse_descriptor(struct vmdk_sparse *sp, char **text, struct vd_error *err);
+/* Check grain directories and tables; notes go to RES. */
+int vmdk_sparse_check(struct vmdk_sparse *sp, struct vd_check *res,
+		      struct vd_error *err);
+/* Write an empty sparse extent of CAPACITY sectors into H, with the
+ * descriptor DESC embedded (NULL: none). */
+int vmdk_sparse_create(struct vd_host *h, uint64_t capacity, const char *desc,
+		       struct vd_error *err);
+
+/* ---- descriptor ---- */
+
+enum vmdk_access { VMDK_RW, VMDK_RDONLY, VMDK_NOACCESS };
+enum vmdk_etype { VMDK_FLAT, VMDK_SPARSE, VMDK_ZERO };
+
+struct vmdk_desc_extent {
+	enum vmdk_access access;
+	enum vmdk_etype type;
+	char type_name[16]; /* as written: FLAT, VMFS, SPARSE, ZERO ... */
+	uint64_t sectors;
+	uint64_t offset;    /* sectors, FLAT only */
+	bool has_offset;
+	char *file;         /* NULL for ZERO */
+};
+
+struct vmdk_desc {
+	uint32_t cid, parent_cid;
+	char create_type[32];
+	char adapter[16];
+	char hwversion[16];
+	char uuid_image[40], uuid_parent[40], uuid_modify[40], uuid_parent_modify[40];
+	uint32_t cylinders, heads, sectors;
+	unsigned nextents;
+	struct vmdk_desc_extent *extents;
+};
+
+/* Parse TEXT (LEN bytes). PATH names the file in messages. */
+int vmdk_desc_parse(struct vmdk_desc *d, const char *text, size_t len,
+		    const char *path, struct vd_error *err);
+void vmdk_desc_free(struct vmdk_desc *d);
+/* Render D as descriptor text (malloc'ed). */
+char *vmdk_desc_format(const struct vmdk_desc *d);
+
+/* ---- streamOptimized writer ---- */
+
+struct vmdk_stream;
+int vmdk_stream_begin(struct vmdk_stream **out, struct vd_host *h,
+		      struct vmdk_sparse *sp, struct vd_error *err);
+/* Sequential writes only (offsets never go back). */
+int vmdk_stream_write(struct vmdk_stream *st, uint64_t off, const void *buf,
+		      size_t len, struct vd_error *err);
+/* Write the remaining grains, tables, GD, footer and end-of-stream marker. */
+int vmdk_stream_finish(struct vmdk_stream *st, struct vd_error *err);
+void vmdk_stream_free(struct vmdk_stream *st);
+/* Header + embedded descriptor of an empty stream; the writer appends. */
+int vmdk_stream_create(struct vd_host *h, uint64_t capacity, const char *desc,
+		       struct vd_error *err);
+
+#endif
