@@ -11,6 +11,7 @@
 #   BENCH_DIR    work directory on a real disk (default /var/tmp/vdisk-bench)
 #   BENCH_RUNS   runs per tool and case (default 3)
 #   BENCH_GUEST  guest image size (default 3G)
+#   BENCH_RUNS_STREAM  runs of the (slow, deflate-bound) raw->streamOptimized case (default 1)
 #   BENCH_DROP_CACHES=1  drop the page cache before every run (root)
 set -eu
 VDISK=${VDISK:?}
@@ -41,6 +42,8 @@ if [ ! -f guest.raw ]; then
 	rm -rf tree
 	qemu-img convert -O vdi guest.raw guest.vdi
 fi
+[ -f guest.vmdk ] || qemu-img convert -O vmdk guest.raw guest.vmdk
+[ -f guest-stream.vmdk ] || qemu-img convert -O vmdk -o subformat=streamOptimized guest.raw guest-stream.vmdk
 if [ ! -f sparse.raw ]; then
 	echo "bench: building a mostly-empty 64 GiB sparse image ..."
 	truncate -s 64G sparse.raw
@@ -63,9 +66,9 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 printf '%-24s %8s %8s %8s %7s %7s %6s %6s\n' case "vdisk s" "qemu s" "q+sync s" ratio "r.sync" "v MiB" "q MiB"
 bench_case() {
-	local name=$1 src=$2 vargs=$3 qargs=$4 out=$5
+	local name=$1 src=$2 vargs=$3 qargs=$4 out=$5 runs=${6:-$RUNS}
 	local vt=() qt=() st=() vm=0 qm=0 r
-	for i in $(seq 1 "$RUNS"); do
+	for i in $(seq 1 "$runs"); do
 		# shellcheck disable=SC2086
 		r=$(run1 "$out" "$VDISK" convert -q $vargs "$src" "$out"); vt+=("${r% *}"); vm=$(( ${r#* } > vm ? ${r#* } : vm ))
 		# shellcheck disable=SC2086
@@ -87,6 +90,12 @@ bench_case "raw->vdi dynamic" guest.raw "-O vdi" "-O vdi" out.vdi
 bench_case "raw->vdi fixed" guest.raw "-O vdi -o subformat=fixed" "-O vdi -o static=on" out.vdi
 bench_case "vdi->raw" guest.vdi "-O raw" "-O raw" out.raw
 bench_case "vdi->vdi" guest.vdi "-O vdi" "-O vdi" out.vdi
+bench_case "raw->vmdk sparse" guest.raw "-O vmdk" "-O vmdk" out.vmdk
+bench_case "vmdk->raw" guest.vmdk "-O raw" "-O raw" out.raw
+bench_case "vdi->vmdk" guest.vdi "-O vmdk" "-O vmdk" out.vmdk
+bench_case "raw->vmdk stream" guest.raw "-O vmdk -o subformat=streamOptimized" \
+	"-O vmdk -o subformat=streamOptimized" out.vmdk "${BENCH_RUNS_STREAM:-1}"
+bench_case "vmdk stream->raw" guest-stream.vmdk "-O raw" "-O raw" out.raw
 bench_case "sparse 64G raw->vdi" sparse.raw "-O vdi" "-O vdi" out.vdi
 bench_case "sparse 64G vdi->raw" sparse.vdi "-O raw" "-O raw" out.raw
 echo "(ratio = qemu-img time / vdisk time, r.sync = (qemu-img + sync -d) time / vdisk time;"
