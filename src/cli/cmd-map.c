@@ -16,7 +16,8 @@ static const char usage[] =
 	"List the guest address space of IMAGE as ranges of data (with their\n"
 	"offset in the image file), zero blocks and unallocated space.  The JSON\n"
 	"form uses the keys of qemu-img map: start, length, depth, present,\n"
-	"zero, data, offset.\n"
+	"zero, data, offset, and \"filename\" when the data is in another file\n"
+	"than IMAGE (extents of split VMDKs).\n"
 	"\n"
 	"  -f, --format FMT   image format (default: probe)\n"
 	"      --allow-devices  allow a block device as IMAGE\n"
@@ -45,6 +46,10 @@ static void emit(int json, int *n, const struct vd_extent *e)
 		       (e->flags & VD_BS_DATA) ? "true" : "false");
 		if (e->flags & VD_BS_OFFSET_VALID)
 			printf(", \"offset\": %" PRIu64, e->offset);
+		if (e->file) {
+			printf(", \"filename\": ");
+			json_str(stdout, e->file);
+		}
 		printf("}");
 	} else {
 		if (*n == 0)
@@ -52,6 +57,8 @@ static void emit(int json, int *n, const struct vd_extent *e)
 		printf("0x%-18" PRIx64 " 0x%-18" PRIx64 " %s", e->start, e->length, kind(e->flags));
 		if (e->flags & VD_BS_OFFSET_VALID)
 			printf("%*s0x%" PRIx64, (int)(13 - strlen(kind(e->flags))), "", e->offset);
+		if (e->file)
+			printf(" %s", e->file);
 		printf("\n");
 	}
 	(*n)++;
@@ -103,6 +110,7 @@ int cmd_map(int argc, char **argv)
 		}
 		/* merge with the previous range when nothing but the length differs */
 		if (cur.length && cur.flags == e.flags &&
+		    (cur.file == e.file || (cur.file && e.file && !strcmp(cur.file, e.file))) &&
 		    (!(e.flags & VD_BS_OFFSET_VALID) || cur.offset + cur.length == e.offset)) {
 			cur.length += e.length;
 		} else {
