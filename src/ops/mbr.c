@@ -121,6 +121,14 @@ int vd_mbr_read(struct vd_image *img, struct vd_mbr *mbr, struct vd_error *err)
 			return vd_set_error(err, ENOENT, "%s: no partition table (status byte of entry %u is 0x%02x, expected 0x00 or 0x80)",
 					    vd_path(img), i + 1, e[i].status);
 	}
+	/* a FAT/NTFS boot sector also ends in 55 aa; with no entry in use,
+	 * a jump instruction and a BPB sector size it is not a table */
+	if (vd_is_zero(s + MBR_TABLE_OFF, 4 * MBR_ENTRY_SIZE) && (s[0] == 0xeb || s[0] == 0xe9)) {
+		unsigned bps = le16dec(s + 11);
+		if (bps == 512 || bps == 1024 || bps == 2048 || bps == 4096)
+			return vd_set_error(err, ENOENT, "%s: no partition table (sector 0 is a filesystem boot sector: jump 0x%02x, %u bytes per sector)",
+					    vd_path(img), s[0], bps);
+	}
 	mbr->disk_id = le32dec(s + MBR_ID_OFF);
 	for (unsigned i = 0; i < 4; i++) {
 		if (!e[i].count)
