@@ -43,7 +43,10 @@ V=$T/fixed.vdi
 "$VDISK" create -O vdi -o subformat=fixed --deterministic "$V" 3M || fail "create fixed.vdi"
 expect info-fixed-vdi.txt "$VDISK" info "$V"
 expect info-fixed-vdi.json "$VDISK" info --output=json "$V"
-expect map-fixed-vdi.txt "$VDISK" map "$V"
+# preallocated (unwritten) space is a hole or data depending on the host
+# filesystem and its page cache: compare the kinds with that folded
+map_folded() { "$VDISK" map "$@" | sed 's/ hole        / data        /'; }
+expect map-fixed-vdi.txt map_folded "$V"
 
 # dynamic VDI with data: blocks 0 (full) and 2 (4 KiB) hold data, block 3
 # is marked as a zero block (0xfffffffe) by hand, the rest is unallocated;
