@@ -371,7 +371,7 @@ static int new_gt(struct vmdk_sparse *sp, uint32_t gdi, struct vd_error *err)
 }
 
 int vmdk_sparse_write(struct vmdk_sparse *sp, uint64_t off, const void *buf,
-		      size_t len, struct vd_error *err)
+		      size_t len, bool alloc_zeroes, struct vd_error *err)
 {
 	uint64_t gb = grain_bytes(sp), in = off % gb, gi = off / gb, fs, at;
 	uint32_t gdi = (uint32_t)(gi / sp->gtes), gti = (uint32_t)(gi % sp->gtes), *gt;
@@ -385,7 +385,7 @@ int vmdk_sparse_write(struct vmdk_sparse *sp, uint64_t off, const void *buf,
 		return r;
 	if (kind == GRAIN_DATA)
 		return vd_host_pwrite(sp->h, buf, len, fs * VD_SECTOR + in, err);
-	if (vd_is_zero(buf, len))
+	if (!alloc_zeroes && vd_is_zero(buf, len))
 		return 0; /* the grain reads as zeros already */
 	if (sp->gd[gdi] == 0) {
 		r = new_gt(sp, gdi, err);

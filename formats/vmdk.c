@@ -400,7 +400,8 @@ static int vmdk_write(struct vd_image *img, uint64_t off, const void *buf,
 		else if (e->type == VMDK_FLAT)
 			r = vd_host_pwrite(e->h, p, n, e->flat_off + (off - e->start), err);
 		else
-			r = vmdk_sparse_write(e->sp, off - e->start, p, n, err);
+			r = vmdk_sparse_write(e->sp, off - e->start, p, n,
+					      img->allocate_zero_writes, err);
 		if (r < 0)
 			return r;
 		p += n;

@@ -81,8 +81,9 @@ int vmdk_sparse_lookup(struct vmdk_sparse *sp, uint64_t sector, int *kind,
 /* Read/write within one grain (OFF, LEN in bytes relative to the extent). */
 int vmdk_sparse_read(struct vmdk_sparse *sp, uint64_t off, void *buf, size_t len,
 		     struct vd_error *err);
+/* ALLOC_ZEROES: store zeros as data instead of leaving the grain out. */
 int vmdk_sparse_write(struct vmdk_sparse *sp, uint64_t off, const void *buf,
-		      size_t len, struct vd_error *err);
+		      size_t len, bool alloc_zeroes, struct vd_error *err);
 /* Status of the range at OFF (bytes, extent-relative), at most LEN. */
 int vmdk_sparse_status(struct vmdk_sparse *sp, uint64_t off, uint64_t len,
 		       struct vd_extent *ext, struct vd_error *err);
