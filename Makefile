@@ -62,7 +62,7 @@ deps:
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBS)
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h src/core/*.h src/cli/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/core/*.h src/cli/*.h formats/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
