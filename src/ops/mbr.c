@@ -781,6 +781,9 @@ int vd_mbr_layout(const struct vd_mbr_script *s, uint64_t disk_sectors, int alig
 					prev_end = VD_MAX(prev_end, pend(&tmp[j]));
 			}
 			if (!found) {
+				if (!sp->start_set && sp->size_mode != VD_SIZE_REST)
+					return SERR("line %u: partition %u of %" PRIu64 " sectors does not fit in any free space of the disk (%" PRIu64 " sectors)",
+						    sp->line, num, sp->size, disk_sectors);
 				if (!sp->start_set)
 					return SERR("line %u: no free space left for partition %u", sp->line, num);
 				if (sp->start == 0)
