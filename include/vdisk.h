@@ -238,6 +238,9 @@ struct vd_frag_run {
 	uint64_t host_physical; /* byte offset on the host device (VD_FRAG_PHYS) */
 	uint32_t host_flags;    /* FIEMAP_EXTENT_* of the host extent (<linux/fiemap.h>),
 				 * LAST masked out; 0 for block devices */
+	const char *file;       /* the file holding file_off when it is not the
+				 * image file (split VMDK extents), else NULL;
+				 * valid during the callback */
 };
 
 /* How the host side was mapped. */
@@ -269,10 +272,14 @@ struct vd_frag_summary {
 	char host_fs[32];           /* host filesystem type, "" if unknown */
 	char host_note[160];        /* why host_map is NONE, "" otherwise */
 	uint64_t file_size;         /* size of the image file */
-	uint64_t host_extents;      /* FIEMAP extents of the image file, as
-				     * filefrag -v lists them (1 for a device) */
+	uint64_t host_extents;      /* FIEMAP extents of the image file and of
+				     * the extent files holding the range's
+				     * data, as filefrag -v lists them (1 per
+				     * block device) */
 	uint64_t host_fragments;    /* the same with physically contiguous
-				     * extents merged */
+				     * extents merged (filefrag's "extents
+				     * found": across a hole, contiguous means
+				     * the hole's length further on) */
 	/* a full sequential guest read (zero, hole and unallocated ranges are
 	 * not read; without host positions, file offsets stand in) */
 	uint64_t host_runs;         /* contiguous host runs it visits (seeks + 1) */

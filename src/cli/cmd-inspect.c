@@ -105,8 +105,11 @@ static int human_run(void *ctx, const struct vd_frag_run *r)
 		strcat(fl, "encoded,");
 	if (fl[0])
 		fl[strlen(fl) - 1] = 0;
-	printf("%5" PRIu64 ": %-27s %-27s %-29s %12" PRIu64 " %-11s %s\n", h->n, g, f, p, r->len,
+	printf("%5" PRIu64 ": %-27s %-27s %-29s %12" PRIu64 " %-11s %s", h->n, g, f, p, r->len,
 	       kind_name(r->kind), fl);
+	if (r->file)
+		printf("%sfile %s", fl[0] ? " " : "", r->file);
+	printf("\n");
 	h->n++;
 	return 0;
 }
@@ -184,6 +187,10 @@ static int json_run(void *ctx, const struct vd_frag_run *r)
 		printf(", \"file_offset\": %" PRIu64, r->file_off);
 	if (r->flags & VD_FRAG_PHYS)
 		printf(", \"host_physical\": %" PRIu64, r->host_physical);
+	if (r->file) {
+		printf(", \"file\": ");
+		json_str(stdout, r->file);
+	}
 	printf(", \"host_flags\": %" PRIu32 ", \"seek\": %s, \"discontinuity\": %s }", r->host_flags,
 	       (r->flags & VD_FRAG_SEEK) ? "true" : "false",
 	       (r->flags & VD_FRAG_DISCONT) ? "true" : "false");

@@ -21,7 +21,10 @@
 #include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sys/vfs.h>
 
 #define FM_BATCH 256u
@@ -29,7 +32,8 @@
 /* ---- host extents ---- */
 
 struct hostmap {
-	struct vd_host *h;
+	const char *path;
+	int fd;
 	int mode;               /* enum vd_frag_host */
 	bool synced;            /* FIEMAP_FLAG_SYNC was passed once */
 	struct fiemap *fm;      /* FM_BATCH extents */
@@ -59,13 +63,13 @@ static const char *fs_name(long type)
 	return NULL;
 }
 
-static void host_fs_type(struct vd_host *h, char *out, size_t len)
+static void host_fs_type(int fd, char *out, size_t len)
 {
 	struct statfs sf;
 	const char *n;
 
 	out[0] = 0;
-	if (h->fd < 0 || fstatfs(h->fd, &sf) < 0)
+	if (fd < 0 || fstatfs(fd, &sf) < 0)
 		return;
 	n = fs_name((long)sf.f_type);
 	if (n)
@@ -74,15 +78,19 @@ static void host_fs_type(struct vd_host *h, char *out, size_t len)
 		snprintf(out, len, "0x%lx", (unsigned long)(unsigned int)sf.f_type);
 }
 
-static int hostmap_init(struct hostmap *hm, struct vd_host *h, struct vd_error *err)
+static int hostmap_init(struct hostmap *hm, const char *path, int fd,
+			struct vd_error *err)
 {
+	struct stat st;
+
 	memset(hm, 0, sizeof(*hm));
-	hm->h = h;
-	if (h->fd < 0) {
+	hm->path = path;
+	hm->fd = fd;
+	if (fd < 0 || fstat(fd, &st) < 0) {
 		hm->mode = VD_FRAG_HOST_NONE;
 		return 0;
 	}
-	if (h->is_blockdev) {
+	if (S_ISBLK(st.st_mode)) {
 		hm->mode = VD_FRAG_HOST_DEVICE;
 		return 0;
 	}
@@ -116,22 +124,22 @@ static int fm_query(struct hostmap *hm, uint64_t start, struct vd_error *err)
 	fm->fm_length = ~0ULL - start;
 	fm->fm_flags = hm->synced ? 0 : FIEMAP_FLAG_SYNC;
 	fm->fm_extent_count = FM_BATCH;
-	if (ioctl(hm->h->fd, FS_IOC_FIEMAP, fm) < 0) {
+	if (ioctl(hm->fd, FS_IOC_FIEMAP, fm) < 0) {
 		int e = errno;
 		hm->valid = false;
-		host_fs_type(hm->h, fs, sizeof(fs));
+		host_fs_type(hm->fd, fs, sizeof(fs));
 		if (fiemap_unsupported(e))
 			return vd_set_error(err, EOPNOTSUPP,
 					    "%s: the host filesystem (%s) does not support FIEMAP, so the host extents are unknown",
-					    hm->h->path, fs[0] ? fs : "unknown type");
-		return vd_set_error(err, e, "%s: FIEMAP at file offset %llu: %s", hm->h->path,
+					    hm->path, fs[0] ? fs : "unknown type");
+		return vd_set_error(err, e, "%s: FIEMAP at file offset %llu: %s", hm->path,
 				    (unsigned long long)start, strerror(e));
 	}
 	hm->synced = true;
 	n = fm->fm_mapped_extents;
 	if (n > FM_BATCH)
 		return vd_set_error(err, EIO, "%s: FIEMAP returned %u extents for %u slots",
-				    hm->h->path, n, FM_BATCH);
+				    hm->path, n, FM_BATCH);
 	hm->cstart = start;
 	if (n == 0 || n < FM_BATCH || (fm->fm_extents[n - 1].fe_flags & FIEMAP_EXTENT_LAST))
 		hm->cend = UINT64_MAX;
@@ -195,7 +203,7 @@ static int host_lookup(struct hostmap *hm, uint64_t f, uint64_t len,
 struct count_ctx {
 	struct vd_frag_summary *sum;
 	bool have;
-	uint64_t pend;
+	uint64_t pend, lend;
 };
 
 static int walk_host_extents(struct hostmap *hm, vd_host_extent_fn fn, void *ctx,
@@ -209,7 +217,7 @@ static int walk_host_extents(struct hostmap *hm, vd_host_extent_fn fn, void *ctx
 		unsigned n;
 
 		if (vd_cancelled(cancel))
-			return vd_set_error(err, ECANCELED, "%s: cancelled", hm->h->path);
+			return vd_set_error(err, ECANCELED, "%s: cancelled", hm->path);
 		r = fm_query(hm, start, err);
 		if (r < 0)
 			return r;
@@ -238,7 +246,7 @@ static int walk_host_extents(struct hostmap *hm, vd_host_extent_fn fn, void *ctx
 			return 0;
 		if (x[n - 1].fe_logical + x[n - 1].fe_length <= start)
 			return vd_set_error(err, EIO, "%s: FIEMAP does not advance at %llu",
-					    hm->h->path, (unsigned long long)start);
+					    hm->path, (unsigned long long)start);
 		start = x[n - 1].fe_logical + x[n - 1].fe_length;
 	}
 }
@@ -249,7 +257,7 @@ int vd_host_extents(struct vd_image *img, vd_host_extent_fn fn, void *ctx,
 	struct hostmap hm;
 	int r;
 
-	r = hostmap_init(&hm, img->host, err);
+	r = hostmap_init(&hm, img->host->path, img->host->fd, err);
 	if (r < 0)
 		return r;
 	switch (hm.mode) {
@@ -275,11 +283,14 @@ static int count_extent(void *ctx, const struct vd_host_extent *e)
 {
 	struct count_ctx *c = ctx;
 
+	/* as filefrag counts: a hole in the file followed by data at the
+	 * physical position the hole would have had does not start a new one */
 	c->sum->host_extents++;
-	if (!c->have || e->physical != c->pend)
+	if (!c->have || e->logical < c->lend || e->physical != c->pend + (e->logical - c->lend))
 		c->sum->host_fragments++;
 	c->have = true;
 	c->pend = e->physical + e->length;
+	c->lend = e->logical + e->length;
 	return 0;
 }
 
@@ -294,6 +305,7 @@ struct walk {
 	/* the current host run of a sequential read */
 	bool in_run;
 	bool run_pos_known;
+	uint64_t run_key;  /* which address space run_end is in */
 	uint64_t run_end;  /* host position where it ends */
 	uint64_t run_len;
 	uint64_t *sample;  /* VD_FRAG_SAMPLE run lengths */
@@ -339,7 +351,7 @@ static bool mergeable(const struct vd_frag_run *a, const struct vd_frag_run *b)
 {
 	unsigned pos = VD_FRAG_FILE_OFF | VD_FRAG_PHYS;
 
-	if (a->kind != b->kind || a->guest_off + a->len != b->guest_off)
+	if (a->kind != b->kind || a->guest_off + a->len != b->guest_off || a->file != b->file)
 		return false;
 	if ((a->flags & pos) != (b->flags & pos) || a->host_flags != b->host_flags)
 		return false;
@@ -352,7 +364,9 @@ static bool mergeable(const struct vd_frag_run *a, const struct vd_frag_run *b)
 	return true;
 }
 
-static int feed(struct walk *w, struct vd_frag_run r)
+/* KEY names the address space of the run's position: host positions of one
+ * device, or file offsets of one file. */
+static int feed(struct walk *w, struct vd_frag_run r, uint64_t key)
 {
 	struct vd_frag_summary *s = w->sum;
 	int rc;
@@ -367,7 +381,8 @@ static int feed(struct walk *w, struct vd_frag_run r)
 		bool known = r.flags & (VD_FRAG_PHYS | VD_FRAG_FILE_OFF);
 		uint64_t pos = (r.flags & VD_FRAG_PHYS) ? r.host_physical : r.file_off;
 
-		if (!w->in_run || (known && (!w->run_pos_known || pos != w->run_end))) {
+		if (!w->in_run ||
+		    (known && (!w->run_pos_known || key != w->run_key || pos != w->run_end))) {
 			close_run(w);
 			w->in_run = true;
 			w->run_len = 0;
@@ -375,6 +390,7 @@ static int feed(struct walk *w, struct vd_frag_run r)
 		}
 		w->run_len += r.len;
 		w->run_pos_known = known;
+		w->run_key = key;
 		w->run_end = pos + r.len;
 	}
 	if (w->have_cur && mergeable(&w->cur, &r)) {
@@ -433,6 +449,175 @@ static int frag_kind(unsigned f)
 	return VD_FRAG_UNALLOCATED;
 }
 
+/* ---- the files of an image: the image file and, for split VMDKs, the
+ * extent files block status names ---- */
+
+#define MAX_OPEN_FILES 32
+
+struct hostfile {
+	char *path;        /* NULL: the image file (img->host) */
+	struct hostmap hm; /* hm.fd < 0 while closed */
+	bool open;
+	uint64_t key;      /* address space of host positions (device) */
+	uint64_t used;     /* for closing the least recently used */
+};
+
+struct files {
+	struct vd_image *img;
+	struct vd_frag_summary *sum;
+	const volatile int *cancel;
+	struct hostfile *f;
+	unsigned n, cap, nopen;
+	uint64_t tick;
+	bool seen_none, seen_fiemap;
+};
+
+static void file_close(struct files *fs, struct hostfile *hf)
+{
+	if (!hf->open)
+		return;
+	hostmap_free(&hf->hm);
+	if (hf->path && hf->hm.fd >= 0)
+		close(hf->hm.fd);
+	hf->hm.fd = -1;
+	hf->open = false;
+	fs->nopen--;
+}
+
+static void files_free(struct files *fs)
+{
+	for (unsigned i = 0; i < fs->n; i++) {
+		file_close(fs, &fs->f[i]);
+		free(fs->f[i].path);
+	}
+	free(fs->f);
+	fs->f = NULL;
+	fs->n = fs->cap = 0;
+}
+
+/* Open HF (closing the least recently used file if too many are open). */
+static int file_open(struct files *fs, struct hostfile *hf, struct vd_error *err)
+{
+	const char *path = hf->path ? hf->path : fs->img->host->path;
+	struct stat st;
+	int fd, r;
+
+	if (hf->open)
+		return 0;
+	if (fs->nopen >= MAX_OPEN_FILES) {
+		struct hostfile *lru = NULL;
+		for (unsigned i = 1; i < fs->n; i++)
+			if (fs->f[i].open && (!lru || fs->f[i].used < lru->used))
+				lru = &fs->f[i];
+		if (lru)
+			file_close(fs, lru);
+	}
+	if (hf->path) {
+		fd = open(hf->path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return vd_set_error(err, errno, "%s: %s", hf->path, strerror(errno));
+	} else {
+		fd = fs->img->host->fd;
+	}
+	r = hostmap_init(&hf->hm, path, fd, err);
+	if (r < 0) {
+		if (hf->path)
+			close(fd);
+		return r;
+	}
+	hf->key = 0;
+	if (fd >= 0 && fstat(fd, &st) == 0)
+		hf->key = (uint64_t)(S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev);
+	hf->open = true;
+	fs->nopen++;
+	return 0;
+}
+
+/* First use of a file: open it and count its host extents. */
+static int file_setup(struct files *fs, struct hostfile *hf, struct vd_error *err)
+{
+	struct vd_frag_summary *sum = fs->sum;
+	int r;
+
+	r = file_open(fs, hf, err);
+	if (r < 0)
+		return r;
+	if (hf->hm.mode == VD_FRAG_HOST_DEVICE) {
+		sum->host_extents++;
+		sum->host_fragments++;
+	} else if (hf->hm.mode == VD_FRAG_HOST_FIEMAP) {
+		struct count_ctx cc = { .sum = sum };
+		struct vd_error e2 = { 0 };
+
+		r = walk_host_extents(&hf->hm, count_extent, &cc, fs->cancel, &e2);
+		if (r == -EOPNOTSUPP) {
+			hf->hm.mode = VD_FRAG_HOST_NONE;
+			if (!sum->host_note[0])
+				snprintf(sum->host_note, sizeof(sum->host_note), "%s", e2.msg);
+		} else if (r < 0) {
+			if (err)
+				*err = e2;
+			return r;
+		}
+		hf->hm.valid = false;
+		if (hf->hm.mode == VD_FRAG_HOST_FIEMAP)
+			fs->seen_fiemap = true;
+	} else if (!sum->host_note[0]) {
+		snprintf(sum->host_note, sizeof(sum->host_note),
+			 "%s: not a file on a host filesystem, so the host extents are unknown",
+			 hf->path ? hf->path : fs->img->host->path);
+	}
+	if (hf->hm.mode == VD_FRAG_HOST_NONE)
+		fs->seen_none = true;
+	return 0;
+}
+
+/* The file holding an extent: NAME NULL (or the image file's own path) is
+ * the image file. */
+static int file_get(struct files *fs, const char *name, struct hostfile **out,
+		    struct vd_error *err)
+{
+	struct hostfile *hf = NULL;
+	int r;
+
+	if (!name || !strcmp(name, fs->img->host->path)) {
+		hf = &fs->f[0];
+	} else {
+		for (unsigned i = 1; i < fs->n; i++)
+			if (!strcmp(fs->f[i].path, name)) {
+				hf = &fs->f[i];
+				break;
+			}
+	}
+	if (!hf) {
+		if (fs->n == fs->cap) {
+			unsigned cap = fs->cap ? fs->cap * 2 : 8;
+			struct hostfile *nf = realloc(fs->f, cap * sizeof(*nf));
+			if (!nf)
+				return vd_set_error(err, ENOMEM, "out of memory");
+			fs->f = nf;
+			fs->cap = cap;
+		}
+		hf = &fs->f[fs->n];
+		memset(hf, 0, sizeof(*hf));
+		hf->hm.fd = -1;
+		hf->path = strdup(name);
+		if (!hf->path)
+			return vd_set_error(err, ENOMEM, "out of memory");
+		fs->n++;
+		r = file_setup(fs, hf, err);
+		if (r < 0)
+			return r;
+	} else if (!hf->open) {
+		r = file_open(fs, hf, err);
+		if (r < 0)
+			return r;
+	}
+	hf->used = ++fs->tick;
+	*out = hf;
+	return 0;
+}
+
 int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 	       vd_frag_fn fn, void *ctx, struct vd_frag_summary *sum,
 	       struct vd_error *err)
@@ -441,14 +626,16 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 	uint64_t start = opts ? opts->start : 0, length = opts ? opts->length : 0;
 	uint64_t size = img->size, off, end;
 	uint64_t prev_file_end = 0, last_block = UINT64_MAX;
+	const char *prev_file = NULL;
 	bool have_prev = false;
-	struct hostmap hm;
+	struct files fs;
 	struct vd_info *info;
 	struct walk w;
 	int r;
 
 	memset(sum, 0, sizeof(*sum));
-	memset(&hm, 0, sizeof(hm));
+	memset(&fs, 0, sizeof(fs));
+	memset(&w, 0, sizeof(w));
 	if (start > size || (length && length > size - start))
 		return vd_set_error(err, EINVAL, "%s: range %llu+%llu is outside the virtual size %llu",
 				    img->host->path, (unsigned long long)start,
@@ -469,42 +656,31 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 	if (r < 0)
 		return r;
 
-	memset(&w, 0, sizeof(w));
 	w.fn = fn;
 	w.ctx = ctx;
 	w.sum = sum;
 	w.sample = vd_calloc(VD_FRAG_SAMPLE, sizeof(uint64_t), err);
 	if (!w.sample)
 		return err ? err->code : -ENOMEM;
-	r = hostmap_init(&hm, img->host, err);
+	fs.img = img;
+	fs.sum = sum;
+	fs.cancel = cancel;
+	fs.f = vd_calloc(8, sizeof(*fs.f), err);
+	if (!fs.f) {
+		r = err ? err->code : -ENOMEM;
+		goto out;
+	}
+	fs.cap = 8;
+	fs.n = 1;
+	fs.f[0].hm.fd = -1;
+	host_fs_type(img->host->fd, sum->host_fs, sizeof(sum->host_fs));
+	r = file_setup(&fs, &fs.f[0], err);
 	if (r < 0)
 		goto out;
-	host_fs_type(img->host, sum->host_fs, sizeof(sum->host_fs));
-	sum->host_map = hm.mode;
-	if (hm.mode == VD_FRAG_HOST_DEVICE) {
-		sum->host_extents = sum->host_fragments = 1;
-	} else if (hm.mode == VD_FRAG_HOST_FIEMAP) {
-		struct count_ctx cc = { .sum = sum };
-		struct vd_error e2 = { 0 };
-		r = walk_host_extents(&hm, count_extent, &cc, cancel, &e2);
-		if (r == -EOPNOTSUPP) {
-			hm.mode = sum->host_map = VD_FRAG_HOST_NONE;
-			sum->host_extents = sum->host_fragments = 0;
-			snprintf(sum->host_note, sizeof(sum->host_note), "%s", e2.msg);
-		} else if (r < 0) {
-			if (err)
-				*err = e2;
-			goto out;
-		}
-		hm.valid = false;
-	} else {
-		snprintf(sum->host_note, sizeof(sum->host_note),
-			 "%s: not a file on a host filesystem, so the host extents are unknown",
-			 img->host->path);
-	}
 
 	for (off = start; off < end;) {
 		struct vd_extent e;
+		struct hostfile *hf = NULL;
 		bool discont = false;
 		int kind;
 
@@ -516,17 +692,25 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 		if (r < 0)
 			goto out;
 		kind = frag_kind(e.flags);
+		if (e.flags & VD_BS_OFFSET_VALID) {
+			r = file_get(&fs, e.file, &hf, err);
+			if (r < 0)
+				goto out;
+		}
 		/* Every range with a file offset continues the chain, so the
 		 * holes of a raw file (file offset = guest offset) do not break
 		 * it, while a VDI block after unallocated ones must sit in the
-		 * slot right after the previous data. */
-		if (e.flags & VD_BS_OFFSET_VALID) {
-			if (kind == VD_FRAG_DATA && have_prev && e.offset != prev_file_end) {
+		 * slot right after the previous data.  A change of file (split
+		 * VMDK) is a discontinuity. */
+		if (hf) {
+			if (kind == VD_FRAG_DATA && have_prev &&
+			    (e.offset != prev_file_end || hf->path != prev_file)) {
 				discont = true;
 				sum->discontinuities++;
 			}
 			have_prev = true;
 			prev_file_end = e.offset + e.length;
+			prev_file = hf->path;
 		}
 		if (kind == VD_FRAG_DATA) {
 			if (sum->block_size) {
@@ -543,14 +727,13 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 			}
 		}
 
-		if (kind == VD_FRAG_DATA && (e.flags & VD_BS_OFFSET_VALID) &&
-		    hm.mode == VD_FRAG_HOST_FIEMAP) {
+		if (kind == VD_FRAG_DATA && hf && hf->hm.mode == VD_FRAG_HOST_FIEMAP) {
 			uint64_t g = e.start, f = e.offset, rem = e.length;
 			while (rem) {
 				struct host_piece p;
 				struct vd_frag_run run = { 0 };
 
-				r = host_lookup(&hm, f, rem, &p, err);
+				r = host_lookup(&hf->hm, f, rem, &p, err);
 				if (r < 0)
 					goto out;
 				run.guest_off = g;
@@ -558,6 +741,7 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 				run.kind = p.mapped ? VD_FRAG_DATA : VD_FRAG_HOLE;
 				run.flags = VD_FRAG_FILE_OFF;
 				run.file_off = f;
+				run.file = hf->path;
 				if (p.mapped && p.phys_valid) {
 					run.flags |= VD_FRAG_PHYS;
 					run.host_physical = p.phys;
@@ -567,7 +751,7 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 					run.flags |= VD_FRAG_DISCONT;
 					discont = false;
 				}
-				r = feed(&w, run);
+				r = feed(&w, run, (run.flags & VD_FRAG_PHYS) ? hf->key | (1ull << 63) : (uint64_t)(hf - fs.f));
 				if (r != 0)
 					goto out;
 				g += p.len;
@@ -576,21 +760,25 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 			}
 		} else {
 			struct vd_frag_run run = { 0 };
+			uint64_t key = 0;
 
 			run.guest_off = e.start;
 			run.len = e.length;
 			run.kind = kind;
-			if (e.flags & VD_BS_OFFSET_VALID) {
+			if (hf) {
 				run.flags |= VD_FRAG_FILE_OFF;
 				run.file_off = e.offset;
-				if (hm.mode == VD_FRAG_HOST_DEVICE && kind == VD_FRAG_DATA) {
+				run.file = hf->path;
+				key = (uint64_t)(hf - fs.f);
+				if (hf->hm.mode == VD_FRAG_HOST_DEVICE && kind == VD_FRAG_DATA) {
 					run.flags |= VD_FRAG_PHYS;
 					run.host_physical = e.offset;
+					key = hf->key | (1ull << 63);
 				}
 			}
 			if (discont)
 				run.flags |= VD_FRAG_DISCONT;
-			r = feed(&w, run);
+			r = feed(&w, run, key);
 			if (r != 0)
 				goto out;
 		}
@@ -603,7 +791,11 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 	finish_median(&w);
 	r = 0;
 out:
-	hostmap_free(&hm);
+	sum->host_map = fs.seen_none ? VD_FRAG_HOST_NONE :
+			fs.seen_fiemap ? VD_FRAG_HOST_FIEMAP : VD_FRAG_HOST_DEVICE;
+	if (sum->host_map != VD_FRAG_HOST_NONE)
+		sum->host_note[0] = 0;
+	files_free(&fs);
 	free(w.sample);
 	return r;
 }

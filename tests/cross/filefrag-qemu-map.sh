@@ -7,7 +7,9 @@
 #   - every data run's host position is where filefrag puts its file
 #     offset; the host run count and median follow from filefrag's extents;
 #   - the image-file offsets of the data equal qemu-img map --output=json's
-#     for VDIs written in reverse, shuffled and sparse order by qemu-io.
+#     for VDIs written in reverse, shuffled and sparse order by qemu-io;
+#   - a split VMDK (twoGbMaxExtentSparse): runs name their extent files,
+#     host extents cover every file.
 . "$(dirname "$0")/../lib.sh"
 need jq filefrag python3 openssl
 MiB=$((1 << 20))
@@ -39,13 +41,16 @@ ff_extents() {
 vd_extents() { jq -r '.host_extents[] | "\(.logical) \(.physical) \(.length)"' "$1"; }
 
 # ---- two files written alternately: both fragmented
+# c.raw: 64 KiB chunks with 64 KiB holes between them (filefrag counts a
+# hole followed by data where the hole would have ended as contiguous)
 for i in $(seq 1 24); do
 	append "$D/a.raw" "a$i" 65536
 	append "$D/b.raw" "b$i" 65536
+	rand_bytes "c$i" 65536 | dd of="$D/c.raw" bs=64K seek=$((2 * i)) conv=notrunc,fsync status=none
 done
 n_ff=$(ff_extents "$D/a.raw" | wc -l)
 [ "$n_ff" -gt 1 ] || skip "the filesystem did not fragment the test file ($n_ff extent)"
-for f in a b; do
+for f in a b c; do
 	"$VDISK" inspect --output=json "$D/$f.raw" >"$T/$f.json" || fail "inspect $f.raw"
 	assert_eq "$f.raw: host_map" fiemap "$(jq -r .summary.host_map "$T/$f.json")"
 	ff_extents "$D/$f.raw" >"$T/$f.ff"
@@ -59,18 +64,25 @@ done
 
 # every data run sits where filefrag maps its file offset; host runs and
 # their median follow from filefrag's extents merged where contiguous
-# check_runs WHAT JSON FFLIST
+# check_runs WHAT JSON FFLIST [NAME=FFLIST...]: FFLIST for the image file,
+# NAME=FFLIST for the extent files of split images (by base name)
 check_runs() {
-	local out
-	out=$(python3 - "$2" "$3" <<'EOF'
-import json, sys
+	local out what=$1; shift
+	out=$(python3 - "$@" <<'EOF'
+import json, os, sys
 j = json.load(open(sys.argv[1]))
-ext = [tuple(map(int, l.split())) for l in open(sys.argv[2]) if l.strip()]
+def load(p):
+    return [tuple(map(int, l.split())) for l in open(p) if l.strip()]
+exts = {None: load(sys.argv[2])}
+for a in sys.argv[3:]:
+    name, p = a.split("=", 1)
+    exts[name] = load(p)
 bad = 0
 for r in j["runs"]:
     if r["kind"] != "data":
         continue
     f, n = r["file_offset"], r["length"]
+    ext = exts[os.path.basename(r["file"]) if "file" in r else None]
     hit = [e for e in ext if e[0] <= f and f + n <= e[0] + e[2]]
     if len(hit) != 1 or r.get("host_physical") != hit[0][1] + f - hit[0][0]:
         bad += 1
@@ -92,13 +104,14 @@ n = len(s)
 med = (s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) // 2) if n else 0
 print(bad, n, med)
 EOF
-	) || { fail "$1: python check failed"; return; }
+	) || { fail "$what: python check failed"; return; }
 	read -r bad nruns med <<<"$out"
-	assert_eq "$1: data runs at filefrag's physical offsets" 0 "$bad"
-	assert_eq "$1: host runs of a sequential read" "$nruns" "$(jq .summary.host_runs "$2")"
-	assert_eq "$1: median host run" "$med" "$(jq .summary.host_run_median "$2")"
+	assert_eq "$what: data runs at filefrag's physical offsets" 0 "$bad"
+	assert_eq "$what: host runs of a sequential read" "$nruns" "$(jq .summary.host_runs "$1")"
+	assert_eq "$what: median host run" "$med" "$(jq .summary.host_run_median "$1")"
 }
 check_runs a.raw "$T/a.json" "$T/a.ff"
+check_runs c.raw "$T/c.json" "$T/c.ff"
 
 # ---- VDIs written by qemu-io in chosen block orders, on a fragmented file
 if command -v qemu-io >/dev/null && command -v qemu-img >/dev/null; then
@@ -136,6 +149,35 @@ if command -v qemu-io >/dev/null && command -v qemu-img >/dev/null; then
 	# no block in the slot after its guest predecessor's
 	assert_eq "shuffled.vdi: discontinuities" 8 "$(jq .summary.discontinuities "$T/shuffled.json")"
 	assert_eq "sparse.vdi: discontinuities (guest gaps are not file gaps)" 0 "$(jq .summary.discontinuities "$T/sparse.json")"
+
+	# a split VMDK: the runs name their extent file, host extents of all files
+	if qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse "$D/split.vmdk" 5G 2>/dev/null &&
+	   "$VDISK" info "$D/split.vmdk" >/dev/null 2>&1; then
+		for w in "1 3072M" "2 0" "3 4100M"; do
+			set -- $w
+			qemu-io -f vmdk -c "write -P $1 $2 1M" "$D/split.vmdk" >/dev/null
+			append "$D/other-split" "split$1" 262144
+		done
+		"$VDISK" inspect --output=json "$D/split.vmdk" >"$T/split.json" || fail "inspect split.vmdk"
+		args=() nv=0 nf=0
+		for f in "$D"/split*.vmdk; do
+			b=$(basename "$f")
+			ff_extents "$f" >"$T/$b.ff"
+			nv=$((nv + $(wc -l <"$T/$b.ff")))
+			nf=$((nf + $(filefrag "$f" | sed -n 's/.*: \([0-9]*\) extents\{0,1\} found/\1/p')))
+			[ "$b" = split.vmdk ] || args+=("$b=$T/$b.ff")
+		done
+		assert_eq "split.vmdk: runs in 3 extent files" 3 \
+			"$(jq '[.runs[] | select(.kind == "data") | .file] | unique | length' "$T/split.json")"
+		assert_eq "split.vmdk: host extents of all files = filefrag -v" "$nv" "$(jq .summary.host_extents "$T/split.json")"
+		assert_eq "split.vmdk: physically separate = filefrag's counts" "$nf" "$(jq .summary.host_fragments "$T/split.json")"
+		check_runs split.vmdk "$T/split.json" "$T/split.vmdk.ff" "${args[@]}"
+		q=$(qemu-img map -f vmdk --output=json "$D/split.vmdk" | jq -c "[.[] | select(.data) | [.start, .length, .offset]] | $MERGE_JQ")
+		w=$(jq -c "[.runs[] | select(.kind == \"data\") | [.guest_offset, .length, .file_offset]] | $MERGE_JQ" "$T/split.json")
+		assert_eq "split.vmdk: extent-file offsets = qemu-img map" "$q" "$w"
+	else
+		echo "note: no split VMDK support (qemu-img or vdisk), split images not cross-checked"
+	fi
 else
 	echo "note: qemu-io/qemu-img not installed, image-file offsets not cross-checked"
 fi
