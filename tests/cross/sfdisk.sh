@@ -6,9 +6,11 @@
 #   --align cylinder vs sfdisk given the same sectors, kept boot code)
 #   round trips: vdisk mbr -> sfdisk --dump, sfdisk -> vdisk mbr --dump/--json
 #   fdisk -l / sfdisk -l agree with vdisk geometry
-#   an MBR written into a VDI reads back through qemu-img convert + sfdisk
+#   an MBR written into a VDI (and a VMDK, when that format is built in)
+#   reads back through qemu-img convert + sfdisk
 #   rejections exit 1 and leave the image byte-identical
-#   vdisk info finds ext4, FAT, swap and XFS in raw and VDI images, as blkid does
+#   vdisk info finds ext4, FAT, swap and XFS in raw, VDI (and VMDK) images,
+#   as blkid does
 . "$(dirname "$0")/../lib.sh"
 need sfdisk fdisk jq cmp md5sum openssl
 
@@ -179,6 +181,15 @@ if command -v qemu-img >/dev/null; then
 	if cmp -s s.img d.raw; then pass "VDI: MBR + EBRs via qemu-img convert identical to sfdisk's"; else fail "VDI: $(cmp s.img d.raw 2>&1)"; fi
 	assert_eq "VDI: sfdisk --dump of the converted image" "$(sfdisk --dump s.img | norm)" "$(sfdisk --dump d.raw | norm)"
 	assert_eq "VDI: vdisk mbr --dump reads the table in the VDI" "$(sfdisk --dump s.img | norm)" "$("$VDISK" mbr --dump d.vdi | norm)"
+	# VMDK, once the backend is registered
+	if "$VDISK" create -O vmdk d.vmdk 100M 2>/dev/null; then
+		printf 'label: dos\nlabel-id: 0x12345678\n,10M,83,*\n,50M,E\n,5M,83\n,5M,82\n,5M,L\n,,L\n' | "$VDISK" mbr d.vmdk
+		qemu-img convert -f vmdk -O raw d.vmdk dk.raw
+		if cmp -s s.img dk.raw; then pass "VMDK: MBR + EBRs via qemu-img convert identical to sfdisk's"; else fail "VMDK: $(cmp s.img dk.raw 2>&1)"; fi
+		assert_eq "VMDK: sfdisk --dump of the converted image" "$(sfdisk --dump s.img | norm)" "$(sfdisk --dump dk.raw | norm)"
+	else
+		echo "SKIP (part): no vmdk format, VMDK checks skipped"
+	fi
 else
 	echo "SKIP (part): qemu-img not installed, VDI checks skipped"
 fi
@@ -223,6 +234,11 @@ if command -v mkfs.ext4 >/dev/null && command -v mkfs.vfat >/dev/null && command
 	expect_blkid fs.img raw
 	"$VDISK" convert -O vdi fs.img fs.vdi
 	expect_blkid fs.vdi vdi
+	if "$VDISK" convert -O vmdk fs.img fs.vmdk 2>/dev/null; then
+		expect_blkid fs.vmdk vmdk
+	else
+		echo "SKIP (part): no vmdk format, VMDK content checks skipped"
+	fi
 	"$VDISK" info fs.vdi >info.txt
 	assert_contains "info (human): ext4 label" 'content: ext4 (filesystem), version 1.0, label "rootfs"' info.txt
 	assert_contains "info (human): FAT" 'content: vfat (filesystem)' info.txt
