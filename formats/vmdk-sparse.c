@@ -74,13 +74,13 @@ static int parse_header(struct vmdk_sparse *sp, const uint8_t *hd, const char *p
 	/* the directory must be in the file (checked again where it is read) */
 	if (gd_bytes / 4 > UINT32_MAX ||
 	    (le64dec(hd + VH_GD) != VMDK_GD_AT_END && gd_bytes > sp->file_size))
-		return BAD("%s: invalid VMDK %s: capacity %llu sectors needs a grain directory of %llu entries, more than the file (%llu bytes) can hold",
+		return BAD("%s: invalid VMDK %s: capacity %llu sectors needs a grain directory of %llu entries, more than the file (%llu bytes) can hold (truncated?)",
 			   path, where, (unsigned long long)sp->capacity,
 			   (unsigned long long)(gd_bytes / 4), (unsigned long long)sp->file_size);
 	sp->gd_entries = (uint32_t)(gd_bytes / 4);
 	if (sp->desc_off && (sp->desc_size > VMDK_DESC_MAX / VD_SECTOR ||
 			     (sp->desc_off + sp->desc_size) * VD_SECTOR > sp->file_size))
-		return BAD("%s: invalid VMDK %s: embedded descriptor (sector %llu, %llu sectors) is past the end of the file or too large",
+		return BAD("%s: invalid VMDK %s: embedded descriptor (sector %llu, %llu sectors) is too large or past the end of the file (truncated?)",
 			   path, where, (unsigned long long)sp->desc_off,
 			   (unsigned long long)sp->desc_size);
 	return 0;
@@ -94,7 +94,7 @@ static int load_gd(struct vmdk_sparse *sp, uint64_t off, uint32_t **out,
 	int r;
 
 	if (off > sp->file_size / VD_SECTOR || off * VD_SECTOR + bytes > sp->file_size)
-		return BAD("%s: invalid VMDK header: %s (sector %llu) is past the end of the file",
+		return BAD("%s: invalid VMDK header: %s (sector %llu) is past the end of the file (truncated?)",
 			   sp->h->path, what, (unsigned long long)off);
 	gd = vd_malloc(bytes, err);
 	if (!gd)
@@ -132,8 +132,13 @@ int vmdk_sparse_open(struct vmdk_sparse **out, struct vd_host *h, struct vd_erro
 	if (r < 0)
 		goto fail;
 	if (sp->file_size < VD_SECTOR) {
-		r = BAD("%s: file too short for a VMDK header (%llu bytes)", h->path,
+		r = BAD("%s: file too short for a VMDK header (%llu bytes); the file is truncated", h->path,
 			(unsigned long long)sp->file_size);
+		goto fail;
+	}
+	if (sp->file_size % VD_SECTOR) {
+		r = BAD("%s: invalid VMDK file: its size (%llu bytes) is not a multiple of 512; the file is truncated",
+			h->path, (unsigned long long)sp->file_size);
 		goto fail;
 	}
 	r = vd_host_pread(h, hd, VD_SECTOR, 0, err);
@@ -141,11 +146,6 @@ int vmdk_sparse_open(struct vmdk_sparse **out, struct vd_host *h, struct vd_erro
 		r = parse_header(sp, hd, h->path, "header", err);
 	if (r < 0)
 		goto fail;
-	if (sp->file_size % VD_SECTOR) {
-		r = BAD("%s: invalid VMDK file: its size (%llu bytes) is not a multiple of 512; the file is truncated",
-			h->path, (unsigned long long)sp->file_size);
-		goto fail;
-	}
 	if (sp->overhead > sp->file_size / VD_SECTOR) {
 		r = BAD("%s: invalid VMDK file: overHead (offset 64) is %llu sectors but the file has only %llu; the file is truncated",
 			h->path, (unsigned long long)sp->overhead,

@@ -264,7 +264,6 @@ void vd_check_note(struct vd_check *res, int kind, const char *fmt, ...)
 void vd_info_add(struct vd_info *info, const char *key, bool is_number,
 		 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-#endif
 
 /* ---- new outputs: temporary file beside the destination, atomic rename ---- */
 
@@ -303,3 +302,5 @@ int vd_create_on_host(struct vd_host *h, const char *format, uint64_t size,
 int vd_create_in_tmp(struct vd_host *h, struct vd_tmp *t, const char *format,
 		     uint64_t size, const char *opts, unsigned flags,
 		     const volatile int *cancel, struct vd_error *err);
+
+#endif
