@@ -5,36 +5,9 @@
  *
  * SPDX-License-Identifier: MIT
  */
-/* vmdk.h includes src/core/vdisk-int.h itself, and that header's include
- * guard ends before its last section (struct vd_tmp ...), so it cannot be
- * included twice: unit.h's assertions are repeated here instead of
- * including unit.h. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <cmocka.h>
+#include "unit.h"
 #include "../../formats/vmdk.h"
-
-#define assert_msg_has(e, s)                                                       \
-	do {                                                                       \
-		if (!strstr((e)->msg, (s)))                                        \
-			fail_msg("error message \"%s\" does not contain \"%s\"",   \
-				 (e)->msg, (s));                                   \
-	} while (0)
-#define assert_ok(call, e)                                                         \
-	do {                                                                       \
-		int r_ = (call);                                                   \
-		if (r_ != 0)                                                       \
-			fail_msg("%s returned %d: %s", #call, r_, (e)->msg);       \
-	} while (0)
-#define unit_run(tests)                                                            \
-	(getenv("UNIT_FILTER") ? cmocka_set_test_filter(getenv("UNIT_FILTER")) : (void)0, \
-	 getenv("UNIT_SKIP") ? cmocka_set_skip_filter(getenv("UNIT_SKIP")) : (void)0,   \
-	 cmocka_run_group_tests(tests, NULL, NULL))
 
 #define HEAD "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\n"
 
