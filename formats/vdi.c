@@ -472,6 +472,29 @@ static int vdi_write_zeroes(struct vd_image *img, uint64_t off, uint64_t len,
 				    len, unmap, err);
 }
 
+/* Whole blocks of a dynamic image become zero blocks (0xFFFFFFFE) and their
+ * slot's space is handed back to the host (a hole); the slot itself stays
+ * until 'vdisk compact' or 'vdisk check -r' reclaims it.  Anything else
+ * is left to write_zeroes. */
+static int vdi_discard(struct vd_image *img, uint64_t off, uint64_t len,
+		       struct vd_error *err)
+{
+	struct vdi *s = img->priv;
+	uint32_t b = (uint32_t)(off / s->block_size);
+	uint32_t e = s->bmap[b];
+	int r;
+
+	if (s->type != VDI_TYPE_DYNAMIC || off % s->block_size ||
+	    len < VD_ALIGN_UP(block_guest_bytes(s, b), VD_SECTOR))
+		return -ENOTSUP;
+	if (e == VDI_ZERO)
+		return 0;
+	r = set_bmap_entry(img, b, VDI_ZERO, err);
+	if (r == 0 && entry_allocated(e) && img->host->ops->punch_hole)
+		img->host->ops->punch_hole(img->host, slot_offset(s, e), s->block_size);
+	return r;
+}
+
 static int vdi_block_status(struct vd_image *img, uint64_t off, uint64_t len,
 			    struct vd_extent *ext, struct vd_error *err)
 {
@@ -521,6 +544,9 @@ static int vdi_create(struct vd_host *h, const struct vd_create_params *p,
 	uint8_t *buf;
 	int r;
 
+	/* identity (compact, defrag and pipelines keep or set it) */
+	vd_opts_get(p->opts, "uuid");
+	vd_opts_get(p->opts, "uuid_modify");
 	r = vd_opts_check_used(p->opts, "vdi", err);
 	if (r < 0)
 		return r;
@@ -564,10 +590,14 @@ static int vdi_create(struct vd_host *h, const struct vd_create_params *p,
 	le32enc(hdr + OFF_CBBLOCK, (uint32_t)bs);
 	le32enc(hdr + OFF_CBLOCKS, (uint32_t)nblocks);
 	le32enc(hdr + OFF_CBLOCKSALLOC, type == VDI_TYPE_FIXED ? (uint32_t)nblocks : 0);
-	vd_uuid_new(u, p->flags & VD_CREATE_DETERMINISTIC, 0);
+	r = vd_uuid_option(u, p->opts, "uuid", p->flags & VD_CREATE_DETERMINISTIC, 0, err);
+	if (r < 0)
+		return r;
 	uuid_swap(g, u);
 	memcpy(hdr + OFF_UUID_CREATE, g, 16);
-	vd_uuid_new(u, p->flags & VD_CREATE_DETERMINISTIC, 1);
+	r = vd_uuid_option(u, p->opts, "uuid_modify", p->flags & VD_CREATE_DETERMINISTIC, 1, err);
+	if (r < 0)
+		return r;
 	uuid_swap(g, u);
 	memcpy(hdr + OFF_UUID_MODIFY, g, 16);
 	le32enc(hdr + OFF_LCHS + 12, VD_SECTOR);
@@ -707,7 +737,7 @@ static int vdi_check(struct vd_image *img, bool repair, struct vd_check *res,
 	uint32_t *owner; /* slot -> block + 1, 0 = free */
 	uint32_t used = 0, max_used = 0;
 	uint64_t data_end;
-	bool bad_count;
+	bool count_low, count_off;
 	char msg[256];
 	int r = 0;
 
@@ -753,14 +783,20 @@ static int vdi_check(struct vd_image *img, bool repair, struct vd_check *res,
 			      (unsigned long long)(s->file_size - data_end));
 	}
 	/* The next allocation goes to slot cBlocksAllocated: below the highest
-	 * used slot it would overwrite a block.  A dynamic image must count
-	 * exactly its used blocks; a fixed one at least its highest used slot. */
-	bad_count = s->type == VDI_TYPE_DYNAMIC ? s->nalloc != used : s->nalloc < max_used;
-	if (bad_count) {
+	 * used slot it would overwrite a block (corruption).  In a dynamic image
+	 * a count above the used blocks only wastes slots, as a discard leaves
+	 * it (a leak); a fixed image keeps all its slots. */
+	count_low = s->nalloc < max_used;
+	count_off = count_low || (s->type == VDI_TYPE_DYNAMIC && s->nalloc != used);
+	if (count_low) {
 		res->corruptions++;
 		vd_check_note(res, VD_CHECK_NOTE_ERROR,
 			      "cBlocksAllocated is %u but the block map uses %u blocks (highest slot %u)",
 			      s->nalloc, used, max_used ? max_used - 1 : 0);
+	} else if (count_off) {
+		res->leaks++;
+		vd_check_note(res, VD_CHECK_NOTE_LEAK,
+			      "cBlocksAllocated is %u but the block map uses %u blocks", s->nalloc, used);
 	}
 	if (!repair || (!res->leaks && !res->corruptions))
 		goto out;
@@ -785,7 +821,7 @@ static int vdi_check(struct vd_image *img, bool repair, struct vd_check *res,
 		}
 		max_used = used;
 	}
-	if (bad_count) {
+	if (count_off) {
 		/* dynamic: compacted above, so used == max_used */
 		uint32_t old = s->nalloc;
 		s->nalloc = max_used;
@@ -793,8 +829,10 @@ static int vdi_check(struct vd_image *img, bool repair, struct vd_check *res,
 		if (r < 0)
 			goto out;
 		vd_check_note(res, VD_CHECK_NOTE_FIXED, "cBlocksAllocated set from %u to %u", old, max_used);
-		res->corruptions--;
-		res->corruptions_fixed++;
+		if (count_low) {
+			res->corruptions--;
+			res->corruptions_fixed++;
+		}
 	}
 	if (s->type == VDI_TYPE_DYNAMIC) {
 		data_end = VD_MAX((uint64_t)s->off_data,
@@ -825,6 +863,7 @@ const struct vd_driver vd_driver_vdi = {
 	.read = vdi_read,
 	.write = vdi_write,
 	.write_zeroes = vdi_write_zeroes,
+	.discard = vdi_discard,
 	.block_status = vdi_block_status,
 	.create = vdi_create,
 	.info = vdi_info,

@@ -418,6 +418,35 @@ int vmdk_sparse_write(struct vmdk_sparse *sp, uint64_t off, const void *buf,
 	return r;
 }
 
+int vmdk_sparse_discard(struct vmdk_sparse *sp, uint64_t off, struct vd_error *err)
+{
+	uint64_t gb = grain_bytes(sp), gi = off / gb, fs;
+	uint32_t gdi = (uint32_t)(gi / sp->gtes), gti = (uint32_t)(gi % sp->gtes), *gt;
+	int kind, r;
+
+	if (sp->compressed)
+		return -ENOTSUP;
+	r = vmdk_sparse_lookup(sp, off / VD_SECTOR, &kind, &fs, err);
+	if (r < 0 || kind == GRAIN_UNALLOCATED)
+		return r;
+	/* tables first (redundant, then primary), then the space */
+	if (sp->rgd && sp->rgd[gdi]) {
+		r = write_u32(sp, (uint64_t)sp->rgd[gdi] * VD_SECTOR + 4ull * gti, 0, err);
+		if (r < 0)
+			return r;
+	}
+	r = write_u32(sp, (uint64_t)sp->gd[gdi] * VD_SECTOR + 4ull * gti, 0, err);
+	if (r < 0)
+		return r;
+	r = load_gt(sp, gdi, &gt, err);
+	if (r < 0)
+		return r;
+	gt[gti] = 0;
+	if (kind == GRAIN_DATA && sp->h->ops->punch_hole)
+		sp->h->ops->punch_hole(sp->h, fs * VD_SECTOR, gb);
+	return 0;
+}
+
 int vmdk_sparse_status(struct vmdk_sparse *sp, uint64_t off, uint64_t len,
 		       struct vd_extent *ext, struct vd_error *err)
 {

@@ -444,6 +444,32 @@ static int vmdk_write_zeroes(struct vd_image *img, uint64_t off, uint64_t len,
 	return 0;
 }
 
+/* Whole grains of sparse extents are dropped; flat extents stay allocated
+ * (the caller zeroes them instead). */
+static int vmdk_discard(struct vd_image *img, uint64_t off, uint64_t len,
+			struct vd_error *err)
+{
+	struct vmdk *v = img->priv;
+
+	if (v->stream)
+		return -ENOTSUP;
+	while (len > 0) {
+		uint64_t avail;
+		struct vmdk_ext *e = find(v, off, &avail);
+		uint64_t n = VD_MIN(len, avail);
+		int r;
+
+		if (e->sp && e->access == VMDK_RW && n == e->sp->grain * VD_SECTOR) {
+			r = vmdk_sparse_discard(e->sp, off - e->start, err);
+			if (r < 0 && r != -ENOTSUP)
+				return r;
+		}
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
 static int vmdk_block_status(struct vd_image *img, uint64_t off, uint64_t len,
 			     struct vd_extent *ext, struct vd_error *err)
 {
@@ -610,14 +636,6 @@ static void geometry(struct vmdk_desc *d, uint64_t sectors)
 	d->cylinders = (uint32_t)(c ? c : 1);
 }
 
-static int new_uuid_text(char out[40], bool det, unsigned seed)
-{
-	uint8_t u[16];
-	vd_uuid_new(u, det, seed);
-	vd_uuid_format(u, out);
-	return 0;
-}
-
 /* "dir/name.vmdk" -> "name.vmdk" */
 static char *base_name(const char *path)
 {
@@ -665,6 +683,8 @@ static int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 	const char *adapter = vd_opts_get(p->opts, "adapter_type");
 	const char *hw = vd_opts_get(p->opts, "hwversion");
 	const char *compat = vd_opts_get(p->opts, "compat");
+	const char *cid = vd_opts_get(p->opts, "cid");
+	uint8_t u[16];
 	bool det = p->flags & VD_CREATE_DETERMINISTIC;
 	const char *final = p->tmp ? p->tmp->final : h->path;
 	uint64_t sectors = VD_ALIGN_UP(p->size, VD_SECTOR) / VD_SECTOR;
@@ -674,7 +694,16 @@ static int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 	unsigned nfiles;
 	int r;
 
-	r = vd_opts_check_used(p->opts, "vmdk", err);
+	/* identity (compact, defrag and pipelines keep or set it) */
+	r = vd_uuid_option(u, p->opts, "uuid", det, 0, err);
+	if (r == 0)
+		vd_uuid_format(u, d.uuid_image);
+	if (r == 0)
+		r = vd_uuid_option(u, p->opts, "uuid_modify", det, 1, err);
+	if (r == 0)
+		vd_uuid_format(u, d.uuid_modify);
+	if (r == 0)
+		r = vd_opts_check_used(p->opts, "vmdk", err);
 	if (r < 0)
 		return r;
 	if (!sub)
@@ -719,13 +748,17 @@ static int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 		d.heads = 16;
 		d.cylinders = (uint32_t)VD_MIN(VD_MAX(sectors / (16 * 63), 1ull), 16383ull);
 	}
-	if (det) {
+	if (cid) {
+		char *end;
+		unsigned long x = strtoul(cid, &end, 16);
+		if (!*cid || *end || x > 0xfffffffful || x == 0xfffffffful)
+			return vd_set_error(err, EINVAL, "vmdk: cid must be 1 to 8 hex digits (not ffffffff), not '%s'", cid);
+		d.cid = (uint32_t)x;
+	} else if (det) {
 		d.cid = 0x12345678u;
 	} else if (getrandom(&d.cid, sizeof(d.cid), 0) != sizeof(d.cid)) {
 		d.cid = 0x9e3779b9u;
 	}
-	new_uuid_text(d.uuid_image, det, 0);
-	new_uuid_text(d.uuid_modify, det, 1);
 	snprintf(d.uuid_parent, sizeof(d.uuid_parent), "00000000-0000-0000-0000-000000000000");
 	snprintf(d.uuid_parent_modify, sizeof(d.uuid_parent_modify), "00000000-0000-0000-0000-000000000000");
 
@@ -831,6 +864,7 @@ const struct vd_driver vd_driver_vmdk = {
 	.read = vmdk_read,
 	.write = vmdk_write,
 	.write_zeroes = vmdk_write_zeroes,
+	.discard = vmdk_discard,
 	.block_status = vmdk_block_status,
 	.flush = vmdk_flush,
 	.create = vmdk_create,

@@ -84,6 +84,9 @@ int vmdk_sparse_read(struct vmdk_sparse *sp, uint64_t off, void *buf, size_t len
 /* ALLOC_ZEROES: store zeros as data instead of leaving the grain out. */
 int vmdk_sparse_write(struct vmdk_sparse *sp, uint64_t off, const void *buf,
 		      size_t len, bool alloc_zeroes, struct vd_error *err);
+/* Drop the whole grain at OFF (extent-relative): its table entries become
+ * 0 (unallocated, reads as zeros) and its space a host hole. */
+int vmdk_sparse_discard(struct vmdk_sparse *sp, uint64_t off, struct vd_error *err);
 /* Status of the range at OFF (bytes, extent-relative), at most LEN. */
 int vmdk_sparse_status(struct vmdk_sparse *sp, uint64_t off, uint64_t len,
 		       struct vd_extent *ext, struct vd_error *err);

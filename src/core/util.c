@@ -121,6 +121,20 @@ void vd_uuid_new(uint8_t u[16], bool deterministic, unsigned seed)
 	u[15] = (uint8_t)(seed + 1);
 }
 
+int vd_uuid_option(uint8_t u[16], struct vd_opts *o, const char *key,
+		   bool deterministic, unsigned seed, struct vd_error *err)
+{
+	const char *v = vd_opts_get(o, key);
+
+	if (!v) {
+		vd_uuid_new(u, deterministic, seed);
+		return 0;
+	}
+	if (uuid_parse(v, u) != 0)
+		return vd_set_error(err, EINVAL, "option %s: '%s' is not a UUID", key, v);
+	return 0;
+}
+
 /* ---- options ---- */
 
 int vd_opts_parse(struct vd_opts *o, const char *s, struct vd_error *err)

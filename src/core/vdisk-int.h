@@ -85,6 +85,7 @@ void vd_uuid_format(const uint8_t u[16], char out[37]);
 /* New random (or, if DETERMINISTIC, fixed from SEED) RFC 4122 UUID. */
 void vd_uuid_new(uint8_t u[16], bool deterministic, unsigned seed);
 
+
 /* "key=value,key" option strings. */
 struct vd_opt {
 	char key[32];
@@ -100,6 +101,10 @@ const char *vd_opts_get(struct vd_opts *o, const char *key);
 /* Error if any option was not consumed by the backend. */
 int vd_opts_check_used(const struct vd_opts *o, const char *format,
 		       struct vd_error *err);
+/* The UUID for a new image: option KEY of O if given (validated), else
+ * vd_uuid_new(DETERMINISTIC, SEED). */
+int vd_uuid_option(uint8_t u[16], struct vd_opts *o, const char *key,
+		   bool deterministic, unsigned seed, struct vd_error *err);
 
 /* ---- host layer: regular files, block devices, memory ---- */
 

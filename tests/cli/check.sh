@@ -61,10 +61,11 @@ assert_rc "cBlocksAllocated too low: check after repair" 0 "$VDISK" check "$V"
 assert_rc "cBlocksAllocated too low: qemu-img check after repair" 0 qemu-img check -f vdi "$V"
 assert_rc "cBlocksAllocated too low: contents kept" 0 "$VDISK" compare "$SRC" "$V"
 
-# ---- cBlocksAllocated too high (but <= cBlocks): 2, repaired by -r
+# ---- cBlocksAllocated too high (but <= cBlocks): only wasted slots, a
+# leak (3, as a discard leaves it), repaired by -r
 V=$(fresh high)
 poke32 "$V" 388 6
-assert_rc "cBlocksAllocated too high: check exits 2" 2 "$VDISK" check "$V"
+assert_rc "cBlocksAllocated too high: check exits 3" 3 "$VDISK" check "$V"
 assert_contains "cBlocksAllocated too high: message" "cBlocksAllocated" "$T/.out"
 assert_rc "cBlocksAllocated too high: check -r exits 0" 0 "$VDISK" check -r "$V"
 assert_eq "cBlocksAllocated too high: repaired" 3 "$(peek32 "$V" 388)"
@@ -102,11 +103,11 @@ assert_rc "write into a leaky VDI" 0 "$VDISK" convert -n --target-is-zero "$T/pa
 assert_rc "write into a leaky VDI: contents" 0 "$VDISK" compare "$T/src-patched.raw" "$V"
 assert_rc "write into a leaky VDI: qemu-img compare" 0 qemu-img compare -f raw -F vdi "$T/src-patched.raw" "$V"
 
-# ---- unused slot below the last used one (block 0 unmapped): count and
-# leak; -r moves the last slot into the hole and truncates
+# ---- unused slot below the last used one (block 0 unmapped, as a discard
+# leaves it): a leak (3); -r moves the last slot into the hole and truncates
 V=$(fresh hole)
 poke32 "$V" $BMAP $((0xffffffff))
-assert_rc "unmapped slot: check exits 2" 2 "$VDISK" check "$V"
+assert_rc "unmapped slot: check exits 3 (leak)" 3 "$VDISK" check "$V"
 assert_contains "unmapped slot: slot 0 reported unused" "slot 0" "$T/.out"
 assert_rc "unmapped slot: check -r exits 0" 0 "$VDISK" check -r "$V"
 assert_eq "unmapped slot: file shrank by one block" $((GOOD_SIZE - MiB)) "$(stat -c %s "$V")"
