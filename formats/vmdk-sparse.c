@@ -418,6 +418,90 @@ int vmdk_sparse_write(struct vmdk_sparse *sp, uint64_t off, const void *buf,
 	return r;
 }
 
+ssize_t vmdk_sparse_read_run(struct vmdk_sparse *sp, uint64_t off, void *buf, size_t len,
+			     struct vd_error *err)
+{
+	uint64_t gb = grain_bytes(sp), fs0, fs, start, total;
+	int kind, r;
+
+	if (sp->compressed)
+		return 0;
+	r = vmdk_sparse_lookup(sp, off / VD_SECTOR, &kind, &fs0, err);
+	if (r < 0)
+		return r;
+	if (kind != GRAIN_DATA)
+		return 0;
+	start = fs0 * VD_SECTOR + off % gb;
+	total = VD_MIN((uint64_t)len, gb - off % gb);
+	while (total < len) {
+		r = vmdk_sparse_lookup(sp, (off + total) / VD_SECTOR, &kind, &fs, err);
+		if (r < 0)
+			return r;
+		if (kind != GRAIN_DATA || fs * VD_SECTOR != start + total)
+			break;
+		total += VD_MIN((uint64_t)len - total, gb);
+	}
+	if (total <= gb - off % gb)
+		return 0; /* a single grain: the plain path */
+	r = vd_host_pread(sp->h, buf, (size_t)total, start, err);
+	return r < 0 ? r : (ssize_t)total;
+}
+
+ssize_t vmdk_sparse_write_run(struct vmdk_sparse *sp, uint64_t off, const void *buf,
+			      size_t len, bool alloc_zeroes, struct vd_error *err)
+{
+	uint64_t gb = grain_bytes(sp), gi = off / gb, at, fs;
+	uint32_t gdi = (uint32_t)(gi / sp->gtes), gti = (uint32_t)(gi % sp->gtes), *gt, n = 0, max;
+	const uint8_t *p = buf;
+	uint8_t *ent;
+	int kind, r;
+
+	if (sp->compressed || off % gb || len < 2 * gb)
+		return 0;
+	/* whole grains, all new, none all-zero, within one grain table */
+	max = (uint32_t)VD_MIN((uint64_t)len / gb, (uint64_t)(sp->gtes - gti));
+	while (n < max) {
+		r = vmdk_sparse_lookup(sp, (off + n * gb) / VD_SECTOR, &kind, &fs, err);
+		if (r < 0)
+			return r;
+		if (kind == GRAIN_DATA || (!alloc_zeroes && vd_is_zero(p + n * gb, (size_t)gb)))
+			break;
+		n++;
+	}
+	if (n < 2)
+		return 0;
+	if (sp->gd[gdi] == 0) {
+		r = new_gt(sp, gdi, err);
+		if (r < 0)
+			return r;
+	}
+	at = sp->alloc_end;
+	if ((at + n * gb) / VD_SECTOR > UINT32_MAX)
+		return vd_set_error(err, EFBIG, "%s: VMDK file too large for 32-bit grain offsets", sp->h->path);
+	sp->alloc_end += n * gb;
+	sp->file_size = VD_MAX(sp->file_size, sp->alloc_end);
+	/* data first, then the tables (primary, redundant) */
+	r = vd_host_pwrite(sp->h, buf, (size_t)(n * gb), at, err);
+	if (r < 0)
+		return r;
+	ent = vd_malloc(n * 4, err);
+	if (!ent)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++)
+		le32enc(ent + 4 * i, (uint32_t)(at / VD_SECTOR + i * sp->grain));
+	r = vd_host_pwrite(sp->h, ent, n * 4, (uint64_t)sp->gd[gdi] * VD_SECTOR + 4ull * gti, err);
+	if (r == 0 && sp->rgd && sp->rgd[gdi])
+		r = vd_host_pwrite(sp->h, ent, n * 4, (uint64_t)sp->rgd[gdi] * VD_SECTOR + 4ull * gti, err);
+	free(ent);
+	if (r == 0)
+		r = load_gt(sp, gdi, &gt, err);
+	if (r < 0)
+		return r;
+	for (uint32_t i = 0; i < n; i++)
+		gt[gti + i] = (uint32_t)(at / VD_SECTOR + i * sp->grain);
+	return (ssize_t)(n * gb);
+}
+
 int vmdk_sparse_discard(struct vmdk_sparse *sp, uint64_t off, struct vd_error *err)
 {
 	uint64_t gb = grain_bytes(sp), gi = off / gb, fs;

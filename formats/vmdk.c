@@ -366,8 +366,17 @@ static int vmdk_read(struct vd_image *img, uint64_t off, void *buf, size_t len,
 		case VMDK_FLAT:
 			r = vd_host_pread(e->h, p, n, e->flat_off + (off - e->start), err);
 			break;
-		default:
-			r = vmdk_sparse_read(e->sp, off - e->start, p, n, err);
+		default: {
+			/* data grains adjacent in the file: one read */
+			ssize_t got = vmdk_sparse_read_run(e->sp, off - e->start, p,
+							   (size_t)VD_MIN((uint64_t)len, e->start + e->length - off), err);
+			if (got < 0)
+				return (int)got;
+			if (got > 0)
+				n = (size_t)got;
+			else
+				r = vmdk_sparse_read(e->sp, off - e->start, p, n, err);
+		}
 		}
 		if (r < 0)
 			return r;
@@ -388,7 +397,7 @@ static int vmdk_write(struct vd_image *img, uint64_t off, const void *buf,
 		uint64_t avail;
 		struct vmdk_ext *e = find(v, off, &avail);
 		size_t n = (size_t)VD_MIN((uint64_t)len, avail);
-		int r;
+		int r = 0;
 
 		if (v->stream)
 			r = vmdk_stream_write(v->stream, off, p, n, err);
@@ -399,9 +408,19 @@ static int vmdk_write(struct vd_image *img, uint64_t off, const void *buf,
 					 e->access == VMDK_RDONLY ? "RDONLY" : "NOACCESS");
 		else if (e->type == VMDK_FLAT)
 			r = vd_host_pwrite(e->h, p, n, e->flat_off + (off - e->start), err);
-		else
-			r = vmdk_sparse_write(e->sp, off - e->start, p, n,
-					      img->allocate_zero_writes, err);
+		else {
+			/* a run of new grains: one data write, one table write */
+			ssize_t done = vmdk_sparse_write_run(e->sp, off - e->start, p,
+							     (size_t)VD_MIN((uint64_t)len, e->start + e->length - off),
+							     img->allocate_zero_writes, err);
+			if (done < 0)
+				return (int)done;
+			if (done > 0)
+				n = (size_t)done;
+			else
+				r = vmdk_sparse_write(e->sp, off - e->start, p, n,
+						      img->allocate_zero_writes, err);
+		}
 		if (r < 0)
 			return r;
 		p += n;

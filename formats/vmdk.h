@@ -81,6 +81,15 @@ int vmdk_sparse_lookup(struct vmdk_sparse *sp, uint64_t sector, int *kind,
 /* Read/write within one grain (OFF, LEN in bytes relative to the extent). */
 int vmdk_sparse_read(struct vmdk_sparse *sp, uint64_t off, void *buf, size_t len,
 		     struct vd_error *err);
+/* Several grains at once, for sequential I/O: read up to LEN bytes at OFF
+ * (extent-relative) while the grains are data adjacent in the file; write
+ * a run of whole new grains with one data write and one table write per
+ * table.  Return the bytes done (> 0), 0 when the run form does not apply
+ * (then use the one-grain calls), or -errno. */
+ssize_t vmdk_sparse_read_run(struct vmdk_sparse *sp, uint64_t off, void *buf, size_t len,
+			     struct vd_error *err);
+ssize_t vmdk_sparse_write_run(struct vmdk_sparse *sp, uint64_t off, const void *buf,
+			      size_t len, bool alloc_zeroes, struct vd_error *err);
 /* ALLOC_ZEROES: store zeros as data instead of leaving the grain out. */
 int vmdk_sparse_write(struct vmdk_sparse *sp, uint64_t off, const void *buf,
 		      size_t len, bool alloc_zeroes, struct vd_error *err);
