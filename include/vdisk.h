@@ -200,6 +200,62 @@ int vd_compare(struct vd_image *a, struct vd_image *b,
 	       const struct vd_compare_opts *opts, uint64_t *diff_off,
 	       struct vd_error *err);
 
+/* ---- compact and defrag: rewrite an image into a new file ------------- */
+
+/* Both build a new image of the same format, subformat, block size and
+ * identity (UUIDs; for VMDK also CID, adapter type and hardware version) in
+ * a temporary file beside IMAGE, write the kept blocks in guest order into
+ * space reserved up front (fallocate of the final size), and rename it over
+ * IMAGE (file mode kept).  Killed at any moment, IMAGE is intact; on
+ * *CANCEL or an error the temporary files are removed.  They refuse to
+ * start when the filesystem holding IMAGE has less free space than the new
+ * file needs, or when IMAGE is open for writing elsewhere.
+ *
+ * vd_compact drops blocks that read as zeros (and, with fs_aware, blocks
+ * entirely free in the guest filesystem).  A raw image is compacted in
+ * place instead: zero runs become holes, the contents never change.  A
+ * fixed VDI or flat VMDK has nothing to drop: method says NOTHING.
+ * vd_defrag keeps every allocated block and only reorders and reallocates. */
+
+struct vd_rewrite_opts {
+	const char *format;         /* NULL: probe */
+	bool fs_aware;              /* compact: also drop blocks free in the guest fs */
+	unsigned open_flags;        /* extra VD_OPEN_* */
+	vd_progress_fn progress;
+	void *progress_ctx;
+	const volatile int *cancel; /* non-zero: stop with -ECANCELED */
+};
+
+enum vd_rewrite_method {
+	VD_REWRITE_NEW_FILE = 0,  /* new file(s) renamed over the image */
+	VD_REWRITE_IN_PLACE = 1,  /* raw compact: holes punched into zero runs */
+	VD_REWRITE_NOTHING = 2,   /* fixed VDI / flat VMDK compact: nothing to drop */
+};
+
+struct vd_rewrite_result {
+	int method;                 /* enum vd_rewrite_method */
+	const char *format;         /* "vdi", "vmdk", "raw" */
+	char subformat[32];
+	uint32_t block_size;        /* unit of the rewrite (0: byte ranges) */
+	uint64_t blocks_before;     /* allocated blocks (data ranges) before */
+	uint64_t blocks_kept;       /* blocks written to the new file */
+	uint64_t blocks_zero;       /* dropped: read as zeros */
+	uint64_t blocks_free;       /* dropped: free in the guest filesystem */
+	uint64_t bytes_kept;        /* guest bytes written */
+	uint64_t bytes_punched;     /* raw in place: bytes turned into holes */
+	uint64_t file_size_before, file_size_after;   /* apparent, all files */
+	uint64_t host_bytes_before, host_bytes_after; /* allocated on the host */
+	uint64_t space_needed;      /* what the new file(s) needed */
+	uint64_t space_available;   /* free space seen before starting */
+	unsigned files;             /* files rewritten (split VMDK: extents + 1) */
+	char note[256];             /* why nothing was done, fs-aware notes, ... */
+};
+
+int vd_compact(const char *path, const struct vd_rewrite_opts *opts,
+	       struct vd_rewrite_result *res, struct vd_error *err);
+int vd_defrag(const char *path, const struct vd_rewrite_opts *opts,
+	      struct vd_rewrite_result *res, struct vd_error *err);
+
 /* ---- small helpers the CLI shares ------------------------------------- */
 
 /* "10G", "512M", "1.5G", "4141875200", "64k" (binary units). */

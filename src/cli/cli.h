@@ -60,5 +60,11 @@ int cmd_check(int argc, char **argv);
 int cmd_geometry(int argc, char **argv);
 int cmd_mbr(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_compact(int argc, char **argv);
+int cmd_defrag(int argc, char **argv);
+
+/* The report of compact and defrag (cmd-compact.c). */
+void cli_rewrite_report(const char *cmd, const char *path, int json,
+			const struct vd_rewrite_result *r);
 
 #endif

@@ -1,0 +1,839 @@
+/*
+ * rewrite: the engine behind compact and defrag.
+ *
+ * The image is rewritten into a new temporary file beside it: same format,
+ * subformat, block size and identity (UUIDs; for VMDK also CID, adapter type
+ * and hardware version), blocks in guest order.  Before anything is written
+ * the space the new file will take is known (compact reads every data block
+ * once to find the all-zero ones; defrag keeps every allocated block), the
+ * free space of the filesystem is checked against it, and the data area is
+ * reserved with one fallocate per file, so the host can give the new file
+ * few, large extents and the backends, which append in guest order, fill it
+ * front to back.  Only then is the data copied; the new file is flushed and
+ * renamed over the original (file mode and owner kept).  The original is
+ * never written: killed at any moment, it is intact.
+ *
+ * A raw image is compacted in place instead: runs of zeros become holes, so
+ * the contents never change.  A fixed VDI or flat VMDK has nothing to drop.
+ *
+ * Memory: one bit per block of the image plus one copy buffer.  Cost: block
+ * status of the whole image, plus reading the allocated data (compact reads
+ * up to the first non-zero bytes of each block to plan, then copies).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#define _GNU_SOURCE
+#include "../core/vdisk-int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#define CHUNK (4u << 20)        /* copy buffer */
+#define SCAN_FIRST (64u << 10)  /* first read of a block when looking for data */
+#define PUNCH_UNIT 4096u        /* raw compact: smallest hole punched */
+
+enum { MODE_COMPACT, MODE_DEFRAG };
+
+/* What kind of output the image needs. */
+enum kind {
+	KIND_BLOCKS,  /* dynamic VDI, sparse VMDK: whole blocks allocated on write */
+	KIND_FLAT,    /* fixed VDI, flat VMDK: fully allocated */
+	KIND_RAW,     /* raw file: sparse, data ranges allocated */
+};
+
+/* One file of the new image and the guest range it stores. */
+struct outfile {
+	const char *path;  /* temporary path (owned by the vd_tmp) */
+	uint64_t gstart, glen;
+	uint64_t base;     /* its size after create: metadata */
+	uint64_t kept;     /* blocks kept in it */
+};
+
+struct rw {
+	const char *path;
+	int mode;
+	const struct vd_rewrite_opts *o;
+	struct vd_rewrite_result *res;
+	struct vd_image *src, *dst;
+	struct vd_info *si, *di;
+	enum kind kind;
+	uint64_t size;
+	uint64_t unit, nunits;
+	uint8_t *keep, *had;  /* one bit per unit */
+	uint8_t *buf;         /* CHUNK bytes */
+	struct outfile *files;
+	unsigned nfiles;
+	uint64_t done, total, data_bytes;
+};
+
+static inline bool bit(const uint8_t *m, uint64_t i)
+{
+	return m[i / 8] & (1u << (i % 8));
+}
+
+static inline void set_bit(uint8_t *m, uint64_t i)
+{
+	m[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
+static void progress(struct rw *w, uint64_t add)
+{
+	w->done += add;
+	if (w->done > w->total)
+		w->total = w->done;
+	if (w->o->progress)
+		w->o->progress(w->o->progress_ctx, w->done, w->total);
+}
+
+static const char *info_get(const struct vd_info *info, const char *key)
+{
+	for (unsigned i = 0; i < info->nextra; i++)
+		if (!strcmp(info->extra[i].key, key))
+			return info->extra[i].value;
+	return NULL;
+}
+
+static bool uuid_set(const char *u)
+{
+	return u[0] && strcmp(u, "00000000-0000-0000-0000-000000000000");
+}
+
+static uint64_t host_bytes_of(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+}
+
+/* ---- the in-use guard ---- */
+
+/* Refuse an image another vdisk holds (flock), that QEMU has open (its OFD
+ * locks on bytes 100..299) or that some process has open for writing (a
+ * read lease cannot be taken then).  FD keeps the flock until closed. */
+static int guard_take(const char *path, int *fdp, struct vd_error *err)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 100, .l_len = 200 };
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	*fdp = -1;
+	if (fd < 0)
+		return vd_set_error(err, errno, "%s: %s", path, strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		close(fd);
+		if (e == EWOULDBLOCK)
+			return vd_set_error(err, EBUSY, "%s: in use by another vdisk process", path);
+		return vd_set_error(err, e, "%s: cannot lock: %s", path, strerror(e));
+	}
+	if (fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK) {
+		close(fd);
+		return vd_set_error(err, EBUSY,
+				    "%s: locked by another program (QEMU holds such locks while it uses an image)",
+				    path);
+	}
+	if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
+		fcntl(fd, F_SETLEASE, F_UNLCK);
+	} else if (errno == EAGAIN) {
+		close(fd);
+		return vd_set_error(err, EBUSY, "%s: open for writing by another process", path);
+	}
+	/* EPERM (not the owner), EINVAL (no leases here): cannot tell */
+	*fdp = fd;
+	return 0;
+}
+
+/* ---- space ---- */
+
+static int check_space(struct rw *w, uint64_t needed, struct vd_error *err)
+{
+	struct statvfs sv;
+	char *dup = strdup(w->path);
+	int r;
+
+	if (!dup)
+		return vd_set_error(err, ENOMEM, "out of memory");
+	r = statvfs(dirname(dup), &sv);
+	free(dup);
+	w->res->space_needed = needed;
+	if (r < 0)
+		return 0; /* cannot tell: the fallocate will */
+	w->res->space_available = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (needed > w->res->space_available)
+		return vd_set_error(err, ENOSPC,
+				    "%s: not enough free space for the new image: it needs %" PRIu64
+				    " bytes (%.1f MiB), the filesystem has %" PRIu64 " bytes (%.1f MiB) available",
+				    w->path, needed, needed / 1048576.0, w->res->space_available,
+				    w->res->space_available / 1048576.0);
+	return 0;
+}
+
+/* Reserve [off, off+len) of PATH; KEEP: do not change the file size (the
+ * backends extend the file as they append into the reserved space). */
+static int reserve(const char *path, uint64_t off, uint64_t len, bool keep,
+		   struct vd_error *err)
+{
+	int fd, r = 0;
+
+	if (len == 0)
+		return 0;
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return vd_set_error(err, errno, "%s: %s", path, strerror(errno));
+	if (fallocate(fd, keep ? FALLOC_FL_KEEP_SIZE : 0, (off_t)off, (off_t)len) < 0) {
+		int e = errno;
+		if (e == ENOSPC)
+			r = vd_set_error(err, ENOSPC, "%s: not enough free space to allocate %" PRIu64 " bytes",
+					 path, len);
+		else if (e != EOPNOTSUPP && e != ENOSYS)
+			r = vd_set_error(err, e, "%s: allocating %" PRIu64 " bytes: %s", path, len,
+					 strerror(e));
+		/* a host without fallocate: the file grows as it is written */
+	}
+	close(fd);
+	return r;
+}
+
+/* ---- what to rewrite ---- */
+
+static int classify(struct rw *w, struct vd_error *err)
+{
+	const struct vd_info *si = w->si;
+	const char *sub = si->subformat;
+
+	if (!strcmp(si->format, "raw")) {
+		w->kind = KIND_RAW;
+		return 0;
+	}
+	if (!strcmp(si->format, "vdi")) {
+		w->kind = !strcmp(sub, "fixed") ? KIND_FLAT : KIND_BLOCKS;
+		return 0;
+	}
+	if (!strcmp(si->format, "vmdk")) {
+		const char *ne = info_get(si, "extents");
+		char key[32];
+		if (!strcmp(sub, "monolithicSparse") || !strcmp(sub, "twoGbMaxExtentSparse")) {
+			w->kind = KIND_BLOCKS;
+		} else if (!strcmp(sub, "monolithicFlat") || !strcmp(sub, "twoGbMaxExtentFlat")) {
+			w->kind = KIND_FLAT;
+		} else if (!strcmp(sub, "streamOptimized")) {
+			return vd_set_error(err, ENOTSUP,
+					    "%s: streamOptimized VMDK images are compressed and hold no zero grains; nothing to rewrite (convert to another subformat first)",
+					    w->path);
+		} else {
+			return vd_set_error(err, ENOTSUP,
+					    "%s: cannot rewrite a VMDK of subformat '%s' (only monolithicSparse, twoGbMaxExtentSparse, monolithicFlat, twoGbMaxExtentFlat)",
+					    w->path, sub);
+		}
+		/* every extent must be a plain read-write one */
+		for (unsigned i = 0; ne && i < strtoul(ne, NULL, 10); i++) {
+			const char *v;
+			snprintf(key, sizeof(key), "extent%u", i);
+			v = info_get(si, key);
+			if (v && strncmp(v, "RW ", 3))
+				return vd_set_error(err, ENOTSUP,
+						    "%s: extent %u is not a plain read-write extent (%s); cannot rewrite it",
+						    w->path, i, v);
+		}
+		return 0;
+	}
+	return vd_set_error(err, ENOTSUP, "%s: cannot rewrite images of format %s", w->path,
+			    si->format);
+}
+
+static int create_options(struct rw *w, char *out, size_t len)
+{
+	const struct vd_info *si = w->si;
+	int n = 0;
+
+	out[0] = 0;
+	if (!strcmp(si->format, "vdi")) {
+		n = snprintf(out, len, "subformat=%s,block_size=%" PRIu32, si->subformat, si->block_size);
+	} else if (!strcmp(si->format, "vmdk")) {
+		const char *cid = info_get(si, "cid"), *ad = info_get(si, "adapter_type");
+		const char *hw = info_get(si, "hw_version");
+		n = snprintf(out, len, "subformat=%s", si->subformat);
+		if (cid && strcmp(cid, "ffffffff"))
+			n += snprintf(out + n, len - (size_t)n, ",cid=%s", cid);
+		if (ad && ad[0])
+			n += snprintf(out + n, len - (size_t)n, ",adapter_type=%s", ad);
+		if (hw && hw[0])
+			n += snprintf(out + n, len - (size_t)n, ",hwversion=%s", hw);
+	} else {
+		return 0; /* raw: nothing */
+	}
+	if (uuid_set(si->uuid))
+		n += snprintf(out + n, len - (size_t)n, ",uuid=%s", si->uuid);
+	if (uuid_set(si->uuid_modify))
+		n += snprintf(out + n, len - (size_t)n, ",uuid_modify=%s", si->uuid_modify);
+	return n >= (int)len ? -ENAMETOOLONG : 0;
+}
+
+/* Extent I of a VMDK as "ACCESS SECTORS TYPE" (without the file name). */
+static bool extent_shape(const struct vd_info *info, unsigned i, char *out, size_t len,
+			 uint64_t *sectors)
+{
+	char key[32], acc[16], type[16];
+	unsigned long long s;
+	const char *v;
+
+	snprintf(key, sizeof(key), "extent%u", i);
+	v = info_get(info, key);
+	if (!v || sscanf(v, "%15s %llu %15s", acc, &s, type) != 3)
+		return false;
+	snprintf(out, len, "%s %llu %s", acc, s, type);
+	*sectors = s;
+	return true;
+}
+
+/* The files of the new image.  A multi-file VMDK keeps its extent files in
+ * T's extra list, in extent order; each must cover the same guest range as
+ * the original's, so that the extent files can be replaced one by one with
+ * every intermediate state valid. */
+static int list_files(struct rw *w, struct vd_tmp *t, struct vd_error *err)
+{
+	const char *sne = info_get(w->si, "extents"), *dne = info_get(w->di, "extents");
+	unsigned n = t->nextra ? t->nextra : 1;
+	uint64_t esize = 0;
+	struct stat st;
+
+	w->files = vd_calloc(n, sizeof(*w->files), err);
+	if (!w->files)
+		return -ENOMEM;
+	w->nfiles = n;
+	if (t->nextra) {
+		if (!sne || !dne || strcmp(sne, dne))
+			return vd_set_error(err, ENOTSUP,
+					    "%s: the image has %s extent files but a new one would have %s; cannot replace them safely (use vdisk convert)",
+					    w->path, sne ? sne : "?", dne ? dne : "?");
+		for (unsigned i = 0; i < n && i < VD_INFO_MAX_EXTRA; i++) {
+			char a[64], b[64];
+			uint64_t sa, sb;
+			bool ha = extent_shape(w->si, i, a, sizeof(a), &sa);
+			bool hb = extent_shape(w->di, i, b, sizeof(b), &sb);
+			if (ha != hb || (ha && strcmp(a, b)))
+				return vd_set_error(err, ENOTSUP,
+						    "%s: extent %u is \"%s\" but a new image would have \"%s\"; cannot replace the extent files safely (use vdisk convert)",
+						    w->path, i + 1, ha ? a : "?", hb ? b : "?");
+			if (i == 0 && hb)
+				esize = sb * VD_SECTOR;
+		}
+		if (esize == 0)
+			return vd_set_error(err, EINVAL, "%s: cannot tell the extent size", w->path);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct outfile *f = &w->files[i];
+		f->path = t->nextra ? t->extra_tmp[i] : t->tmp;
+		f->gstart = t->nextra ? i * esize : 0;
+		f->glen = t->nextra ? VD_MIN(esize, w->size - VD_MIN(f->gstart, w->size)) : w->size;
+		if (stat(f->path, &st) < 0)
+			return vd_set_error(err, errno, "%s: %s", f->path, strerror(errno));
+		f->base = (uint64_t)st.st_size;
+	}
+	return 0;
+}
+
+/* ---- planning: which blocks to keep ---- */
+
+/* Does [off, end) of the source hold a non-zero byte? */
+static int has_data(struct rw *w, uint64_t off, uint64_t end, bool *found, struct vd_error *err)
+{
+	uint64_t step = SCAN_FIRST;
+	int r;
+
+	*found = false;
+	while (off < end) {
+		uint64_t n = VD_MIN(step, end - off);
+		if (vd_cancelled(w->o->cancel))
+			return vd_set_error(err, ECANCELED, "interrupted");
+		r = vd_read(w->src, off, w->buf, (size_t)n, err);
+		if (r < 0)
+			return r;
+		if (!vd_is_zero(w->buf, (size_t)n)) {
+			*found = true;
+			return 0;
+		}
+		off += n;
+		step = CHUNK;
+	}
+	return 0;
+}
+
+static int plan_blocks(struct rw *w, struct vd_error *err)
+{
+	uint64_t off = 0;
+	int r;
+
+	w->nunits = (w->size + w->unit - 1) / w->unit;
+	w->keep = vd_calloc((size_t)((w->nunits + 7) / 8), 1, err);
+	w->had = vd_calloc((size_t)((w->nunits + 7) / 8), 1, err);
+	if (!w->keep || !w->had)
+		return -ENOMEM;
+	while (off < w->size) {
+		struct vd_extent e;
+		uint64_t end;
+
+		if (vd_cancelled(w->o->cancel))
+			return vd_set_error(err, ECANCELED, "interrupted");
+		r = vd_block_status(w->src, off, w->size - off, &e, err);
+		if (r < 0)
+			return r;
+		end = off + e.length;
+		if (e.flags & VD_BS_DATA) {
+			for (uint64_t u = off / w->unit; u * w->unit < end; u++) {
+				uint64_t a = VD_MAX(off, u * w->unit), b = VD_MIN(end, (u + 1) * w->unit);
+				/* a hole in the host file reads as zeros: no need to
+				 * look, and no reason to allocate it (defrag too) */
+				bool found = !(e.flags & VD_BS_ZERO);
+				set_bit(w->had, u);
+				if (found && w->mode == MODE_COMPACT && !bit(w->keep, u)) {
+					r = has_data(w, a, b, &found, err);
+					if (r < 0)
+						return r;
+				}
+				if (found)
+					set_bit(w->keep, u);
+				if (w->mode == MODE_COMPACT && !(e.flags & VD_BS_ZERO))
+					progress(w, b - a);
+			}
+		}
+		off = end;
+	}
+	for (uint64_t u = 0; u < w->nunits; u++) {
+		if (bit(w->had, u))
+			w->res->blocks_before++;
+		if (bit(w->keep, u)) {
+			uint64_t gs = u * w->unit;
+			w->res->blocks_kept++;
+			w->res->bytes_kept += VD_MIN(w->unit, w->size - gs);
+			for (unsigned i = 0; i < w->nfiles; i++)
+				if (gs >= w->files[i].gstart && gs < w->files[i].gstart + w->files[i].glen)
+					w->files[i].kept++;
+		} else if (bit(w->had, u)) {
+			w->res->blocks_zero++;
+		}
+	}
+	return 0;
+}
+
+/* ---- copying ---- */
+
+/* Fill BUF with the source's [off, off+n): data read, the rest zeros. */
+static int fill(struct rw *w, uint64_t off, uint64_t n, struct vd_error *err)
+{
+	for (uint64_t p = off; p < off + n;) {
+		struct vd_extent e;
+		int r = vd_block_status(w->src, p, off + n - p, &e, err);
+		if (r < 0)
+			return r;
+		if ((e.flags & VD_BS_DATA) && !(e.flags & VD_BS_ZERO)) {
+			r = vd_read(w->src, p, w->buf + (p - off), (size_t)e.length, err);
+			if (r < 0)
+				return r;
+		} else {
+			memset(w->buf + (p - off), 0, (size_t)e.length);
+		}
+		p += e.length;
+	}
+	return 0;
+}
+
+static int copy_range(struct rw *w, uint64_t off, uint64_t end, struct vd_error *err)
+{
+	while (off < end) {
+		uint64_t n = VD_MIN(end - off, (uint64_t)CHUNK - off % CHUNK);
+		int r;
+		if (vd_cancelled(w->o->cancel))
+			return vd_set_error(err, ECANCELED, "interrupted");
+		r = fill(w, off, n, err);
+		if (r == 0)
+			r = vd_write(w->dst, off, w->buf, (size_t)n, err);
+		if (r < 0)
+			return r;
+		progress(w, n);
+		off += n;
+	}
+	return 0;
+}
+
+/* Blocks: runs of kept blocks, in guest order.  Every kept block is written
+ * whole (zeros included), so the backend allocates exactly the planned
+ * blocks, one after the other, into the reserved space. */
+static int copy_blocks(struct rw *w, struct vd_error *err)
+{
+	w->dst->allocate_zero_writes = true;
+	for (uint64_t u = 0; u < w->nunits;) {
+		uint64_t v = u;
+		int r;
+		if (!bit(w->keep, u)) {
+			u++;
+			continue;
+		}
+		while (v < w->nunits && bit(w->keep, v))
+			v++;
+		r = copy_range(w, u * w->unit, VD_MIN(v * w->unit, w->size), err);
+		if (r < 0)
+			return r;
+		u = v;
+	}
+	return 0;
+}
+
+/* Flat and raw outputs: the data ranges of the source. */
+static int copy_data(struct rw *w, bool only_reserve, struct vd_error *err)
+{
+	uint64_t off = 0, last_unit = UINT64_MAX;
+	int r;
+
+	while (off < w->size) {
+		struct vd_extent e;
+		r = vd_block_status(w->src, off, w->size - off, &e, err);
+		if (r < 0)
+			return r;
+		if (e.flags & VD_BS_DATA) {
+			if (only_reserve) {
+				r = vd_host_allocate(w->dst->host, off, e.length, err);
+				if (r < 0 && r != -ENOTSUP)
+					return r;
+			} else {
+				r = copy_range(w, off, off + e.length, err);
+				if (r < 0)
+					return r;
+				w->res->bytes_kept += e.length;
+				if (w->unit) {
+					for (uint64_t u = off / w->unit; u * w->unit < off + e.length; u++)
+						if (u != last_unit) {
+							w->res->blocks_kept++;
+							last_unit = u;
+						}
+				} else {
+					w->res->blocks_kept++;
+				}
+			}
+		}
+		off += e.length;
+	}
+	if (!only_reserve)
+		w->res->blocks_before = w->res->blocks_kept;
+	return 0;
+}
+
+/* ---- raw compact: in place ---- */
+
+static int punch(struct rw *w, struct vd_image *img, uint64_t zs, uint64_t ze, struct vd_error *err)
+{
+	int r;
+
+	if (ze <= zs)
+		return 0;
+	r = vd_write_zeroes(img, zs, ze - zs, VD_ZERO_MAY_UNMAP, err);
+	if (r == 0)
+		w->res->bytes_punched += ze - zs;
+	return r;
+}
+
+static int compact_raw(struct rw *w, struct vd_error *err)
+{
+	struct vd_image *img = NULL;
+	uint64_t off = 0, size;
+	int r, r2;
+
+	w->res->method = VD_REWRITE_IN_PLACE;
+	r = vd_open(&img, w->path, "raw", VD_OPEN_RDWR | w->o->open_flags, err);
+	if (r < 0)
+		return r;
+	size = vd_size(img);
+	w->total = w->data_bytes;
+	while (off < size && r == 0) {
+		struct vd_extent e;
+		uint64_t end, zs = UINT64_MAX;
+
+		r = vd_block_status(img, off, size - off, &e, err);
+		if (r < 0)
+			break;
+		end = off + e.length;
+		if (!(e.flags & VD_BS_DATA) || (e.flags & VD_BS_ZERO)) {
+			off = end;
+			continue;
+		}
+		w->res->blocks_before++;
+		/* whole PUNCH_UNITs of zeros become holes; a run goes on across
+		 * chunks and is punched when data (or the range end) follows */
+		for (uint64_t p = off; p < end && r == 0;) {
+			uint64_t n = VD_MIN(end - p, (uint64_t)CHUNK - p % CHUNK);
+			if (vd_cancelled(w->o->cancel)) {
+				r = vd_set_error(err, ECANCELED, "interrupted");
+				break;
+			}
+			r = vd_read(img, p, w->buf, (size_t)n, err);
+			for (uint64_t q = p; q < p + n && r == 0;) {
+				uint64_t ue = VD_MIN(VD_ALIGN_DOWN(q, PUNCH_UNIT) + PUNCH_UNIT, p + n);
+				bool whole = q % PUNCH_UNIT == 0 && ue - q == PUNCH_UNIT;
+				if (whole && vd_is_zero(w->buf + (q - p), PUNCH_UNIT)) {
+					if (zs == UINT64_MAX)
+						zs = q;
+				} else if (zs != UINT64_MAX) {
+					r = punch(w, img, zs, q, err);
+					zs = UINT64_MAX;
+				}
+				q = ue;
+			}
+			if (r == 0)
+				progress(w, n);
+			p += n;
+		}
+		if (r == 0 && zs != UINT64_MAX)
+			r = punch(w, img, zs, end, err);
+		w->res->bytes_kept += e.length;
+		off = end;
+	}
+	r2 = vd_close(img, r < 0 ? NULL : err);
+	return r < 0 ? r : r2;
+}
+
+/* ---- the rewrite ---- */
+
+/* Keep the original's mode and owner on the new file(s). */
+static void copy_mode(const char *tmp, const char *final, const struct stat *fallback)
+{
+	struct stat st;
+	const struct stat *s = stat(final, &st) == 0 ? &st : fallback;
+
+	if (chmod(tmp, s->st_mode & 07777) < 0) {
+		/* the new file keeps the default mode */
+	}
+	if (geteuid() == 0 && chown(tmp, s->st_uid, s->st_gid) < 0) {
+		/* not fatal either */
+	}
+}
+
+static int rewrite_new(struct rw *w, const struct stat *orig, struct vd_error *err)
+{
+	struct vd_tmp t = { 0 };
+	struct vd_host *h = NULL;
+	char opts[768];
+	uint64_t needed = 0;
+	int r;
+
+	r = create_options(w, opts, sizeof(opts));
+	if (r < 0)
+		return vd_set_error(err, -r, "%s: the image's identity does not fit the create options", w->path);
+
+	/* fully allocated outputs: check before the create reserves the space */
+	if (w->kind == KIND_FLAT) {
+		uint64_t bs = w->si->block_size ? w->si->block_size : VD_SECTOR;
+		needed = VD_ALIGN_UP(w->size, bs);
+		if (!strcmp(w->si->format, "vdi")) /* header, block map: 1 MiB aligned */
+			needed += VD_ALIGN_UP((1u << 20) + 4 * (needed / bs), 1u << 20);
+		r = check_space(w, needed, err);
+	} else if (w->kind == KIND_RAW) {
+		r = check_space(w, w->data_bytes, err);
+	}
+	if (r < 0)
+		return r;
+
+	r = vd_tmp_begin(&t, w->path, true, err);
+	if (r < 0)
+		return r;
+	r = vd_host_open_file(&h, t.tmp, VD_HOST_RDWR, err);
+	if (r < 0)
+		goto out;
+	r = vd_create_in_tmp(h, &t, w->si->format, w->size, opts[0] ? opts : NULL, 0,
+			     w->o->cancel, err);
+	if (r < 0) {
+		vd_host_close(h);
+		if (r == -ENOSPC && needed) {
+			check_space(w, needed, err);
+			r = -ENOSPC;
+		}
+		goto out;
+	}
+	r = vd_open_host(&w->dst, h, w->si->format, VD_OPEN_RDWR, err);
+	if (r < 0)
+		goto out;
+	w->dst->host->stream_writeback = true;
+	r = vd_get_info(w->dst, w->di, err);
+	if (r == 0)
+		r = list_files(w, &t, err);
+	if (r < 0)
+		goto out;
+
+	switch (w->kind) {
+	case KIND_BLOCKS:
+		w->unit = w->di->block_size ? w->di->block_size : (1u << 20);
+		w->res->block_size = (uint32_t)w->unit;
+		r = plan_blocks(w, err);
+		if (r < 0)
+			goto out;
+		needed = 0;
+		for (unsigned i = 0; i < w->nfiles; i++)
+			needed += w->files[i].kept * w->unit;
+		r = check_space(w, needed, err);
+		for (unsigned i = 0; i < w->nfiles && r == 0; i++)
+			r = reserve(w->files[i].path, w->files[i].base, w->files[i].kept * w->unit,
+				    true, err);
+		if (r == 0) {
+			w->total = w->done + w->res->bytes_kept;
+			r = copy_blocks(w, err);
+		}
+		break;
+	case KIND_FLAT:
+		w->unit = w->si->block_size;
+		w->res->block_size = w->si->block_size;
+		/* a fixed VDI reserved its file at create; flat extents now */
+		if (strcmp(w->si->format, "vdi"))
+			for (unsigned i = 0; i < w->nfiles && r == 0; i++)
+				r = reserve(w->files[i].path, 0, w->files[i].glen, false, err);
+		if (r == 0)
+			r = copy_data(w, false, err);
+		break;
+	case KIND_RAW:
+		/* only the data ranges, in guest order, before writing: the
+		 * zero ranges stay holes */
+		r = copy_data(w, true, err);
+		if (r == 0)
+			r = copy_data(w, false, err);
+		break;
+	}
+	if (r < 0)
+		goto out;
+	r = vd_close(w->dst, err);
+	w->dst = NULL;
+	if (r < 0)
+		goto out;
+	vd_close(w->src, NULL);
+	w->src = NULL;
+	if (vd_cancelled(w->o->cancel)) {
+		r = vd_set_error(err, ECANCELED, "interrupted");
+		goto out;
+	}
+	copy_mode(t.tmp, t.final, orig);
+	for (unsigned i = 0; i < t.nextra; i++)
+		copy_mode(t.extra_tmp[i], t.extra_final[i], orig);
+	w->res->files = 1 + t.nextra;
+	return vd_tmp_commit(&t, true, err);
+out:
+	vd_close(w->dst, NULL);
+	w->dst = NULL;
+	vd_tmp_abort(&t);
+	return r;
+}
+
+static int rewrite(const char *path, int mode, const struct vd_rewrite_opts *o,
+		   struct vd_rewrite_result *res, struct vd_error *err)
+{
+	static const struct vd_rewrite_opts none = { 0 };
+	struct rw w = { 0 };
+	struct stat st;
+	int r, lock_fd = -1;
+
+	memset(res, 0, sizeof(*res));
+	w.path = path;
+	w.mode = mode;
+	w.o = o ? o : &none;
+	w.res = res;
+	w.si = vd_calloc(1, sizeof(*w.si), err);
+	w.di = vd_calloc(1, sizeof(*w.di), err);
+	w.buf = vd_aligned_alloc(CHUNK, err);
+	if (!w.si || !w.di || !w.buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (stat(path, &st) < 0) {
+		r = vd_set_error(err, errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		r = vd_set_error(err, EINVAL, "%s: not a regular file; only image files can be %s",
+				 path, mode == MODE_COMPACT ? "compacted" : "defragmented");
+		goto out;
+	}
+	r = vd_open(&w.src, path, w.o->format, w.o->open_flags, err);
+	if (r < 0)
+		goto out;
+	w.size = vd_size(w.src);
+	r = vd_get_info(w.src, w.si, err);
+	if (r == 0)
+		r = classify(&w, err);
+	if (r < 0)
+		goto out;
+	res->format = w.si->format;
+	snprintf(res->subformat, sizeof(res->subformat), "%s", w.si->subformat);
+	res->block_size = w.si->block_size;
+	res->file_size_before = w.si->file_size;
+	res->host_bytes_before = w.si->host_bytes;
+	res->file_size_after = res->file_size_before;
+	res->host_bytes_after = res->host_bytes_before;
+	if (mode == MODE_COMPACT && w.kind == KIND_FLAT) {
+		res->method = VD_REWRITE_NOTHING;
+		snprintf(res->note, sizeof(res->note),
+			 "a %s %s image is fully allocated: there are no blocks to drop (vdisk defrag reallocates it)",
+			 w.si->subformat, w.si->format);
+		r = 0;
+		goto out;
+	}
+	if (o && o->fs_aware) {
+		r = vd_set_error(err, ENOTSUP, "%s: --fs-aware is not available yet", path);
+		goto out;
+	}
+	r = guard_take(path, &lock_fd, err);
+	if (r < 0)
+		goto out;
+	w.data_bytes = w.si->allocated_bytes;
+	w.total = mode == MODE_COMPACT && w.kind == KIND_BLOCKS ? 2 * w.data_bytes : w.data_bytes;
+	if (w.o->progress)
+		w.o->progress(w.o->progress_ctx, 0, w.total);
+
+	if (mode == MODE_COMPACT && w.kind == KIND_RAW) {
+		vd_close(w.src, NULL);
+		w.src = NULL;
+		r = compact_raw(&w, err);
+	} else {
+		r = rewrite_new(&w, &st, err);
+	}
+	if (r < 0)
+		goto out;
+	{
+		/* what the image is now */
+		struct vd_image *img = NULL;
+		struct vd_error e2 = { 0 };
+		if (vd_open(&img, path, w.si->format, w.o->open_flags, &e2) == 0 &&
+		    vd_get_info(img, w.di, &e2) == 0) {
+			res->file_size_after = w.di->file_size;
+			res->host_bytes_after = w.di->host_bytes;
+		} else {
+			res->host_bytes_after = host_bytes_of(path);
+		}
+		vd_close(img, NULL);
+	}
+out:
+	if (lock_fd >= 0)
+		close(lock_fd);
+	vd_close(w.dst, NULL);
+	vd_close(w.src, NULL);
+	free(w.keep);
+	free(w.had);
+	free(w.files);
+	free(w.buf);
+	free(w.si);
+	free(w.di);
+	return r;
+}
+
+int vd_compact(const char *path, const struct vd_rewrite_opts *opts,
+	       struct vd_rewrite_result *res, struct vd_error *err)
+{
+	return rewrite(path, MODE_COMPACT, opts, res, err);
+}
+
+int vd_defrag(const char *path, const struct vd_rewrite_opts *opts,
+	      struct vd_rewrite_result *res, struct vd_error *err)
+{
+	return rewrite(path, MODE_DEFRAG, opts, res, err);
+}
