@@ -37,7 +37,7 @@ ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -D_FILE_OFFSET_BITS
 LIBS := -luuid -lpthread -lz -lblkid
 ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
 
-LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/ops/*.c) $(wildcard formats/*.c)
+LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/ops/*.c) $(wildcard formats/*.c) $(wildcard src/fs/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 
@@ -62,7 +62,7 @@ deps:
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBS)
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h src/core/*.h src/cli/*.h formats/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/core/*.h src/cli/*.h formats/*.h src/fs/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 

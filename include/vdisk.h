@@ -379,6 +379,60 @@ typedef int (*vd_host_extent_fn)(void *ctx, const struct vd_host_extent *e);
 int vd_host_extents(struct vd_image *img, vd_host_extent_fn fn, void *ctx,
 		    struct vd_error *err);
 
+/* ---- guest filesystems: free space; the in-use guard ------------------- */
+
+/* The free space of the filesystem in [PART_OFF, PART_OFF+PART_LEN) of the
+ * guest disk, read from the filesystem's own allocation maps through
+ * vd_read (never mounted): ext2/3/4 (block bitmaps; 32- and 64-bit group
+ * descriptors, flex_bg, BLOCK_UNINIT, sparse_super), FAT12/16/32 (the first
+ * FAT), Linux swap (everything after the header page).  PART_LEN 0 means
+ * to the end of the disk.
+ *
+ * CB gets the free ranges as absolute guest byte offsets, in increasing
+ * order, merged (never adjacent or overlapping), inside the partition; a
+ * non-zero return stops the walk and is returned (use a -errno).  INFO may
+ * be NULL; its type, label, uuid, block_size and total_bytes are filled
+ * before the first callback, free_bytes (the sum of the ranges reported)
+ * when the walk ends.  Memory is bounded (one bitmap or FAT chunk at a
+ * time); the cost grows with the size of the allocation maps.
+ *
+ * Returns 0, the callback's non-zero value, or -errno: -ENOTSUP (message
+ * says what was found) for content no walker knows; -EUCLEAN for an ext
+ * filesystem that needs journal recovery or is marked as having errors,
+ * unless FLAGS has VD_FS_FORCE; -EINVAL for metadata that fails validation
+ * (the message names the field). */
+enum {
+	VD_FS_FORCE = 1u << 0, /* walk a filesystem marked dirty or with errors */
+};
+
+struct vd_fs_info {
+	char type[16];        /* "ext2", "ext3", "ext4", "fat12", "fat16", "fat32", "swap" */
+	char label[64];       /* "" if none */
+	char uuid[40];        /* "" if none; FAT: the volume id "ABCD-1234" */
+	uint32_t block_size;  /* allocation unit: ext block, FAT cluster, swap page */
+	uint64_t total_bytes; /* size of the filesystem (<= the partition) */
+	uint64_t free_bytes;  /* sum of the free ranges reported */
+};
+
+typedef int (*vd_fs_free_fn)(void *ctx, uint64_t off, uint64_t len);
+
+int vd_fs_free_ranges(struct vd_image *img, uint64_t part_off, uint64_t part_len,
+		      unsigned flags, vd_fs_free_fn cb, void *ctx,
+		      struct vd_fs_info *info, struct vd_error *err);
+
+/* Guard against changing an image that is in use: takes an exclusive
+ * flock(2) on PATH (held until vd_guard_release; another process holding
+ * it: -EBUSY "in use by another vdisk process"), then refuses with -EBUSY,
+ * naming the device and the mount point, when PATH itself is mounted (as a
+ * mount source or a bind-mounted file) or when a loop device backed by
+ * PATH (same device and inode), one of its partitions or a device-mapper
+ * device on top of it is mounted.  PATH must exist.  Release with
+ * vd_guard_release (NULL is fine). */
+struct vd_guard; /* opaque */
+int vd_guard_acquire(const char *path, struct vd_guard **out,
+		     struct vd_error *err);
+void vd_guard_release(struct vd_guard *g);
+
 /* ---- partitioning: CHS geometry, MBR tables, content probing ----------- */
 
 /* Legacy geometry of a disk of SIZE bytes (what fdisk shows for an image:
