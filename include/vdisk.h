@@ -379,6 +379,75 @@ typedef int (*vd_host_extent_fn)(void *ctx, const struct vd_host_extent *e);
 int vd_host_extents(struct vd_image *img, vd_host_extent_fn fn, void *ctx,
 		    struct vd_error *err);
 
+/* ---- block devices: an image onto a device, raw-disk VMDK ------------- */
+
+/* Copy the guest contents of SRC onto the block device DEV, in place (no
+ * temporary file).  DEV is opened with O_EXCL: -EBUSY when it is mounted or
+ * in use.  A device smaller than the image is refused (-ENOSPC) before
+ * anything is written; the bytes of a larger one past the image (from the
+ * sector after the image's last byte) are not touched.  The device is never
+ * assumed to be zero: ranges that read as zeros in SRC are zeroed with a
+ * discard that guarantees zeros or BLKZEROOUT, else by writing zeros (unless
+ * TARGET_IS_ZERO).  Ends with fsync; VERIFY then reads the device back
+ * (page cache dropped first) and compares it with SRC. */
+struct vd_devcopy_opts {
+	const char *src_format;     /* NULL: probe */
+	unsigned src_open_flags;    /* extra VD_OPEN_* for the source */
+	bool target_is_zero;        /* DEV already reads as zeros */
+	bool direct;                /* O_DIRECT (sector-aligned transfers) */
+	bool verify;                /* read back and compare after the copy */
+	vd_progress_fn progress;    /* copy, then (VERIFY) the read-back */
+	void *progress_ctx;
+	const volatile int *cancel; /* non-zero: stop with -ECANCELED */
+};
+
+struct vd_devcopy_result {
+	uint64_t image_size;      /* bytes of SRC */
+	uint64_t device_size;     /* bytes of DEV (BLKGETSIZE64) */
+	uint32_t sector_size;     /* logical sector size of DEV */
+	uint64_t data_bytes;      /* written as data */
+	uint64_t zero_bytes;      /* made to read as zeros */
+	uint64_t zeroed_fast;     /* of those, without writing (discard/BLKZEROOUT) */
+	uint64_t tail_kept;       /* bytes of DEV past the image left as they were */
+	uint64_t reached;         /* DEV holds the image below this offset; on
+				   * failure or interruption the rest is old data */
+	bool started;             /* something was written to DEV */
+	bool verified;            /* VERIFY ran and found the device equal */
+	uint64_t verify_diff;     /* first differing offset when verification failed */
+	double copy_seconds, flush_seconds, verify_seconds;
+};
+
+/* RES (required) is filled as far as the copy got, also on failure.  A
+ * failed verification returns -EIO with RES->verify_diff set. */
+int vd_devcopy(const char *src, const char *dev, const struct vd_devcopy_opts *opts,
+	       struct vd_devcopy_result *res, struct vd_error *err);
+
+/* Make sure the LVM logical volume VG/NAME exists: when it does not, create
+ * it with lvcreate, sized to SIZE rounded up to the volume group's extent
+ * size.  Its device path goes to PATH.  *CREATED (may be NULL) tells
+ * whether it was created.  Runs lvs, vgs and lvcreate from PATH; a failing
+ * command's output is in the error message. */
+int vd_lv_ensure(const char *vg_name, uint64_t size, char *path, size_t path_len,
+		 bool *created, struct vd_error *err);
+
+/* The VirtualBox raw-disk VMDK descriptor for the block device (or file)
+ * DEV, written to OUT through a temporary file and rename.  Without
+ * PARTITIONS: createType "fullDevice", one FLAT extent on DEV.  With them:
+ * "partitionedDevice"; the MBR, the gap before the first partition and each
+ * EBR are copied into OUT's "-pt.vmdk" file, the listed partitions are FLAT
+ * extents on DEV (RELATIVE: on the partition devices, at offset 0), every
+ * other partition and gap is a ZERO extent. */
+struct vd_rawvmdk_opts {
+	const unsigned *partitions; /* partition numbers (1-4 primary, 5.. logical) */
+	unsigned npartitions;       /* 0: the whole device */
+	bool relative;
+	const char *adapter;        /* ide (NULL), buslogic, lsilogic, legacyESX */
+	bool force;                 /* replace existing OUT (and OUT-pt.vmdk) */
+	bool deterministic;         /* fixed CID and UUID */
+};
+int vd_rawvmdk(const char *dev, const char *out, const struct vd_rawvmdk_opts *opts,
+	       struct vd_error *err);
+
 /* ---- guest filesystems: free space; the in-use guard ------------------- */
 
 /* The free space of the filesystem in [PART_OFF, PART_OFF+PART_LEN) of the

@@ -60,6 +60,12 @@ int cmd_check(int argc, char **argv);
 int cmd_geometry(int argc, char **argv);
 int cmd_mbr(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_rawvmdk(int argc, char **argv);
+
+/* --owner USER[:GROUP] (cmd-rawvmdk.c): check the argument; print the udev
+ * rule and the chown command for DEV (LV: "VG/NAME" when known). */
+int cli_owner_check(const char *cmd, const char *owner);
+void cli_owner_hint(const char *dev, const char *lv, const char *owner);
 int cmd_compact(int argc, char **argv);
 int cmd_defrag(int argc, char **argv);
 

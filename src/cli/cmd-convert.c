@@ -1,6 +1,6 @@
 /*
  * vdisk convert: copy an image into another format (or onto an existing
- * image with -n).
+ * image with -n, or onto a block device in place).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -8,16 +8,28 @@
 
 #include <getopt.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char usage[] =
 	"Usage: vdisk convert [-f FMT] -O FMT [-o OPTS] [-p|-q] [-S BYTES] [--force]\n"
 	"                     [--deterministic] [--allow-devices] SRC DST\n"
 	"       vdisk convert [-f FMT] [-O FMT] -n [--target-is-zero] [-p|-q] SRC DST\n"
+	"       vdisk convert [-f FMT] [--direct] [--verify] [--target-is-zero]\n"
+	"                     [--rawvmdk OUT.vmdk] [--owner USER[:GROUP]] [-p|-q]\n"
+	"                     SRC {DEVICE | --lv VG/NAME}\n"
 	"\n"
 	"Copy the guest contents of SRC into DST.  Ranges SRC reports as zero\n"
 	"or unallocated are never read.  A new DST is built in a temporary file\n"
 	"beside it and renamed into place only on success; on error or on\n"
 	"SIGINT/SIGTERM the temporary file is removed and SRC is untouched.\n"
+	"\n"
+	"A block device as DST is a raw target written in place (no temporary\n"
+	"file): opened exclusively (refused when mounted or in use), refused\n"
+	"before anything is written when smaller than the image, its tail past\n"
+	"the image left as it was; zero ranges are zeroed (discard that\n"
+	"guarantees zeros or BLKZEROOUT, else written), the copy ends with fsync\n"
+	"and a summary.  An interrupted copy leaves the device partly written.\n"
+	"A block device as SRC is read as a raw disk (no --allow-devices needed).\n"
 	"\n"
 	"  -f, --source-format FMT  source format (default: probe)\n"
 	"  -O, --format FMT         output format: raw, vdi or vmdk\n"
@@ -29,13 +41,121 @@ static const char usage[] =
 	"                           (default 4K; 0 allocates everything)\n"
 	"  -n, --no-create          write into the existing image DST (not atomic:\n"
 	"                           an interrupted run leaves DST partly written)\n"
-	"      --target-is-zero     with -n: DST already reads as zeros\n"
+	"      --target-is-zero     with -n or a device: DST already reads as zeros\n"
 	"      --force              replace an existing DST\n"
 	"      --deterministic      fixed UUIDs, for reproducible images\n"
 	"      --allow-devices      allow block devices as SRC or (with -n) DST\n"
+	"      --direct             device DST: bypass the page cache (O_DIRECT)\n"
+	"      --verify             device DST: read it back and compare with SRC\n"
+	"      --lv VG/NAME         the LVM logical volume as DST, created with\n"
+	"                           lvcreate (size rounded up to the extent size)\n"
+	"                           when it does not exist\n"
+	"      --rawvmdk OUT.vmdk   device DST: then write the VirtualBox raw-disk\n"
+	"                           descriptor for it (see vdisk-rawvmdk(1))\n"
+	"      --owner USER[:GROUP] device DST: print a udev rule giving it to USER\n"
+	"                           and the chown command (never installed)\n"
 	"  -p, --progress           show progress (default when stderr is a terminal)\n"
 	"  -q, --quiet              no progress\n"
 	"  -h, --help               show this help\n";
+
+static double rate_of(uint64_t bytes, double secs)
+{
+	return secs > 0 ? (double)bytes / secs : 0;
+}
+
+static void summary(const char *src, const char *dev, const struct vd_devcopy_result *res)
+{
+	char a[32], b[32], c[32];
+	double t = res->copy_seconds + res->flush_seconds;
+
+	printf("%s -> %s: %s image (%llu bytes) on a %s device (%llu bytes)\n", src, dev,
+	       cli_human(res->image_size, a, sizeof(a)), (unsigned long long)res->image_size,
+	       cli_human(res->device_size, b, sizeof(b)), (unsigned long long)res->device_size);
+	printf("  written:  %s (%llu bytes) of data\n", cli_human(res->data_bytes, a, sizeof(a)),
+	       (unsigned long long)res->data_bytes);
+	printf("  zeroed:   %s (%llu bytes), %s of it without writing (discard/BLKZEROOUT)\n",
+	       cli_human(res->zero_bytes, a, sizeof(a)), (unsigned long long)res->zero_bytes,
+	       cli_human(res->zeroed_fast, b, sizeof(b)));
+	if (res->tail_kept)
+		printf("  kept:     the last %s (%llu bytes) of the device, past the image, as they were\n",
+		       cli_human(res->tail_kept, a, sizeof(a)), (unsigned long long)res->tail_kept);
+	printf("  time:     %.2f s (copy %.2f s, fsync %.2f s), %s/s (data %s/s)\n", t,
+	       res->copy_seconds, res->flush_seconds,
+	       cli_human((uint64_t)rate_of(res->image_size, t), b, sizeof(b)),
+	       cli_human((uint64_t)rate_of(res->data_bytes, t), c, sizeof(c)));
+	if (res->verified)
+		printf("  verified: the device holds the image (read back in %.2f s, %s/s)\n",
+		       res->verify_seconds,
+		       cli_human((uint64_t)rate_of(res->image_size, res->verify_seconds), a, sizeof(a)));
+}
+
+static int convert_to_device(const char *src, const char *dst, const char *lv,
+			     const char *rawvmdk, const char *owner,
+			     const struct vd_convert_opts *o, struct vd_devcopy_opts *dev,
+			     int pflag, int quiet)
+{
+	struct vd_devcopy_result res;
+	struct vd_error err = { 0 };
+	struct cli_progress prog;
+	char lvpath[4096], a[32];
+	int r;
+
+	if ((o->dst_format && strcmp(o->dst_format, "raw")) || o->dst_opts || o->existing_target) {
+		cli_err("convert", "a block device is written as a raw disk: -O (other than raw), -o and -n do not apply");
+		return 1;
+	}
+	if (lv) {
+		struct vd_image *img;
+		uint64_t size;
+		bool created;
+
+		if (vd_open(&img, src, o->src_format, o->src_open_flags, &err) < 0)
+			return cli_fail("convert", &err, 1);
+		size = vd_size(img);
+		vd_close(img, NULL);
+		r = vd_lv_ensure(lv, size, lvpath, sizeof(lvpath), &created, &err);
+		if (r < 0)
+			return cli_fail("convert", &err, 1);
+		if (created)
+			printf("created logical volume %s (%s) for the %s image\n", lv, lvpath,
+			       cli_human(size, a, sizeof(a)));
+		dst = lvpath;
+	}
+	dev->src_format = o->src_format;
+	dev->src_open_flags = o->src_open_flags;
+	dev->target_is_zero = o->target_is_zero;
+	cli_catch_signals();
+	cli_progress_init(&prog, pflag);
+	if (quiet)
+		prog.enabled = 0;
+	dev->progress = cli_progress_cb;
+	dev->progress_ctx = &prog;
+	dev->cancel = &cli_cancel;
+	r = vd_devcopy(src, dst, dev, &res, &err);
+	cli_progress_end(&prog);
+	if (r < 0) {
+		int rc = cli_fail("convert", &err, 1);
+		if (res.started && res.reached < res.image_size)
+			cli_err("convert", "%s is partly written: the image's first %s (%llu bytes) of %llu are on it, the rest of the device holds old data",
+				dst, cli_human(res.reached, a, sizeof(a)),
+				(unsigned long long)res.reached,
+				(unsigned long long)res.image_size);
+		return rc;
+	}
+	fflush(stderr);
+	summary(src, dst, &res);
+	if (rawvmdk) {
+		struct vd_rawvmdk_opts ro = { 0 };
+		ro.force = o->force;
+		ro.deterministic = (o->create_flags & VD_CREATE_DETERMINISTIC) != 0;
+		if (vd_rawvmdk(dst, rawvmdk, &ro, &err) < 0)
+			return cli_fail("convert", &err, 1);
+		printf("wrote %s (VirtualBox raw-disk descriptor for %s)\n", rawvmdk, dst);
+	}
+	if (owner)
+		cli_owner_hint(dst, lv, owner);
+	return 0;
+}
 
 int cmd_convert(int argc, char **argv)
 {
@@ -51,11 +171,20 @@ int cmd_convert(int argc, char **argv)
 		{ "progress", no_argument, NULL, 'p' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "direct", no_argument, NULL, 1000 },
+		{ "verify", no_argument, NULL, 1001 },
+		{ "lv", required_argument, NULL, 1002 },
+		{ "rawvmdk", required_argument, NULL, 1003 },
+		{ "owner", required_argument, NULL, 1004 },
 		{ 0 },
 	};
 	struct vd_convert_opts o = { 0 };
+	struct vd_devcopy_opts dev = { 0 };
 	struct vd_error err = { 0 };
 	struct cli_progress prog;
+	const char *lv = NULL, *rawvmdk = NULL, *owner = NULL, *src, *dst;
+	struct stat st;
+	bool to_device;
 	int c, r, pflag = 0, quiet = 0;
 
 	o.min_sparse = 4096;
@@ -78,10 +207,39 @@ int cmd_convert(int argc, char **argv)
 		case 'p': pflag = 1; break;
 		case 'q': quiet = 1; break;
 		case 'h': cli_usage(stdout, usage); return 0;
+		case 1000: dev.direct = true; break;
+		case 1001: dev.verify = true; break;
+		case 1002: lv = optarg; break;
+		case 1003: rawvmdk = optarg; break;
+		case 1004:
+			if (cli_owner_check("convert", optarg) < 0)
+				return 1;
+			owner = optarg;
+			break;
 		default: cli_usage(stderr, usage); return 1;
 		}
 	}
-	if (optind + 2 != argc || (!o.dst_format && !o.existing_target)) {
+	if (optind + (lv ? 1 : 2) != argc) {
+		cli_usage(stderr, usage);
+		return 1;
+	}
+	src = argv[optind];
+	dst = lv ? NULL : argv[optind + 1];
+	/* a block device named as SRC is a raw disk: the user named it, so
+	 * --allow-devices (which guards paths found inside images) is not
+	 * needed; another format on a device needs -f FMT --allow-devices */
+	if (!o.src_format && stat(src, &st) == 0 && S_ISBLK(st.st_mode)) {
+		o.src_format = "raw";
+		o.src_open_flags |= VD_OPEN_ALLOW_DEVICES;
+	}
+	to_device = lv || (stat(dst, &st) == 0 && S_ISBLK(st.st_mode));
+	if (to_device)
+		return convert_to_device(src, dst, lv, rawvmdk, owner, &o, &dev, pflag, quiet);
+	if (dev.direct || dev.verify || rawvmdk || owner) {
+		cli_err("convert", "--direct, --verify, --rawvmdk and --owner need a block device as DST");
+		return 1;
+	}
+	if (!o.dst_format && !o.existing_target) {
 		cli_usage(stderr, usage);
 		return 1;
 	}
@@ -100,7 +258,7 @@ int cmd_convert(int argc, char **argv)
 	o.progress = cli_progress_cb;
 	o.progress_ctx = &prog;
 	o.cancel = &cli_cancel;
-	r = vd_convert(argv[optind], argv[optind + 1], &o, &err);
+	r = vd_convert(src, dst, &o, &err);
 	cli_progress_end(&prog);
 	if (r < 0)
 		return cli_fail("convert", &err, 1);

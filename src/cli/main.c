@@ -18,6 +18,7 @@ static const struct cli_cmd cmds[] = {
 	{ "geometry", cmd_geometry, "CHS geometry, partition offsets, losetup/mkfs numbers" },
 	{ "mbr", cmd_mbr, "write or show an MBR partition table" },
 	{ "inspect", cmd_inspect, "fragmentation: guest -> image file -> host disk" },
+	{ "rawvmdk", cmd_rawvmdk, "VirtualBox raw-disk VMDK descriptor for a block device" },
 	{ "compact", cmd_compact, "drop zero blocks: rewrite smaller, replace atomically" },
 	{ "defrag", cmd_defrag, "rewrite with blocks in guest order into a preallocated file" },
 };

@@ -139,6 +139,13 @@ struct vd_host {
 	 * the final flush has little left to wait for. */
 	bool stream_writeback;
 	uint64_t unsynced;
+	/* Block devices: logical sector size (BLKSSZGET), O_DIRECT in use
+	 * (transfers must be sector-aligned; misaligned buffers are bounced),
+	 * and how vd_host_write_zeroes zeroed: without writing (discard that
+	 * guarantees zeros, BLKZEROOUT) or by writing zero buffers. */
+	uint32_t sector_size;
+	bool direct;
+	uint64_t zeroed_fast, zeroed_written;
 };
 #define VD_WRITEBACK_STEP (32ull << 20)
 
@@ -146,6 +153,8 @@ enum {
 	VD_HOST_RDWR = 1u << 0,
 	VD_HOST_CREATE = 1u << 1,  /* create; fail if exists */
 	VD_HOST_ALLOW_DEV = 1u << 2,
+	VD_HOST_EXCL = 1u << 3,    /* block devices: O_EXCL (EBUSY when mounted or in use) */
+	VD_HOST_DIRECT = 1u << 4,  /* O_DIRECT */
 };
 
 int vd_host_open_file(struct vd_host **out, const char *path, unsigned flags,
@@ -307,5 +316,48 @@ int vd_create_on_host(struct vd_host *h, const char *format, uint64_t size,
 int vd_create_in_tmp(struct vd_host *h, struct vd_tmp *t, const char *format,
 		     uint64_t size, const char *opts, unsigned flags,
 		     const volatile int *cancel, struct vd_error *err);
+
+/* ---- the convert pipeline, for other operations (device copy) ---- */
+
+struct vd_copy_stats {
+	uint64_t data_bytes; /* written as data */
+	uint64_t zero_bytes; /* zero ranges passed to vd_write_zeroes */
+	uint64_t reached;    /* everything below this guest offset is written */
+};
+/* Copy SRC's guest contents into DST (at least as large) with the convert
+ * pipeline: O->min_sparse, progress and cancel are used; zero ranges are
+ * skipped when TARGET_ZERO, else zeroed with VD_ZERO_MAY_UNMAP. */
+int vd_copy_image(struct vd_image *src, struct vd_image *dst, bool target_zero,
+		  const struct vd_convert_opts *o, struct vd_copy_stats *st,
+		  struct vd_error *err);
+
+/* ---- raw-disk VMDK descriptors (formats/vmdk-raw.c) ---- */
+
+struct vd_rawvmdk_params {
+	const char *device;        /* as written in the FLAT extents */
+	uint64_t disk_sectors;     /* the device's size in sectors */
+	const struct vd_mbr *mbr;  /* NULL: fullDevice */
+	const unsigned *sel;       /* selected partitions (partitionedDevice) */
+	unsigned nsel;
+	bool relative;             /* selected partitions on their own devices */
+	const char *pt_name;       /* the -pt file as the descriptor names it */
+	const char *adapter;       /* NULL: ide */
+	uint32_t cid;
+	const char *uuid;          /* ddb.uuid.image */
+};
+struct vd_rawvmdk_area {           /* device sectors copied into the -pt file */
+	uint64_t dev_sector, sectors, pt_sector;
+};
+struct vd_rawvmdk_layout {
+	char *text;                /* the descriptor */
+	unsigned nareas;
+	struct vd_rawvmdk_area *areas;
+	uint64_t pt_sectors;       /* size of the -pt file */
+};
+int vd_rawvmdk_layout(const struct vd_rawvmdk_params *p, struct vd_rawvmdk_layout *l,
+		      struct vd_error *err);
+void vd_rawvmdk_layout_free(struct vd_rawvmdk_layout *l);
+/* The device of partition NUMBER of DEV: /dev/sda1, /dev/loop0p1. */
+void vd_rawvmdk_partdev(const char *dev, unsigned number, char *out, size_t len);
 
 #endif

@@ -249,9 +249,10 @@ static int plan(struct vd_image *src, bool write_zero_ranges, uint64_t *total,
 	return 0;
 }
 
-/* Writer side: the calling thread. */
+/* Writer side: the calling thread.  ST (may be NULL) counts what was done. */
 static int copy(struct vd_image *src, struct vd_image *dst, bool target_zero,
-		const struct vd_convert_opts *o, struct vd_error *err)
+		const struct vd_convert_opts *o, struct vd_copy_stats *st,
+		struct vd_error *err)
 {
 	struct pipeline *p;
 	pthread_t th;
@@ -293,6 +294,8 @@ static int copy(struct vd_image *src, struct vd_image *dst, bool target_zero,
 			wr = vd_set_error(err, ECANCELED, "interrupted");
 		if (wr == 0 && it.kind == ITEM_DATA) {
 			wr = vd_write(dst, it.off, it.buf, (size_t)it.len, err);
+			if (wr == 0 && st)
+				st->data_bytes += it.len;
 		} else if (wr == 0 && it.kind == ITEM_ZERO) {
 			if (fill_zeros) {
 				for (uint64_t o2 = 0; o2 < it.len && wr == 0;) {
@@ -304,8 +307,12 @@ static int copy(struct vd_image *src, struct vd_image *dst, bool target_zero,
 			} else if (!target_zero) {
 				wr = vd_write_zeroes(dst, it.off, it.len, VD_ZERO_MAY_UNMAP, err);
 				it.progress = it.len;
+				if (wr == 0 && st)
+					st->zero_bytes += it.len;
 			}
 		}
+		if (wr == 0 && st && it.kind != ITEM_END)
+			st->reached = it.off + it.len; /* items come in guest order */
 		if (it.buf)
 			put_buf(p, it.buf);
 		if (wr < 0) {
@@ -405,7 +412,7 @@ int vd_convert(const char *src_path, const char *dst_path,
 
 	dst->host->stream_writeback = true;
 	dst->allocate_zero_writes = o->min_sparse == 0;
-	r = copy(src, dst, target_zero, o, err);
+	r = copy(src, dst, target_zero, o, NULL, err);
 	if (r == 0 && !target_zero && vd_size(dst) > vd_size(src) && vd_size(src) % VD_SECTOR) {
 		/* The target's sector that holds the source's last bytes goes
 		 * on past the source: that part must read as zeros too. */
@@ -424,4 +431,11 @@ out:
 			vd_tmp_abort(&tmp);
 	}
 	return r;
+}
+
+int vd_copy_image(struct vd_image *src, struct vd_image *dst, bool target_zero,
+		  const struct vd_convert_opts *o, struct vd_copy_stats *st,
+		  struct vd_error *err)
+{
+	return copy(src, dst, target_zero, o, st, err);
 }

@@ -1,0 +1,157 @@
+/*
+ * devcopy: an image onto a block device, in place.
+ *
+ * The device is a raw target written where it is: no temporary file, no
+ * rename.  It is opened with O_EXCL (the kernel refuses devices that are
+ * mounted or held by another exclusive opener), its size is checked before
+ * anything is written, and it is never assumed to be zero: the convert
+ * pipeline (block status, zero detection, large aligned writes) zeroes the
+ * ranges the image has as zeros.  Requests are aligned to the device's
+ * logical sector size by the block-I/O layer, which direct I/O needs and
+ * which lets the zeroing calls (fallocate/BLKZEROOUT) take whole sectors.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#define _GNU_SOURCE
+#include "../core/vdisk-int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static bool same_device(const struct vd_host *a, const struct vd_host *b)
+{
+	struct stat sa, sb;
+
+	if (a->fd < 0 || b->fd < 0 || fstat(a->fd, &sa) < 0 || fstat(b->fd, &sb) < 0)
+		return false;
+	if (S_ISBLK(sa.st_mode))
+		return sa.st_rdev == sb.st_rdev;
+	/* an image file on a filesystem on this device is caught by O_EXCL
+	 * (the device is mounted) */
+	return false;
+}
+
+int vd_devcopy(const char *src_path, const char *dev_path,
+	       const struct vd_devcopy_opts *o, struct vd_devcopy_result *res,
+	       struct vd_error *err)
+{
+	struct vd_image *src = NULL, *dst = NULL;
+	struct vd_host *h = NULL;
+	struct vd_convert_opts co = { 0 };
+	struct vd_copy_stats st = { 0 };
+	unsigned hflags = VD_HOST_RDWR | VD_HOST_ALLOW_DEV | VD_HOST_EXCL;
+	uint64_t isize, covered;
+	double t0;
+	int r, r2;
+
+	memset(res, 0, sizeof(*res));
+	r = vd_open(&src, src_path, o->src_format, o->src_open_flags, err);
+	if (r < 0)
+		return r;
+	isize = vd_size(src);
+	res->image_size = isize;
+	if (o->direct)
+		hflags |= VD_HOST_DIRECT;
+	r = vd_host_open_file(&h, dev_path, hflags, err);
+	if (r == -EBUSY)
+		r = vd_set_error(err, EBUSY,
+				 "%s: device is in use (mounted, or held open exclusively by another program); nothing was written",
+				 dev_path);
+	if (r < 0)
+		goto out;
+	if (!h->is_blockdev) {
+		vd_host_close(h);
+		r = vd_set_error(err, ENOTBLK, "%s: not a block device", dev_path);
+		goto out;
+	}
+	if (same_device(src->host, h)) {
+		vd_host_close(h);
+		r = vd_set_error(err, EINVAL, "%s: source and target are the same device", dev_path);
+		goto out;
+	}
+	r = vd_open_host(&dst, h, "raw", VD_OPEN_RDWR | VD_OPEN_ALLOW_DEVICES, err);
+	if (r < 0)
+		goto out;
+	res->device_size = vd_size(dst);
+	res->sector_size = h->sector_size;
+	if (vd_size(dst) < isize) {
+		r = vd_set_error(err, ENOSPC,
+				 "%s: device is smaller (%llu bytes) than the image %s (%llu bytes); nothing was written",
+				 dev_path, (unsigned long long)vd_size(dst), src_path,
+				 (unsigned long long)isize);
+		goto out;
+	}
+	if (vd_size(dst) % h->sector_size == 0)
+		dst->align = h->sector_size;
+	covered = VD_MIN(VD_ALIGN_UP(isize, (uint64_t)VD_SECTOR), vd_size(dst));
+	res->tail_kept = vd_size(dst) - covered;
+
+	co.min_sparse = 4096;
+	co.progress = o->progress;
+	co.progress_ctx = o->progress_ctx;
+	co.cancel = o->cancel;
+	t0 = now();
+	res->started = true;
+	r = vd_copy_image(src, dst, o->target_is_zero, &co, &st, err);
+	if (r == 0 && !o->target_is_zero && covered > isize) {
+		/* the rest of the sector holding the image's last byte */
+		r = vd_write_zeroes(dst, isize, covered - isize, 0, err);
+		if (r == 0)
+			st.zero_bytes += covered - isize;
+	}
+	res->data_bytes = st.data_bytes;
+	res->zero_bytes = st.zero_bytes;
+	res->zeroed_fast = VD_MIN(h->zeroed_fast, st.zero_bytes);
+	res->reached = r == 0 ? isize : st.reached;
+	res->copy_seconds = now() - t0;
+	if (r < 0)
+		goto out;
+	t0 = now();
+	r = vd_flush(dst, err);
+	res->flush_seconds = now() - t0;
+	if (r < 0) {
+		res->reached = 0; /* nothing is known to be on the device */
+		goto out;
+	}
+	if (o->verify) {
+		struct vd_compare_opts cmp = { 0 };
+		uint64_t diff = 0, devsize = dst->size;
+
+		/* read the device, not the page cache */
+		posix_fadvise(h->fd, 0, 0, POSIX_FADV_DONTNEED);
+		cmp.progress = o->progress;
+		cmp.progress_ctx = o->progress_ctx;
+		cmp.cancel = o->cancel;
+		t0 = now();
+		dst->size = isize; /* compare the image's range only */
+		r = vd_compare(src, dst, &cmp, &diff, err);
+		dst->size = devsize;
+		res->verify_seconds = now() - t0;
+		if (r == 1) {
+			res->verify_diff = diff;
+			r = vd_set_error(err, EIO,
+					 "%s: verification failed: the device differs from %s at offset %llu",
+					 dev_path, src_path, (unsigned long long)diff);
+		} else if (r == 0) {
+			res->verified = true;
+		} else if (r != -ECANCELED) {
+			vd_prefix_error(err, "%s: verification", dev_path);
+		}
+	}
+out:
+	r2 = vd_close(dst, r < 0 ? NULL : err);
+	if (r == 0)
+		r = r2;
+	vd_close(src, NULL);
+	return r;
+}

@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# vdisk compact, checked with qemu-img:
+#  - dynamic VDI whose allocated blocks were overwritten with zeros: the
+#    zero blocks are dropped, the file has exactly the kept blocks, qemu-img
+#    and vdisk check accept it, contents and UUIDs are unchanged, it is no
+#    larger than what qemu-img convert makes of it;
+#  - monolithicSparse and twoGbMaxExtentSparse VMDK (grains zeroed by
+#    qemu-io): the same, CID, adapter type and hardware version kept; a
+#    split VMDK with QEMU's 2 GiB extents is refused (its extent files could
+#    not be replaced safely one by one);
+#  - raw: holes punched in place, contents identical, same inode;
+#  - fixed VDI and flat VMDK: "nothing to drop", file unchanged;
+#  - SIGKILL at several moments leaves the original byte for byte intact;
+#    SIGTERM / SIGINT exit 143 / 130 and leave no temporary file;
+#  - free space short (8 MiB tmpfs): refused, saying how much is needed and
+#    available; an image in use (open for writing, or locked) is refused.
+. "$(dirname "$0")/../lib.sh"
+need qemu-img openssl jq
+MiB=$((1 << 20))
+
+tmp_files() { find "$1" -maxdepth 1 -name '.*vdisk-tmp*' 2>/dev/null; }
+sha1_of() { openssl dgst -sha1 -r "$1" | cut -d' ' -f1; }
+jinfo() { "$VDISK" info --output=json "$1"; }
+du_bytes() { echo $(($(stat -c %b "$1") * 512)); }
+# zero MiB-sized pieces of FILE: zero_mib FILE START_MIB COUNT_MIB (real zeros, not holes)
+zero_mib() { dd if=/dev/zero of="$1" bs=1M seek="$2" count="$3" conv=notrunc status=none; }
+
+rand_bytes compact $((32 * MiB)) >"$T/data.raw"
+cp "$T/data.raw" "$T/z.raw"
+zero_mib "$T/z.raw" 2 4
+zero_mib "$T/z.raw" 10 1
+zero_mib "$T/z.raw" 20 4
+# half of block 12 zero: the block stays
+dd if=/dev/zero of="$T/z.raw" bs=512K seek=24 count=1 conv=notrunc status=none
+
+# ---------------------------------------------------------------- VDI
+V=$T/a.vdi
+"$VDISK" convert -O vdi "$T/data.raw" "$V"
+# zeros written into allocated blocks (they stay allocated)
+"$VDISK" convert -n -S 0 "$T/z.raw" "$V"
+assert_eq "vdi: 32 blocks allocated before" 32 "$(jinfo "$V" | jq '."format-specific".blocks_allocated')"
+before=$(jinfo "$V")
+cp "$V" "$T/a-orig.vdi"
+qemu-img convert -O vdi "$V" "$T/q.vdi"
+chmod 640 "$V"
+assert_rc "vdi: compact" 0 "$VDISK" compact --output=json "$V"
+cp "$T/.out" "$T/compact.json"
+assert_eq "vdi: 9 zero blocks dropped" 9 "$(jq .blocks_zero "$T/compact.json")"
+assert_eq "vdi: 23 blocks kept" 23 "$(jq .blocks_kept "$T/compact.json")"
+assert_eq "vdi: method" '"new file"' "$(jq .method "$T/compact.json")"
+after=$(jinfo "$V")
+assert_eq "vdi: 23 blocks allocated after" 23 "$(echo "$after" | jq '."format-specific".blocks_allocated')"
+# header and block map (2 MiB, 1 MiB aligned) + 23 blocks, nothing more
+assert_eq "vdi: file size = data offset + kept blocks" $((2 * MiB + 23 * MiB)) "$(stat -c %s "$V")"
+used=$(du_bytes "$V")
+[ "$used" -le $((23 * MiB + 64 * 1024)) ] && pass "vdi: disk usage $used <= kept data + metadata" ||
+	fail "vdi: disk usage $used > 23 MiB + 64 KiB"
+q=$(du_bytes "$T/q.vdi")
+# qemu-img convert drops all-zero blocks too; ours differs only in metadata
+# (the block map on its own 1 MiB-aligned page)
+[ "$used" -le $((q + 8192)) ] && pass "vdi: not larger than qemu-img convert ($used vs $q)" ||
+	fail "vdi: $used bytes on disk, qemu-img convert $q"
+assert_eq "vdi: mode kept" 640 "$(stat -c %a "$V")"
+for k in uuid modification-uuid; do
+	assert_eq "vdi: $k kept" "$(echo "$before" | jq -r ".\"$k\"")" "$(echo "$after" | jq -r ".\"$k\"")"
+done
+assert_rc "vdi: qemu-img check" 0 qemu-img check "$V"
+assert_rc "vdi: vdisk check" 0 "$VDISK" check "$V"
+assert_contains "vdi: vdisk check: no errors, no leaks" "No errors" "$T/.out"
+assert_rc "vdi: same contents as before (qemu-img compare)" 0 qemu-img compare "$T/a-orig.vdi" "$V"
+assert_rc "vdi: same contents as the raw source" 0 qemu-img compare "$T/z.raw" "$V"
+assert_eq "vdi: no temporary file" "" "$(tmp_files "$T")"
+# a second run has nothing left to drop and changes nothing in the contents
+assert_rc "vdi: compact again" 0 "$VDISK" compact --output=json "$V"
+assert_eq "vdi: second run drops nothing" 0 "$(jq .blocks_zero "$T/.out")"
+assert_eq "vdi: second run same size" $((25 * MiB)) "$(stat -c %s "$V")"
+
+# VDI from qemu-img (offData right after the map, QEMU's layout), zeros
+# written with qemu-io
+if command -v qemu-io >/dev/null; then
+	QV=$T/qemu.vdi
+	qemu-img create -q -f vdi "$QV" 16M
+	qemu-io -f vdi -c 'write -P 0xa5 0 16M' -c 'write -P 0 4M 3M' -c 'write -P 0 9M 512K' "$QV" >/dev/null
+	cp "$QV" "$T/qemu-orig.vdi"
+	assert_rc "qemu vdi: compact" 0 "$VDISK" compact --output=json "$QV"
+	assert_eq "qemu vdi: 3 blocks dropped" 3 "$(jq .blocks_zero "$T/.out")"
+	assert_rc "qemu vdi: qemu-img check" 0 qemu-img check "$QV"
+	assert_rc "qemu vdi: vdisk check" 0 "$VDISK" check "$QV"
+	assert_rc "qemu vdi: contents" 0 qemu-img compare "$T/qemu-orig.vdi" "$QV"
+fi
+
+# ---------------------------------------------------------------- VMDK
+need qemu-io
+M=$T/m.vmdk
+"$VDISK" convert -O vmdk -o compat=esxi "$T/data.raw" "$M"
+qemu-io -f vmdk -c 'write -P 0 2M 4M' -c 'write -P 0 10M 1M' -c 'write -P 0 20M 4M' "$M" >/dev/null
+cp "$M" "$T/m-orig.vmdk"
+before=$(jinfo "$M")
+assert_rc "vmdk: compact" 0 "$VDISK" compact --output=json "$M"
+assert_eq "vmdk: 144 zero grains dropped" 144 "$(jq .blocks_zero "$T/.out")"
+assert_eq "vmdk: 368 grains kept" 368 "$(jq .blocks_kept "$T/.out")"
+after=$(jinfo "$M")
+for k in uuid '"modification-uuid"' '"format-specific".cid' '"format-specific".adapter_type' '"format-specific".hw_version' subformat; do
+	assert_eq "vmdk: $k kept" "$(echo "$before" | jq -r ".$k")" "$(echo "$after" | jq -r ".$k")"
+done
+assert_eq "vmdk: adapter type is the ESXi one" lsilogic "$(echo "$after" | jq -r '."format-specific".adapter_type')"
+assert_rc "vmdk: qemu-img check" 0 qemu-img check "$M"
+assert_rc "vmdk: vdisk check" 0 "$VDISK" check "$M"
+assert_rc "vmdk: contents" 0 qemu-img compare "$T/m-orig.vmdk" "$M"
+qemu-img convert -O vmdk "$T/m-orig.vmdk" "$T/qm.vmdk"
+used=$(du_bytes "$M"); q=$(du_bytes "$T/qm.vmdk")
+[ "$used" -le "$q" ] && pass "vmdk: not larger than qemu-img convert ($used vs $q)" ||
+	fail "vmdk: $used bytes on disk, qemu-img convert $q"
+[ "$used" -le $((368 * 65536 + 256 * 1024)) ] && pass "vmdk: disk usage <= kept grains + metadata" ||
+	fail "vmdk: disk usage $used"
+
+# split, two extent files (2047 MiB each), data and zeroed grains in both
+S=$T/s.vmdk
+"$VDISK" create -O vmdk -o subformat=twoGbMaxExtentSparse "$S" 2100M
+qemu-io -f vmdk -c 'write -P 0x11 0 4M' -c 'write -P 0 1M 2M' -c 'write -P 0x22 2046M 4M' \
+	-c 'write -P 0 2048M 1M' -c 'write -P 0x33 2090M 1M' "$S" >/dev/null
+assert_eq "split: two extent files" "2" "$(ls "$T"/s-s00?.vmdk | wc -l)"
+qemu-img convert -O raw "$S" "$T/s.raw"
+before=$(jinfo "$S")
+assert_rc "split: compact" 0 "$VDISK" compact --output=json "$S"
+assert_eq "split: 48 zero grains dropped" 48 "$(jq .blocks_zero "$T/.out")"
+assert_eq "split: 96 grains kept" 96 "$(jq .blocks_kept "$T/.out")"
+after=$(jinfo "$S")
+for k in uuid '"format-specific".cid' '"format-specific".extents'; do
+	assert_eq "split: $k kept" "$(echo "$before" | jq -r ".$k")" "$(echo "$after" | jq -r ".$k")"
+done
+assert_rc "split: qemu-img check" 0 qemu-img check "$S"
+assert_rc "split: vdisk check" 0 "$VDISK" check "$S"
+assert_rc "split: contents" 0 qemu-img compare "$T/s.raw" "$S"
+assert_eq "split: extent files, nothing else" "s-s001.vmdk s-s002.vmdk s.vmdk" "$(cd "$T" && echo s*.vmdk)"
+assert_eq "split: no temporary file" "" "$(tmp_files "$T")"
+
+# QEMU's split images use 2 GiB extents, vdisk writes 2047 MiB ones
+QS=$T/qs.vmdk
+qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse "$QS" 2100M
+sum=$(cat "$T"/qs*.vmdk | openssl dgst -sha1 -r)
+assert_rc "qemu split: refused" 1 "$VDISK" compact "$QS"
+assert_contains "qemu split: says why" "cannot replace the extent files safely" "$T/.err"
+assert_eq "qemu split: untouched" "$sum" "$(cat "$T"/qs*.vmdk | openssl dgst -sha1 -r)"
+assert_eq "qemu split: no temporary file" "" "$(tmp_files "$T")"
+
+# ---------------------------------------------------------------- raw
+R=$T/r.raw
+cp "$T/z.raw" "$R"
+ino=$(stat -c %i "$R")
+du0=$(du_bytes "$R")
+assert_rc "raw: compact" 0 "$VDISK" compact --output=json "$R"
+assert_eq "raw: method" '"in place"' "$(jq .method "$T/.out")"
+assert_eq "raw: 9.5 MiB punched" $((9 * MiB + 512 * 1024)) "$(jq .bytes_punched "$T/.out")"
+assert_eq "raw: same inode (in place)" "$ino" "$(stat -c %i "$R")"
+du1=$(du_bytes "$R")
+[ "$du1" -le $((du0 - 9 * MiB - 512 * 1024 + 8192)) ] && pass "raw: disk usage shrank by the punched bytes ($du0 -> $du1)" ||
+	fail "raw: disk usage $du0 -> $du1, expected 9.5 MiB less"
+assert_rc "raw: contents identical" 0 cmp "$T/z.raw" "$R"
+assert_eq "raw: qemu-img map agrees: 9.5 MiB of holes" $((9 * MiB + 512 * 1024)) \
+	"$(qemu-img map --output=json -f raw "$R" | jq '[.[] | select(.data == false) | .length] | add')"
+
+# ---------------------------------------------------------------- fixed, flat
+"$VDISK" convert -O vdi -o subformat=fixed "$T/z.raw" "$T/f.vdi"
+sum=$(sha1_of "$T/f.vdi")
+assert_rc "fixed vdi: compact" 0 "$VDISK" compact "$T/f.vdi"
+assert_contains "fixed vdi: nothing to drop" "no blocks to drop" "$T/.out"
+assert_eq "fixed vdi: unchanged" "$sum" "$(sha1_of "$T/f.vdi")"
+"$VDISK" convert -O vmdk -o subformat=monolithicFlat "$T/z.raw" "$T/fl.vmdk"
+sum=$(sha1_of "$T/fl-flat.vmdk")
+assert_rc "flat vmdk: compact" 0 "$VDISK" compact --output=json "$T/fl.vmdk"
+assert_eq "flat vmdk: nothing to do" '"nothing to do"' "$(jq .method "$T/.out")"
+assert_eq "flat vmdk: unchanged" "$sum" "$(sha1_of "$T/fl-flat.vmdk")"
+
+# ---------------------------------------------------------------- in use
+cp "$T/a-orig.vdi" "$T/busy.vdi"
+exec 9>>"$T/busy.vdi"
+assert_rc "open for writing elsewhere: refused" 1 "$VDISK" compact "$T/busy.vdi"
+assert_contains "open for writing: says so" "open for writing by another process" "$T/.err"
+exec 9>&-
+exec 8<"$T/busy.vdi"
+flock -n 8
+assert_rc "locked by another vdisk: refused" 1 "$VDISK" compact "$T/busy.vdi"
+assert_contains "locked: says so" "in use by another" "$T/.err"
+exec 8<&-
+assert_rc "in use: original untouched" 0 cmp "$T/a-orig.vdi" "$T/busy.vdi"
+assert_rc "no longer in use: compact works" 0 "$VDISK" compact "$T/busy.vdi"
+
+# ---------------------------------------------------------------- free space
+SMALL=$T/small
+mkdir "$SMALL"
+if mount -t tmpfs -o size=8m tmpfs "$SMALL" 2>/dev/null; then
+	on_exit "umount '$SMALL'"
+	# 5 MiB of data and no zero block: the new file needs 5 MiB, about 3 are free
+	head -c $((5 * MiB)) "$T/data.raw" >"$T/5m.raw"
+	"$VDISK" convert -O vdi "$T/5m.raw" "$SMALL/full.vdi"
+	sum=$(sha1_of "$SMALL/full.vdi")
+	assert_rc "no space: compact refused" 1 "$VDISK" compact "$SMALL/full.vdi"
+	assert_contains "no space: says how much is needed" "needs 5242880 bytes" "$T/.err"
+	assert_contains "no space: says how much is available" "available" "$T/.err"
+	assert_eq "no space: image unchanged" "$sum" "$(sha1_of "$SMALL/full.vdi")"
+	assert_eq "no space: no temporary file" "" "$(tmp_files "$SMALL")"
+	assert_rc "no space: defrag refused too" 1 "$VDISK" defrag "$SMALL/full.vdi"
+	assert_contains "no space: defrag says so" "not enough free space" "$T/.err"
+	assert_eq "no space: defrag left it unchanged" "$sum" "$(sha1_of "$SMALL/full.vdi")"
+	# mostly zeros: the new file fits
+	head -c $((5 * MiB)) "$T/z.raw" >"$T/5z.raw"
+	"$VDISK" convert -n -S 0 "$T/5z.raw" "$SMALL/full.vdi"
+	assert_rc "enough space once zeros are dropped: compact works" 0 "$VDISK" compact "$SMALL/full.vdi"
+	assert_rc "tmpfs compact: check" 0 "$VDISK" check "$SMALL/full.vdi"
+	assert_eq "tmpfs: no temporary file" "" "$(tmp_files "$SMALL")"
+else
+	echo "SKIP: free-space tests (cannot mount a tmpfs here)"
+fi
+
+# ---------------------------------------------------------------- kills
+# 320 MiB VDI with every fourth block zeroed; the original must stay byte
+# for byte the same whenever compact dies.
+K=$T/k.vdi
+rand_bytes kill $((320 * MiB)) >"$T/k.raw"
+for i in $(seq 0 4 319); do zero_mib "$T/k.raw" "$i" 1; done
+"$VDISK" convert -O vdi -S 0 "$T/k.raw" "$K"
+rm -f "$T/k.raw"
+ksum=$(sha1_of "$K")
+tmp_size() { local f; f=$(tmp_files "$T"); [ -n "$f" ] && stat -c %s $f 2>/dev/null | head -1 || echo -1; }
+landed=0
+# moments: right away, once the temporary file exists, at 1/3 and 2/3 of its size
+for moment in start created $((2 * MiB + 80 * MiB)) $((2 * MiB + 160 * MiB)); do
+	"$VDISK" compact -q "$K" >/dev/null 2>&1 &
+	pid=$!
+	case $moment in
+	start) ;;
+	created) for _ in $(seq 2000); do [ -n "$(tmp_files "$T")" ] && break; sleep 0.001; done ;;
+	*) for _ in $(seq 5000); do [ "$(tmp_size)" -ge "$moment" ] && break; sleep 0.001; done ;;
+	esac
+	kill -KILL "$pid" 2>/dev/null
+	rc=0; wait "$pid" || rc=$?
+	if [ "$rc" = 137 ]; then
+		landed=$((landed + 1))
+		assert_eq "SIGKILL at $moment: original byte for byte intact" "$ksum" "$(sha1_of "$K")"
+		assert_rc "SIGKILL at $moment: vdisk check" 0 "$VDISK" check "$K"
+		assert_rc "SIGKILL at $moment: qemu-img check" 0 qemu-img check "$K"
+	else
+		# finished before the kill: then it must be the compacted image
+		assert_rc "finished before SIGKILL at $moment: check" 0 "$VDISK" check "$K"
+		echo "note: compact finished before the kill at $moment (rc $rc)"
+		"$VDISK" convert -n -S 0 "$T/z.raw" "$K" >/dev/null 2>&1 || true
+		break
+	fi
+	# SIGKILL cannot clean up: the stale temporary file is all that is left
+	rm -f $(tmp_files "$T")
+done
+[ "$landed" -ge 3 ] && pass "SIGKILL landed mid-way $landed times" || fail "SIGKILL landed only $landed times"
+for sig in TERM INT; do
+	"$VDISK" compact -q "$K" >/dev/null 2>"$T/sig.err" &
+	pid=$!
+	for _ in $(seq 5000); do [ "$(tmp_size)" -ge $((2 * MiB + 40 * MiB)) ] && break; sleep 0.001; done
+	kill -"$sig" "$pid"
+	rc=0; wait "$pid" || rc=$?
+	want=$([ $sig = TERM ] && echo 143 || echo 130)
+	assert_eq "SIG$sig: exit status" "$want" "$rc"
+	assert_eq "SIG$sig: no temporary file left" "" "$(tmp_files "$T")"
+	assert_eq "SIG$sig: original intact" "$ksum" "$(sha1_of "$K")"
+done
+assert_rc "after the kills: compact completes" 0 "$VDISK" compact --output=json "$K"
+assert_eq "after the kills: 80 zero blocks dropped" 80 "$(jq .blocks_zero "$T/.out")"
+assert_rc "after the kills: qemu-img check" 0 qemu-img check "$K"
+finish
