@@ -502,6 +502,62 @@ int vd_guard_acquire(const char *path, struct vd_guard **out,
 		     struct vd_error *err);
 void vd_guard_release(struct vd_guard *g);
 
+/* Make the free space of the guest filesystems in PATH read as zeros,
+ * with the cheapest correct action per range (block status decides; what
+ * it says reads as zeros is never read):
+ *   - whole blocks/grains of a dynamic VDI or sparse VMDK, whole 4 KiB
+ *     units of a raw file: discarded (zero block, unallocated grain, hole),
+ *     then checked with block status; what was not released is handled
+ *     as below;
+ *   - anything else stored (partly free blocks, fixed VDI, flat VMDK): read,
+ *     and zeros written only where the data is not already zero (never
+ *     unmapped, so preallocated images stay allocated).
+ * PART 0 walks the whole disk if it holds a filesystem, else every MBR
+ * partition (content no walker knows is reported with status -ENOTSUP and
+ * left alone).  Takes the in-use guard for the whole run.  A discarded VDI
+ * block leaves its slot leaked (vdisk check exit 3) until compact or
+ * check -r reclaims it. */
+struct vd_zerofree_part;
+struct vd_zerofree_opts {
+	const char *format;          /* NULL: probe */
+	unsigned part;               /* MBR partition number, 0: see above */
+	bool dry_run;                /* count only: nothing is written */
+	bool force;                  /* VD_FS_FORCE for the walkers */
+	vd_progress_fn progress;     /* bytes of the walked partitions */
+	void *progress_ctx;
+	const volatile int *cancel;  /* non-zero: stop with -ECANCELED */
+	/* called after each partition (or the whole disk); may be NULL */
+	void (*report)(void *ctx, const struct vd_zerofree_part *p);
+	void *report_ctx;
+};
+
+struct vd_zerofree_part {
+	unsigned number;             /* MBR partition number, 0: whole disk */
+	uint64_t offset, length;     /* bytes */
+	uint8_t mbr_type;            /* 0 for the whole disk */
+	int status;                  /* 0, or -ENOTSUP: left alone (see note) */
+	char note[256];              /* why it was left alone */
+	struct vd_fs_info fs;
+	uint64_t free_bytes;         /* free in the filesystem */
+	uint64_t zero_bytes;         /* already zero: not stored, or read as zeros */
+	uint64_t zeroed_bytes;       /* non-zero data overwritten with zeros */
+	uint64_t released_bytes;     /* discarded or punched (not read) */
+	uint64_t released_blocks;    /* of res->unit bytes */
+	uint64_t read_bytes;         /* read to find what was not zero */
+};
+
+struct vd_zerofree_result {
+	const char *format;
+	char subformat[32];
+	uint32_t unit;               /* release unit: VDI block, VMDK grain, 4096 */
+	unsigned parts;              /* filesystems walked */
+	unsigned skipped;            /* partitions left alone */
+	struct vd_zerofree_part total; /* sums over the walked filesystems */
+};
+
+int vd_zerofree(const char *path, const struct vd_zerofree_opts *opts,
+		struct vd_zerofree_result *res, struct vd_error *err);
+
 /* ---- partitioning: CHS geometry, MBR tables, content probing ----------- */
 
 /* Legacy geometry of a disk of SIZE bytes (what fdisk shows for an image:
@@ -626,6 +682,93 @@ struct vd_content {
  * LEN bytes that libblkid reads.  0 with C->type "" when nothing is found. */
 int vd_probe_content(struct vd_image *img, uint64_t off, uint64_t len,
 		     struct vd_content *c, struct vd_error *err);
+
+/* ---- building partitioned images in one pass (vdisk create --script) --- */
+
+/* One sector of a table as vd_mbr_encode lays it out. */
+struct vd_mbr_sector {
+	uint64_t lba;
+	uint8_t data[512];
+};
+#define VD_MBR_MAX_SECTORS (VD_MBR_MAX_PARTS + 1)
+
+/* The sectors vd_mbr_write would write, without an image: sector 0 (boot
+ * code BOOTCODE or zeros, disk identifier, entries, signature), then the
+ * EBRs in chain order, i.e. in increasing LBA.  OUT has room for
+ * VD_MBR_MAX_SECTORS; *N is set to the number filled. */
+int vd_mbr_encode(const struct vd_mbr *mbr, const uint8_t *bootcode,
+		  uint32_t heads, uint32_t sectors, struct vd_mbr_sector *out,
+		  unsigned *n, struct vd_error *err);
+
+/* The content of one partition: an image file of any format vdisk reads
+ * (raw included), copied from guest offset 0. */
+struct vd_build_part {
+	unsigned number;            /* partition number, 1..4 primary, 5.. logical */
+	const char *path;
+	const char *format;         /* NULL: probe */
+};
+
+struct vd_build_opts {
+	const char *format;         /* required: output format */
+	const char *format_opts;    /* creation options, NULL: defaults */
+	uint64_t size;              /* bytes; 0: just large enough for the
+				     * script (every partition needs a size
+				     * or a file; the disk ends at the next
+				     * 1 MiB boundary) */
+	const char *script;         /* sfdisk-style script (partition lines may
+				     * carry file=PATH); NULL: no table */
+	const char *script_name;    /* for messages ("script" if NULL) */
+	int align;                  /* VD_ALIGN_MIB or VD_ALIGN_CYLINDER */
+	uint32_t heads, sectors;    /* CHS fields (0: 255/63) */
+	const struct vd_build_part *parts; /* more contents, by number */
+	unsigned nparts;
+	const uint8_t *bootcode;    /* 440 bytes or NULL (zeros) */
+	bool deterministic;         /* identifiers derived from the inputs */
+	const char *uuid;           /* image UUID, NULL: derived or random */
+	bool label_id_set;          /* disk identifier given (wins over the script) */
+	uint32_t label_id;
+	bool force;                 /* replace an existing destination */
+	bool checksums;             /* SHA-256 of every output file afterwards */
+	vd_progress_fn progress;
+	void *progress_ctx;
+	const volatile int *cancel; /* non-zero: stop with -ECANCELED */
+};
+
+struct vd_build_file {
+	char *path;
+	uint64_t size;              /* bytes */
+	char sha256[65];            /* "" unless opts->checksums */
+};
+
+struct vd_build_summary {
+	uint64_t size;              /* guest size in bytes */
+	bool has_table;
+	struct vd_mbr mbr;          /* the table written */
+	/* per mbr.part[i]: */
+	char *part_file[VD_MBR_MAX_PARTS];       /* input, NULL if none */
+	uint64_t part_file_size[VD_MBR_MAX_PARTS]; /* its guest size */
+	uint64_t part_data[VD_MBR_MAX_PARTS];      /* bytes of it written */
+	uint64_t data_bytes;        /* all bytes written (tables included) */
+	char uuid[37], uuid_modify[37]; /* the new image's identifiers, as
+					 * vd_get_info reports them ("" if none) */
+	char cid[9];
+	unsigned nfiles;            /* the output's files, main file first */
+	struct vd_build_file *files;
+};
+
+/* Build DST in one pass, in increasing guest order (so streamOptimized VMDK
+ * works): the MBR, each partition's content and the EBRs.  Every input is
+ * opened and every size checked before anything is created.  Contents are
+ * copied by block status; 4 KiB units of zeros are not written, so the
+ * output is sparse and depends only on the inputs' contents.  With
+ * DETERMINISTIC, UUIDs, CID and the disk identifier come from a SHA-256
+ * over the options, the table and the inputs' contents (a first read
+ * pass).  The image is built in a temporary file and renamed into place
+ * only when complete.  SUM is filled on success; free it with
+ * vd_build_summary_free. */
+int vd_build(const char *dst, const struct vd_build_opts *opts,
+	     struct vd_build_summary *sum, struct vd_error *err);
+void vd_build_summary_free(struct vd_build_summary *sum);
 
 #ifdef __cplusplus
 }

@@ -68,6 +68,7 @@ int cli_owner_check(const char *cmd, const char *owner);
 void cli_owner_hint(const char *dev, const char *lv, const char *owner);
 int cmd_compact(int argc, char **argv);
 int cmd_defrag(int argc, char **argv);
+int cmd_zerofree(int argc, char **argv);
 
 /* The report of compact and defrag (cmd-compact.c). */
 void cli_rewrite_report(const char *cmd, const char *path, int json,

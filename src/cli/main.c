@@ -21,6 +21,7 @@ static const struct cli_cmd cmds[] = {
 	{ "rawvmdk", cmd_rawvmdk, "VirtualBox raw-disk VMDK descriptor for a block device" },
 	{ "compact", cmd_compact, "drop zero blocks: rewrite smaller, replace atomically" },
 	{ "defrag", cmd_defrag, "rewrite with blocks in guest order into a preallocated file" },
+	{ "zerofree", cmd_zerofree, "make the free space of guest filesystems read as zeros" },
 };
 
 static void usage(FILE *f)

@@ -75,6 +75,29 @@ int vd_fs_emit(struct vd_fs_walk *w, uint64_t off, uint64_t len)
 	return 0;
 }
 
+int vd_fs_recognise(struct vd_image *img, uint64_t off, uint64_t len,
+		    struct vd_error *err)
+{
+	uint8_t *buf;
+	size_t n;
+	int r;
+
+	if (off > vd_size(img))
+		return 0;
+	if (len == 0 || len > vd_size(img) - off)
+		len = vd_size(img) - off;
+	n = (size_t)VD_MIN((uint64_t)VD_FS_PROBE_LEN, len);
+	buf = vd_calloc(1, VD_FS_PROBE_LEN, err);
+	if (!buf)
+		return -ENOMEM;
+	r = n ? vd_read(img, off, buf, n, err) : 0;
+	for (size_t i = 0; r == 0 && i < VD_ARRAY_SIZE(walkers); i++)
+		if (walkers[i]->probe(buf, n))
+			r = 1;
+	free(buf);
+	return r;
+}
+
 int vd_fs_free_ranges(struct vd_image *img, uint64_t part_off, uint64_t part_len,
 		      unsigned flags, vd_fs_free_fn cb, void *ctx,
 		      struct vd_fs_info *info, struct vd_error *err)

@@ -48,6 +48,12 @@ struct vd_fs_walker {
 	int (*walk)(struct vd_fs_walk *w);
 };
 
+/* Does a walker know the content of [OFF, OFF+LEN) (LEN 0: to the end)?
+ * 1 yes, 0 no, -errno when it could not be read.  Reads the first 64 KiB
+ * only. */
+int vd_fs_recognise(struct vd_image *img, uint64_t off, uint64_t len,
+		    struct vd_error *err);
+
 extern const struct vd_fs_walker vd_fs_ext;
 extern const struct vd_fs_walker vd_fs_fat;
 extern const struct vd_fs_walker vd_fs_swap;

@@ -880,3 +880,65 @@ int vd_mbr_layout(const struct vd_mbr_script *s, uint64_t disk_sectors, int alig
 		m->part[m->nparts++] = logical[j];
 	return vd_mbr_validate(m, err);
 }
+
+/* ---- encoding without an image (vd_build streams sectors in guest order) ---- */
+
+int vd_mbr_encode(const struct vd_mbr *m, const uint8_t *bootcode,
+		  uint32_t heads, uint32_t sectors, struct vd_mbr_sector *out,
+		  unsigned *n, struct vd_error *err)
+{
+	const struct vd_mbr_part *ext = NULL;
+	unsigned first_logical = m->nparts, k = 0;
+	uint8_t *s0 = out[0].data;
+	int r;
+
+	if (!heads)
+		heads = 255;
+	if (!sectors)
+		sectors = 63;
+	r = vd_mbr_validate(m, err);
+	if (r < 0)
+		return r;
+	memset(s0, 0, VD_SECTOR);
+	if (bootcode)
+		memcpy(s0, bootcode, MBR_ID_OFF);
+	le32enc(s0 + MBR_ID_OFF, m->disk_id);
+	for (unsigned i = 0; i < m->nparts; i++) {
+		const struct vd_mbr_part *p = &m->part[i];
+		if (p->number > 4) {
+			if (first_logical == m->nparts)
+				first_logical = i;
+			continue;
+		}
+		entry_enc(s0 + MBR_TABLE_OFF + (p->number - 1) * MBR_ENTRY_SIZE, p, p->start,
+			  p->size, p->type, p->start, heads, sectors);
+		if (vd_mbr_is_extended(p->type))
+			ext = p;
+	}
+	s0[MBR_SIG_OFF] = 0x55;
+	s0[MBR_SIG_OFF + 1] = 0xaa;
+	out[k++].lba = 0;
+	if (ext && first_logical == m->nparts) {
+		/* an empty extended partition: one empty EBR at its start */
+		memset(out[k].data, 0, VD_SECTOR);
+		out[k].data[MBR_SIG_OFF] = 0x55;
+		out[k].data[MBR_SIG_OFF + 1] = 0xaa;
+		out[k++].lba = ext->start;
+	}
+	for (unsigned i = first_logical; ext && i < m->nparts; i++) {
+		const struct vd_mbr_part *p = &m->part[i], *nx = i + 1 < m->nparts ? &m->part[i + 1] : NULL;
+		uint8_t *e = out[k].data;
+
+		memset(e, 0, VD_SECTOR);
+		entry_enc(e + MBR_TABLE_OFF, p, p->start - p->ebr, p->size, p->type,
+			  p->start, heads, sectors);
+		if (nx)
+			entry_enc(e + MBR_TABLE_OFF + MBR_ENTRY_SIZE, NULL, nx->ebr - ext->start,
+				  pend(nx) + 1 - nx->ebr, 0x05, nx->ebr, heads, sectors);
+		e[MBR_SIG_OFF] = 0x55;
+		e[MBR_SIG_OFF + 1] = 0xaa;
+		out[k++].lba = p->ebr;
+	}
+	*n = k;
+	return 0;
+}

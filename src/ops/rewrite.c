@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -68,6 +69,7 @@ struct rw {
 	uint64_t size;
 	uint64_t unit, nunits;
 	uint8_t *keep, *had;  /* one bit per unit */
+	uint8_t *freeb;       /* --fs-aware: unit entirely free in the guest fs */
 	uint8_t *buf;         /* CHUNK bytes */
 	struct outfile *files;
 	unsigned nfiles;
@@ -114,39 +116,40 @@ static uint64_t host_bytes_of(const char *path)
 
 /* ---- the in-use guard ---- */
 
-/* Refuse an image another vdisk holds (flock), that QEMU has open (its OFD
- * locks on bytes 100..299) or that some process has open for writing (a
- * read lease cannot be taken then).  FD keeps the flock until closed. */
-static int guard_take(const char *path, int *fdp, struct vd_error *err)
+/* vd_guard_acquire keeps other vdisk processes out (flock) and refuses a
+ * guest disk mounted on this host.  On top of that, refuse an image QEMU
+ * has open (its OFD locks on bytes 100..299) or that any process has open
+ * for writing (a read lease cannot be taken then). */
+static int guard_take(const char *path, struct vd_guard **g, struct vd_error *err)
 {
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 100, .l_len = 200 };
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd, r;
 
-	*fdp = -1;
-	if (fd < 0)
-		return vd_set_error(err, errno, "%s: %s", path, strerror(errno));
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		int e = errno;
-		close(fd);
-		if (e == EWOULDBLOCK)
-			return vd_set_error(err, EBUSY, "%s: in use by another vdisk process", path);
-		return vd_set_error(err, e, "%s: cannot lock: %s", path, strerror(e));
+	r = vd_guard_acquire(path, g, err);
+	if (r < 0)
+		return r;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = vd_set_error(err, errno, "%s: %s", path, strerror(errno));
+		goto fail;
 	}
 	if (fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK) {
-		close(fd);
-		return vd_set_error(err, EBUSY,
-				    "%s: locked by another program (QEMU holds such locks while it uses an image)",
-				    path);
-	}
-	if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
+		r = vd_set_error(err, EBUSY,
+				 "%s: locked by another program (QEMU holds such locks while it uses an image)",
+				 path);
+	} else if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
 		fcntl(fd, F_SETLEASE, F_UNLCK);
 	} else if (errno == EAGAIN) {
-		close(fd);
-		return vd_set_error(err, EBUSY, "%s: open for writing by another process", path);
+		r = vd_set_error(err, EBUSY, "%s: open for writing by another process", path);
 	}
 	/* EPERM (not the owner), EINVAL (no leases here): cannot tell */
-	*fdp = fd;
-	return 0;
+	close(fd);
+	if (r == 0)
+		return 0;
+fail:
+	vd_guard_release(*g);
+	*g = NULL;
+	return r;
 }
 
 /* ---- space ---- */
@@ -339,6 +342,118 @@ static int list_files(struct rw *w, struct vd_tmp *t, struct vd_error *err)
 	return 0;
 }
 
+/* ---- --fs-aware: what the guest filesystems do not use ---- */
+
+struct fsctx {
+	struct rw *w;
+	struct vd_image *img;
+	bool raw;              /* punch the free ranges in place */
+	struct vd_error *err;
+};
+
+static int on_free(void *ctx, uint64_t off, uint64_t len)
+{
+	struct fsctx *c = ctx;
+	struct rw *w = c->w;
+
+	if (vd_cancelled(w->o->cancel))
+		return vd_set_error(c->err, ECANCELED, "interrupted");
+	if (c->raw) {
+		uint64_t a = VD_ALIGN_UP(off, PUNCH_UNIT), b = VD_ALIGN_DOWN(off + len, PUNCH_UNIT);
+		int r;
+		if (b <= a)
+			return 0;
+		r = vd_write_zeroes(c->img, a, b - a, VD_ZERO_MAY_UNMAP, c->err);
+		if (r < 0)
+			return r;
+		w->res->bytes_punched += b - a;
+		return 0;
+	}
+	/* whole units only: a unit partly in use keeps its data */
+	for (uint64_t u = VD_ALIGN_UP(off, w->unit) / w->unit; u < w->nunits; u++) {
+		uint64_t end = VD_MIN((u + 1) * w->unit, w->size);
+		if (end > off + len)
+			break;
+		set_bit(w->freeb, u);
+	}
+	return 0;
+}
+
+static void note_add(struct rw *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note_add(struct rw *w, const char *fmt, ...)
+{
+	size_t n = strlen(w->res->note);
+	va_list ap;
+
+	if (n + 3 >= sizeof(w->res->note))
+		return;
+	if (n)
+		n += (size_t)snprintf(w->res->note + n, sizeof(w->res->note) - n, "; ");
+	va_start(ap, fmt);
+	vsnprintf(w->res->note + n, sizeof(w->res->note) - n, fmt, ap);
+	va_end(ap);
+}
+
+/* Walk the filesystem of the whole disk, or of each MBR partition.
+ * Unknown content is left alone (and said so in the note); a filesystem
+ * that needs recovery or has errors stops the run. */
+static int walk_fs(struct rw *w, struct vd_image *img, bool raw, struct vd_error *err)
+{
+	struct fsctx c = { .w = w, .img = img, .raw = raw, .err = err };
+	struct vd_mbr *mbr = vd_calloc(1, sizeof(*mbr), err);
+	struct vd_error e2 = { 0 };
+	unsigned n = 0;
+	int r;
+
+	if (!mbr)
+		return -ENOMEM;
+	r = vd_mbr_read(img, mbr, &e2);
+	if (r == -ENOENT) {
+		mbr->nparts = 0;
+	} else if (r < 0) {
+		*err = e2;
+		free(mbr);
+		return vd_prefix_error(err, "--fs-aware");
+	}
+	for (unsigned i = 0; i <= mbr->nparts; i++) {
+		struct vd_fs_info fi;
+		uint64_t off = 0, len = 0;
+		char name[24];
+
+		if (i == mbr->nparts && mbr->nparts)
+			break;
+		if (mbr->nparts) {
+			const struct vd_mbr_part *p = &mbr->part[i];
+			if (vd_mbr_is_extended(p->type) || p->size == 0 ||
+			    (p->start + p->size) * VD_SECTOR > vd_size(img))
+				continue;
+			off = p->start * VD_SECTOR;
+			len = p->size * VD_SECTOR;
+			snprintf(name, sizeof(name), "partition %u", p->number);
+		} else {
+			snprintf(name, sizeof(name), "whole disk");
+		}
+		vd_error_clear(&e2);
+		r = vd_fs_free_ranges(img, off, len, 0, on_free, &c, &fi, &e2);
+		if (r == -ENOTSUP) {
+			note_add(w, "%s: no filesystem vdisk can read, left alone", name);
+			continue;
+		}
+		if (r < 0) {
+			if (e2.code)
+				*err = e2;
+			free(mbr);
+			return vd_prefix_error(err, "--fs-aware: %s", name);
+		}
+		n++;
+		note_add(w, "%s: %s, %.1f MiB free", name, fi.type, fi.free_bytes / 1048576.0);
+	}
+	free(mbr);
+	if (n == 0)
+		note_add(w, "--fs-aware found no filesystem it can read: only zero blocks were dropped");
+	return 0;
+}
+
 /* ---- planning: which blocks to keep ---- */
 
 /* Does [off, end) of the source hold a non-zero byte? */
@@ -392,7 +507,9 @@ static int plan_blocks(struct rw *w, struct vd_error *err)
 				 * look, and no reason to allocate it (defrag too) */
 				bool found = !(e.flags & VD_BS_ZERO);
 				set_bit(w->had, u);
-				if (found && w->mode == MODE_COMPACT && !bit(w->keep, u)) {
+				if (w->freeb && bit(w->freeb, u))
+					found = false; /* free in the guest: never read */
+				else if (found && w->mode == MODE_COMPACT && !bit(w->keep, u)) {
 					r = has_data(w, a, b, &found, err);
 					if (r < 0)
 						return r;
@@ -416,7 +533,10 @@ static int plan_blocks(struct rw *w, struct vd_error *err)
 				if (gs >= w->files[i].gstart && gs < w->files[i].gstart + w->files[i].glen)
 					w->files[i].kept++;
 		} else if (bit(w->had, u)) {
-			w->res->blocks_zero++;
+			if (w->freeb && bit(w->freeb, u))
+				w->res->blocks_free++;
+			else
+				w->res->blocks_zero++;
 		}
 	}
 	return 0;
@@ -550,6 +670,13 @@ static int compact_raw(struct rw *w, struct vd_error *err)
 		return r;
 	size = vd_size(img);
 	w->total = w->data_bytes;
+	if (w->o->fs_aware) {
+		r = walk_fs(w, img, true, err);
+		if (r < 0) {
+			vd_close(img, NULL);
+			return r;
+		}
+	}
 	while (off < size && r == 0) {
 		struct vd_extent e;
 		uint64_t end, zs = UINT64_MAX;
@@ -668,6 +795,13 @@ static int rewrite_new(struct rw *w, const struct stat *orig, struct vd_error *e
 	case KIND_BLOCKS:
 		w->unit = w->di->block_size ? w->di->block_size : (1u << 20);
 		w->res->block_size = (uint32_t)w->unit;
+		w->nunits = (w->size + w->unit - 1) / w->unit;
+		if (w->o->fs_aware) {
+			w->freeb = vd_calloc((size_t)((w->nunits + 7) / 8), 1, err);
+			r = w->freeb ? walk_fs(w, w->src, false, err) : -ENOMEM;
+			if (r < 0)
+				goto out;
+		}
 		r = plan_blocks(w, err);
 		if (r < 0)
 			goto out;
@@ -731,7 +865,8 @@ static int rewrite(const char *path, int mode, const struct vd_rewrite_opts *o,
 	static const struct vd_rewrite_opts none = { 0 };
 	struct rw w = { 0 };
 	struct stat st;
-	int r, lock_fd = -1;
+	struct vd_guard *guard = NULL;
+	int r;
 
 	memset(res, 0, sizeof(*res));
 	w.path = path;
@@ -773,16 +908,13 @@ static int rewrite(const char *path, int mode, const struct vd_rewrite_opts *o,
 	if (mode == MODE_COMPACT && w.kind == KIND_FLAT) {
 		res->method = VD_REWRITE_NOTHING;
 		snprintf(res->note, sizeof(res->note),
-			 "a %s %s image is fully allocated: there are no blocks to drop (vdisk defrag reallocates it)",
-			 w.si->subformat, w.si->format);
+			 "a %s %s image is fully allocated: there are no blocks to drop (vdisk defrag reallocates it%s)",
+			 w.si->subformat, w.si->format,
+			 w.o->fs_aware ? "; vdisk zerofree makes free space read as zeros" : "");
 		r = 0;
 		goto out;
 	}
-	if (o && o->fs_aware) {
-		r = vd_set_error(err, ENOTSUP, "%s: --fs-aware is not available yet", path);
-		goto out;
-	}
-	r = guard_take(path, &lock_fd, err);
+	r = guard_take(path, &guard, err);
 	if (r < 0)
 		goto out;
 	w.data_bytes = w.si->allocated_bytes;
@@ -813,12 +945,12 @@ static int rewrite(const char *path, int mode, const struct vd_rewrite_opts *o,
 		vd_close(img, NULL);
 	}
 out:
-	if (lock_fd >= 0)
-		close(lock_fd);
+	vd_guard_release(guard);
 	vd_close(w.dst, NULL);
 	vd_close(w.src, NULL);
 	free(w.keep);
 	free(w.had);
+	free(w.freeb);
 	free(w.files);
 	free(w.buf);
 	free(w.si);

@@ -13,7 +13,9 @@
 #  - SIGKILL at several moments leaves the original byte for byte intact;
 #    SIGTERM / SIGINT exit 143 / 130 and leave no temporary file;
 #  - free space short (8 MiB tmpfs): refused, saying how much is needed and
-#    available; an image in use (open for writing, or locked) is refused.
+#    available; an image in use (open for writing, or locked) is refused;
+#  - --fs-aware: free swap space in an MBR partition goes without being
+#    zeroed, unknown content is left alone.
 . "$(dirname "$0")/../lib.sh"
 need qemu-img openssl jq
 MiB=$((1 << 20))
@@ -171,6 +173,46 @@ sum=$(sha1_of "$T/fl-flat.vmdk")
 assert_rc "flat vmdk: compact" 0 "$VDISK" compact --output=json "$T/fl.vmdk"
 assert_eq "flat vmdk: nothing to do" '"nothing to do"' "$(jq .method "$T/.out")"
 assert_eq "flat vmdk: unchanged" "$sum" "$(sha1_of "$T/fl-flat.vmdk")"
+
+# ---------------------------------------------------------------- --fs-aware
+# MBR: partition 1 swap (stale random data after its header page),
+# partition 2 random data no walker reads.  The free swap blocks go without
+# being zeroed first; everything else is kept byte for byte.
+if command -v mkswap >/dev/null; then
+	rand_bytes fsaware $((24 * MiB)) >"$T/sw.raw"
+	printf 'label: dos\n,8MiB,82\n,,L\n' | "$VDISK" mbr "$T/sw.raw" >/dev/null
+	rand_bytes swap $((8 * MiB)) >"$T/part.swp"
+	mkswap "$T/part.swp" >/dev/null 2>&1
+	dd if="$T/part.swp" of="$T/sw.raw" bs=1M seek=1 conv=notrunc status=none
+	"$VDISK" convert -O vdi "$T/sw.raw" "$T/sw.vdi"
+	assert_rc "fs-aware vdi: compact" 0 "$VDISK" compact --fs-aware --output=json "$T/sw.vdi"
+	assert_eq "fs-aware vdi: 7 free swap blocks dropped" 7 "$(jq .blocks_free "$T/.out")"
+	assert_eq "fs-aware vdi: no zero blocks" 0 "$(jq .blocks_zero "$T/.out")"
+	assert_contains "fs-aware vdi: note names the swap" "partition 1: swap" "$T/.out"
+	assert_contains "fs-aware vdi: unknown content left alone" "partition 2: no filesystem vdisk can read, left alone" "$T/.out"
+	assert_rc "fs-aware vdi: qemu-img check" 0 qemu-img check "$T/sw.vdi"
+	assert_rc "fs-aware vdi: vdisk check" 0 "$VDISK" check "$T/sw.vdi"
+	qemu-img convert -O raw "$T/sw.vdi" "$T/sw.out"
+	assert_rc "fs-aware vdi: MBR, swap header block and partition 2 unchanged" 0 \
+		cmp -n $((2 * MiB)) "$T/sw.raw" "$T/sw.out"
+	assert_rc "fs-aware vdi: partition 2 unchanged" 0 cmp -i $((9 * MiB)) "$T/sw.raw" "$T/sw.out"
+	assert_eq "fs-aware vdi: dropped swap blocks read as zeros" 0 \
+		"$(dd if="$T/sw.out" bs=1M skip=2 count=7 status=none | tr -d '\0' | wc -c)"
+	blkid -p -O $MiB "$T/sw.out" >"$T/blkid.out" 2>&1 || true
+	assert_contains "fs-aware vdi: still swap for blkid" 'TYPE="swap"' "$T/blkid.out"
+	# without --fs-aware nothing would have gone: the swap data is not zero
+	"$VDISK" convert -O vdi "$T/sw.raw" "$T/sw2.vdi"
+	assert_rc "plain compact of the same image" 0 "$VDISK" compact --output=json "$T/sw2.vdi"
+	assert_eq "plain compact keeps the stale swap blocks" 0 "$(jq .blocks_free+.blocks_zero "$T/.out")"
+	# raw: free ranges punched in place
+	cp "$T/sw.raw" "$T/swr.raw"
+	assert_rc "fs-aware raw: compact" 0 "$VDISK" compact --fs-aware --output=json "$T/swr.raw"
+	assert_eq "fs-aware raw: 8 MiB - the header page punched" $((8 * MiB - 4096)) "$(jq .bytes_punched "$T/.out")"
+	assert_rc "fs-aware raw: outside the free space unchanged" 0 cmp -n $((MiB + 4096)) "$T/sw.raw" "$T/swr.raw"
+	assert_rc "fs-aware raw: partition 2 unchanged" 0 cmp -i $((9 * MiB)) "$T/sw.raw" "$T/swr.raw"
+else
+	echo "SKIP: --fs-aware tests (no mkswap)"
+fi
 
 # ---------------------------------------------------------------- in use
 cp "$T/a-orig.vdi" "$T/busy.vdi"

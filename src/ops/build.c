@@ -1,0 +1,1198 @@
+/*
+ * build: a partitioned image filled from partition images, written in one
+ * pass straight into the target format.
+ *
+ * Everything goes out in increasing guest order (the MBR, then each
+ * partition's content with the EBRs at their places), because a
+ * streamOptimized VMDK accepts nothing else.  The plan is a sorted list of
+ * pieces: table sectors and input images.  Inputs are read by block status
+ * (zero and unallocated ranges are never read), in 4 KiB units counted from
+ * the start of the input; units that read as zeros are not written.  So the
+ * output depends only on what the inputs contain, not on how they store it
+ * (holes of a raw file, VDI blocks): that, and identifiers derived from a
+ * SHA-256 over the inputs, gives byte-identical images on any machine.
+ *
+ * A reader thread reads chunks; the calling thread splits them into units
+ * and writes.  Memory is bounded by QUEUE_DEPTH * CHUNK.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#define _GNU_SOURCE
+#include "vdisk-int.h"
+#include "sha256.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+
+#define CHUNK (2u << 20)
+#define QUEUE_DEPTH 8
+#define UNIT 4096u
+#define MIB_SECTORS 2048u
+#define PROBE_DISK_SECTORS 0xffffffffull /* the largest MBR disk */
+
+/* ---- the script's file= fields ---- */
+
+struct line_file {
+	unsigned line;
+	char *path;
+};
+
+/* The value of a file= field: PATH up to the next comma, or "PATH". */
+static int take_value(const char *v, const char **end, char **out)
+{
+	const char *e;
+
+	while (*v == ' ' || *v == '\t')
+		v++;
+	if (*v == '"') {
+		e = strchr(v + 1, '"');
+		if (!e)
+			return -EINVAL;
+		*out = strndup(v + 1, (size_t)(e - v - 1));
+		e++;
+		while (*e == ' ' || *e == '\t')
+			e++;
+		if (*e && *e != ',')
+			return -EINVAL;
+	} else {
+		e = v + strcspn(v, ",");
+		size_t n = (size_t)(e - v);
+		while (n && isspace((unsigned char)v[n - 1]))
+			n--;
+		*out = strndup(v, n);
+	}
+	*end = e;
+	return *out ? 0 : -ENOMEM;
+}
+
+/* Copy TEXT without the file= fields (which vd_mbr_parse_script does not
+ * know) and note them by line number. */
+static int strip_files(const char *text, const char *name, char **clean,
+		       struct line_file **files, unsigned *nfiles,
+		       struct vd_error *err)
+{
+	size_t len = strlen(text);
+	char *out = vd_malloc(len + 1, err), *o;
+	const char *p = text;
+	unsigned ln = 0;
+
+	if (!out)
+		return -ENOMEM;
+	o = out;
+	*files = NULL;
+	*nfiles = 0;
+	while (*p) {
+		const char *eol = p + strcspn(p, "\n"), *q = p;
+		bool seen = false;
+
+		ln++;
+		while (q < eol) {
+			/* a field starts the line, or follows ',' or "NAME :" */
+			const char *k = q;
+			bool start = k == p || k[-1] == ',' || k[-1] == ':';
+			while (start && k < eol && (*k == ' ' || *k == '\t'))
+				k++;
+			if (start && !strncmp(k, "file", 4)) {
+				const char *eq = k + 4, *vend;
+				while (*eq == ' ' || *eq == '\t')
+					eq++;
+				if (*eq == '=' && eq < eol) {
+					char *path, *l = strndup(eq + 1, (size_t)(eol - eq - 1));
+					struct line_file *nf;
+					int r;
+
+					if (!l) {
+						free(out);
+						return vd_set_error(err, ENOMEM, "out of memory");
+					}
+					r = take_value(l, &vend, &path);
+					vend = eq + 1 + (vend - l);
+					free(l);
+					if (r < 0 || !*path || seen) {
+						if (r == 0)
+							free(path);
+						free(out);
+						return vd_set_error(err, EINVAL, "%s: line %u: %s", name, ln,
+								    seen ? "file= given twice" :
+								    r == -ENOMEM ? "out of memory" :
+								    "file= needs a path (quote it if it holds a comma)");
+					}
+					seen = true;
+					nf = realloc(*files, (*nfiles + 1) * sizeof(**files));
+					if (!nf) {
+						free(path);
+						free(out);
+						return vd_set_error(err, ENOMEM, "out of memory");
+					}
+					*files = nf;
+					nf[*nfiles].line = ln;
+					nf[*nfiles].path = path;
+					(*nfiles)++;
+					/* drop the field and the comma after it (or
+					 * before it, at the end of the line) */
+					if (*vend == ',') {
+						vend++;
+					} else {
+						while (o > out && (o[-1] == ' ' || o[-1] == '\t'))
+							o--;
+						if (o > out && o[-1] == ',')
+							o--;
+					}
+					q = vend;
+					continue;
+				}
+			}
+			*o++ = *q++;
+		}
+		if (*eol)
+			*o++ = '\n';
+		p = *eol ? eol + 1 : eol;
+	}
+	*o = '\0';
+	*clean = out;
+	return 0;
+}
+
+/* ---- inputs and the plan ---- */
+
+enum { PIECE_SECTOR, PIECE_IMAGE };
+
+struct piece {
+	int kind;
+	uint64_t off;            /* guest byte offset in the output */
+	uint64_t len;            /* bytes (an image: its size rounded to a sector) */
+	const uint8_t *data;     /* PIECE_SECTOR */
+	struct vd_image *img;    /* PIECE_IMAGE */
+	unsigned part;           /* index in mbr.part */
+};
+
+struct build {
+	const struct vd_build_opts *o;
+	struct vd_mbr_script script;
+	struct vd_mbr mbr;
+	struct vd_mbr_sector sectors[VD_MBR_MAX_SECTORS];
+	unsigned nsectors;
+	struct vd_image *img[VD_MBR_MAX_PARTS];   /* per mbr.part */
+	const char *path[VD_MBR_MAX_PARTS];
+	unsigned spec_num[VD_MBR_MAX_PARTS];      /* per script spec */
+	const char *spec_file[VD_MBR_MAX_PARTS];
+	struct piece pieces[VD_MBR_MAX_SECTORS + VD_MBR_MAX_PARTS];
+	unsigned npieces;
+	uint64_t part_data[VD_MBR_MAX_PARTS];
+	uint64_t written;
+};
+
+/* The partition number each spec of S gets: lay out growing prefixes. */
+static int spec_numbers(struct build *b, uint64_t disk, uint32_t id,
+			struct vd_error *err)
+{
+	struct vd_mbr_script *pre = malloc(sizeof(*pre));
+	struct vd_mbr *prev = calloc(1, sizeof(*prev)), *cur = malloc(sizeof(*cur));
+	int r = 0;
+
+	if (!pre || !prev || !cur) {
+		r = vd_set_error(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	*pre = b->script;
+	for (unsigned k = 1; k <= b->script.n && r == 0; k++) {
+		pre->n = k;
+		r = vd_mbr_layout(pre, disk, b->o->align, b->o->heads, b->o->sectors, id, cur, err);
+		if (r < 0)
+			break;
+		b->spec_num[k - 1] = 0;
+		for (unsigned i = 0; i < cur->nparts; i++) {
+			bool old = false;
+			for (unsigned j = 0; j < prev->nparts; j++)
+				old |= prev->part[j].number == cur->part[i].number;
+			if (!old)
+				b->spec_num[k - 1] = cur->part[i].number;
+		}
+		*prev = *cur;
+	}
+out:
+	free(pre);
+	free(prev);
+	free(cur);
+	return r;
+}
+
+static int part_index(const struct vd_mbr *m, unsigned number)
+{
+	for (unsigned i = 0; i < m->nparts; i++)
+		if (m->part[i].number == number)
+			return (int)i;
+	return -1;
+}
+
+static const char *sname(const struct build *b)
+{
+	return b->o->script_name ? b->o->script_name : "script";
+}
+
+/* Lay the table out on a disk of DISK sectors (0: as small as the script
+ * allows) and give each input its partition. */
+static int layout(struct build *b, uint64_t disk, uint32_t id, struct vd_error *err)
+{
+	const struct vd_build_opts *o = b->o;
+	int r;
+
+	if (!disk) {
+		/* partitions without a size take their file's size */
+		uint64_t end = 0;
+		struct vd_mbr *probe;
+
+		/* partitions without a size take their file's size: first
+		 * the script's file= (no numbers needed), then --part */
+		for (int pass = 0; pass < 2; pass++) {
+			if (pass == 1) {
+				r = spec_numbers(b, PROBE_DISK_SECTORS, id, err);
+				if (r < 0)
+					return vd_prefix_error(err, "%s", sname(b));
+			}
+			for (unsigned i = 0; i < b->script.n; i++) {
+				struct vd_mbr_spec *sp = &b->script.spec[i];
+				const char *f = b->spec_file[i], *fmt = NULL;
+				struct vd_image *im;
+
+				for (unsigned j = 0; j < o->nparts && !f && pass == 1; j++)
+					if (o->parts[j].number == b->spec_num[i]) {
+						f = o->parts[j].path;
+						fmt = o->parts[j].format;
+					}
+				if (sp->size_mode != VD_SIZE_REST || vd_mbr_is_extended(sp->type))
+					continue;
+				if (!f && pass == 0)
+					continue;
+				if (!f)
+					return vd_set_error(err, EINVAL, "%s: line %u: partition %u has no size and no file; give one, or the disk size",
+							    sname(b), sp->line, b->spec_num[i]);
+				/* the image is opened again below; its size is needed now */
+				r = vd_open(&im, f, fmt, 0, err);
+				if (r < 0)
+					return r;
+				sp->size = VD_ALIGN_UP(vd_size(im), VD_SECTOR) / VD_SECTOR;
+				sp->size_mode = VD_SIZE_SECTORS;
+				vd_close(im, NULL);
+				if (!sp->size)
+					return vd_set_error(err, EINVAL, "%s: empty, so it cannot size its partition", f);
+			}
+		}
+		probe = malloc(sizeof(*probe));
+		if (!probe)
+			return vd_set_error(err, ENOMEM, "out of memory");
+		r = vd_mbr_layout(&b->script, PROBE_DISK_SECTORS, o->align, o->heads, o->sectors, id, probe, err);
+		for (unsigned i = 0; r == 0 && i < probe->nparts; i++)
+			if (!vd_mbr_is_extended(probe->part[i].type))
+				end = VD_MAX(end, probe->part[i].start + probe->part[i].size);
+		if (r == 0 && !end)
+			r = vd_set_error(err, EINVAL, "%s: no partition with a size: give the disk size", sname(b));
+		/* the smallest whole-MiB disk on which every partition keeps
+		 * its place (sized ends may snap to the disk's last grain) */
+		for (disk = VD_ALIGN_UP(end, MIB_SECTORS); r == 0; disk += MIB_SECTORS) {
+			bool same = true;
+			r = vd_mbr_layout(&b->script, disk, o->align, o->heads, o->sectors, id, &b->mbr, err);
+			if (r < 0 && disk < end + 8 * MIB_SECTORS) {
+				r = 0;
+				continue;
+			}
+			for (unsigned i = 0; r == 0 && i < probe->nparts && same; i++) {
+				const struct vd_mbr_part *p = &probe->part[i];
+				int k = part_index(&b->mbr, p->number);
+				if (!vd_mbr_is_extended(p->type))
+					same = k >= 0 && b->mbr.part[k].start == p->start &&
+					       b->mbr.part[k].size == p->size;
+			}
+			if (r == 0 && same)
+				break;
+		}
+		free(probe);
+		if (r < 0)
+			return vd_prefix_error(err, "%s", sname(b));
+	} else {
+		if (disk > PROBE_DISK_SECTORS)
+			disk = PROBE_DISK_SECTORS; /* the table cannot address more */
+		r = vd_mbr_layout(&b->script, disk, o->align, o->heads, o->sectors, id, &b->mbr, err);
+		if (r < 0)
+			return vd_prefix_error(err, "%s", sname(b));
+	}
+	r = spec_numbers(b, b->mbr.disk_sectors, id, err);
+	if (r < 0)
+		return vd_prefix_error(err, "%s", sname(b));
+
+	for (unsigned i = 0; i < b->script.n; i++) {
+		int k;
+		if (!b->spec_file[i])
+			continue;
+		k = part_index(&b->mbr, b->spec_num[i]);
+		if (k < 0)
+			return vd_set_error(err, EINVAL, "%s: line %u: no partition for file=%s", sname(b),
+					    b->script.spec[i].line, b->spec_file[i]);
+		b->path[k] = b->spec_file[i];
+	}
+	for (unsigned j = 0; j < o->nparts; j++) {
+		int k = part_index(&b->mbr, o->parts[j].number);
+		if (k < 0)
+			return vd_set_error(err, EINVAL, "%s: partition %u is not in the table", o->parts[j].path,
+					    o->parts[j].number);
+		if (b->path[k])
+			return vd_set_error(err, EINVAL, "partition %u: two contents given (%s and %s)",
+					    o->parts[j].number, b->path[k], o->parts[j].path);
+		b->path[k] = o->parts[j].path;
+	}
+	return 0;
+}
+
+static const char *part_format(const struct build *b, unsigned k)
+{
+	for (unsigned j = 0; j < b->o->nparts; j++)
+		if (b->o->parts[j].number == b->mbr.part[k].number && b->o->parts[j].path == b->path[k])
+			return b->o->parts[j].format;
+	return NULL;
+}
+
+/* Open every input and check that it fits its partition. */
+static int open_inputs(struct build *b, struct vd_error *err)
+{
+	for (unsigned k = 0; k < b->mbr.nparts; k++) {
+		const struct vd_mbr_part *p = &b->mbr.part[k];
+		uint64_t need, room = p->size * VD_SECTOR;
+		int r;
+
+		if (!b->path[k])
+			continue;
+		if (vd_mbr_is_extended(p->type))
+			return vd_set_error(err, EINVAL, "%s: partition %u is the extended partition, which holds the logical ones and no content",
+					    b->path[k], p->number);
+		r = vd_open(&b->img[k], b->path[k], part_format(b, k), 0, err);
+		if (r < 0)
+			return r;
+		need = VD_ALIGN_UP(vd_size(b->img[k]), VD_SECTOR);
+		if (need > room)
+			return vd_set_error(err, EFBIG, "%s: %" PRIu64 " bytes do not fit partition %u (%" PRIu64 " sectors, %" PRIu64 " bytes)",
+					    b->path[k], vd_size(b->img[k]), p->number, p->size, room);
+	}
+	return 0;
+}
+
+static int cmp_piece(const void *a, const void *c)
+{
+	const struct piece *x = a, *y = c;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static int make_plan(struct build *b, struct vd_error *err)
+{
+	b->npieces = 0;
+	for (unsigned i = 0; i < b->nsectors; i++)
+		b->pieces[b->npieces++] = (struct piece){
+			.kind = PIECE_SECTOR, .off = b->sectors[i].lba * VD_SECTOR,
+			.len = VD_SECTOR, .data = b->sectors[i].data,
+		};
+	for (unsigned k = 0; k < b->mbr.nparts; k++) {
+		if (!b->img[k] || !vd_size(b->img[k]))
+			continue;
+		b->pieces[b->npieces++] = (struct piece){
+			.kind = PIECE_IMAGE, .off = b->mbr.part[k].start * VD_SECTOR,
+			.len = VD_ALIGN_UP(vd_size(b->img[k]), VD_SECTOR), .img = b->img[k], .part = k,
+		};
+	}
+	qsort(b->pieces, b->npieces, sizeof(b->pieces[0]), cmp_piece);
+	for (unsigned i = 1; i < b->npieces; i++)
+		if (b->pieces[i - 1].off + b->pieces[i - 1].len > b->pieces[i].off)
+			return vd_set_error(err, EINVAL, "internal: pieces at %" PRIu64 " and %" PRIu64 " overlap",
+					    b->pieces[i - 1].off, b->pieces[i].off);
+	return 0;
+}
+
+/* ---- walking the plan: chunks in guest order ---- */
+
+/* The next range of IMG at or after *OFF to read: a data range widened to
+ * whole units (so what is read does not depend on how the input stores its
+ * zeros).  Returns 0 with *LEN 0 at the end. */
+static int next_range(struct vd_image *img, uint64_t *off, uint64_t *len,
+		      struct vd_error *err)
+{
+	uint64_t size = vd_size(img), pos = *off;
+
+	while (pos < size) {
+		struct vd_extent e;
+		int r = vd_block_status(img, pos, size - pos, &e, err);
+		if (r < 0)
+			return r;
+		if (e.flags & VD_BS_ZERO) {
+			pos += e.length;
+			continue;
+		}
+		uint64_t start = VD_MAX(VD_ALIGN_DOWN(pos, UNIT), *off);
+		uint64_t end = pos + e.length;
+		/* extend over following data extents */
+		while (end < size) {
+			r = vd_block_status(img, end, size - end, &e, err);
+			if (r < 0)
+				return r;
+			if (e.flags & VD_BS_ZERO)
+				break;
+			end += e.length;
+		}
+		*off = start;
+		*len = VD_MIN(VD_ALIGN_UP(end, UNIT), size) - start;
+		return 0;
+	}
+	*off = size;
+	*len = 0;
+	return 0;
+}
+
+struct sink {
+	/* a buffer of CHUNK bytes, NULL when stopping */
+	uint8_t *(*get)(void *ctx);
+	/* LEN bytes of BUF (filled) for guest offset OFF; IN_OFF is the offset
+	 * in the input (units count from 0 there); SECTOR: a table sector */
+	int (*put)(void *ctx, uint64_t off, uint64_t in_off, uint8_t *buf,
+		   size_t len, bool sector, unsigned part);
+	void *ctx;
+};
+
+static int walk(struct build *b, const struct sink *s, struct vd_error *err)
+{
+	int r = 0;
+
+	for (unsigned i = 0; i < b->npieces && r == 0; i++) {
+		const struct piece *pc = &b->pieces[i];
+		uint64_t off = 0, len, size;
+		uint8_t *buf;
+
+		if (pc->kind == PIECE_SECTOR) {
+			if (!(buf = s->get(s->ctx)))
+				return -ECANCELED;
+			memcpy(buf, pc->data, VD_SECTOR);
+			r = s->put(s->ctx, pc->off, 0, buf, VD_SECTOR, true, 0);
+			continue;
+		}
+		size = vd_size(pc->img);
+		for (;;) {
+			r = next_range(pc->img, &off, &len, err);
+			if (r < 0 || !len)
+				break;
+			for (uint64_t end = off + len; off < end && r == 0;) {
+				uint64_t n = VD_MIN(end - off, CHUNK - off % CHUNK);
+				size_t padded = (size_t)VD_ALIGN_UP(n, VD_SECTOR);
+				if (vd_cancelled(b->o->cancel))
+					return vd_set_error(err, ECANCELED, "interrupted");
+				if (!(buf = s->get(s->ctx)))
+					return -ECANCELED;
+				r = vd_read(pc->img, off, buf, (size_t)n, err);
+				if (r < 0) {
+					vd_prefix_error(err, "%s", vd_path(pc->img));
+					s->put(s->ctx, 0, 0, buf, 0, false, 0); /* give back */
+					return r;
+				}
+				/* the input's last sector goes on past its end as zeros */
+				memset(buf + n, 0, padded - (size_t)n);
+				r = s->put(s->ctx, pc->off + off, off, buf, padded, false, pc->part);
+				off += n;
+			}
+			if (r < 0 || off >= size)
+				break;
+		}
+	}
+	return r;
+}
+
+/* Call FN for each run of units of BUF that are not all zeros. */
+static int data_runs(uint64_t in_off, const uint8_t *buf, size_t len,
+		     int (*fn)(void *ctx, size_t pos, size_t n), void *ctx)
+{
+	size_t pos = 0, run = 0;
+	bool in_run = false;
+
+	while (pos < len) {
+		size_t n = (size_t)VD_MIN((uint64_t)(len - pos), UNIT - (in_off + pos) % UNIT);
+		bool zero = vd_is_zero(buf + pos, n);
+		if (!zero && !in_run) {
+			run = pos;
+			in_run = true;
+		} else if (zero && in_run) {
+			int r = fn(ctx, run, pos - run);
+			if (r < 0)
+				return r;
+			in_run = false;
+		}
+		pos += n;
+	}
+	return in_run ? fn(ctx, run, len - run) : 0;
+}
+
+/* ---- pass 1 (deterministic): the digest of the inputs ---- */
+
+struct hasher {
+	struct vd_sha256 sha;
+	uint8_t *buf;
+	uint64_t in_off;
+	const uint8_t *cur;
+	uint64_t piece_off;  /* guest offset of the input being hashed */
+};
+
+static uint8_t *hash_get(void *ctx)
+{
+	return ((struct hasher *)ctx)->buf;
+}
+
+static int hash_unit(void *ctx, size_t pos, size_t n)
+{
+	struct hasher *h = ctx;
+	uint8_t hdr[16];
+
+	/* unit by unit, so the digest does not depend on chunking */
+	while (n) {
+		size_t u = (size_t)VD_MIN((uint64_t)n, UNIT - (h->in_off + pos) % UNIT);
+		le64enc(hdr, h->in_off + pos);
+		le64enc(hdr + 8, u);
+		vd_sha256_update(&h->sha, hdr, sizeof(hdr));
+		vd_sha256_update(&h->sha, h->cur + pos, u);
+		pos += u;
+		n -= u;
+	}
+	return 0;
+}
+
+static int hash_put(void *ctx, uint64_t off, uint64_t in_off, uint8_t *buf,
+		    size_t len, bool sector, unsigned part)
+{
+	struct hasher *h = ctx;
+	uint8_t hdr[16];
+
+	if (!len)
+		return 0;
+	le64enc(hdr, off);
+	le32enc(hdr + 8, sector);
+	le32enc(hdr + 12, part);
+	if (sector) {
+		vd_sha256_update(&h->sha, hdr, sizeof(hdr));
+		vd_sha256_update(&h->sha, buf, len);
+		return 0;
+	}
+	if (off - in_off != h->piece_off) { /* a new input: where it goes */
+		h->piece_off = off - in_off;
+		le64enc(hdr, h->piece_off);
+		vd_sha256_update(&h->sha, hdr, sizeof(hdr));
+	}
+	h->in_off = in_off;
+	h->cur = buf;
+	return data_runs(in_off, buf, len, hash_unit, h);
+}
+
+static void hash_str(struct vd_sha256 *s, const char *str)
+{
+	str = str ? str : "";
+	vd_sha256_update(s, str, strlen(str) + 1);
+}
+
+/* D = SHA-256 over the format, its options, the size, the table (with the
+ * disk identifier 0 unless given) and every unit of data of the inputs. */
+static int digest(struct build *b, uint64_t size, uint8_t d[32], struct vd_error *err)
+{
+	struct hasher h;
+	struct sink s = { hash_get, hash_put, &h };
+	uint8_t n[8];
+	int r;
+
+	h.buf = vd_aligned_alloc(CHUNK, err);
+	if (!h.buf)
+		return -ENOMEM;
+	h.piece_off = UINT64_MAX;
+	vd_sha256_init(&h.sha);
+	hash_str(&h.sha, "vdisk build 1");
+	hash_str(&h.sha, b->o->format);
+	hash_str(&h.sha, b->o->format_opts);
+	hash_str(&h.sha, b->o->uuid);
+	le64enc(n, size);
+	vd_sha256_update(&h.sha, n, sizeof(n));
+	r = walk(b, &s, err);
+	free(h.buf);
+	if (r < 0)
+		return r;
+	vd_sha256_final(&h.sha, d);
+	return 0;
+}
+
+/* An identifier from D: SHA-256(D || label). */
+static void derive(const uint8_t d[32], const char *label, uint8_t out[32])
+{
+	struct vd_sha256 s;
+
+	vd_sha256_init(&s);
+	vd_sha256_update(&s, d, 32);
+	hash_str(&s, label);
+	vd_sha256_final(&s, out);
+}
+
+/* A name-based UUID: version 8 (RFC 9562, custom), variant 10. */
+static void derive_uuid(const uint8_t d[32], const char *label, char out[37])
+{
+	uint8_t x[32];
+
+	derive(d, label, x);
+	x[6] = (uint8_t)((x[6] & 0x0f) | 0x80);
+	x[8] = (uint8_t)((x[8] & 0x3f) | 0x80);
+	vd_uuid_format(x, out);
+}
+
+/* ---- pass 2: writing ---- */
+
+struct item {
+	uint64_t off, in_off;
+	size_t len;
+	bool sector;
+	unsigned part;
+	uint8_t *buf;
+	bool end;
+};
+
+struct pipe {
+	struct build *b;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct item q[QUEUE_DEPTH];
+	unsigned head, count;
+	uint8_t *free_bufs[QUEUE_DEPTH];
+	unsigned nfree;
+	bool stop;
+	int rerr;
+	struct vd_error rerr_obj;
+	/* writer */
+	struct vd_image *dst;
+	const struct item *cur;
+	struct vd_error *werr;
+};
+
+static uint8_t *pipe_get(void *ctx)
+{
+	struct pipe *p = ctx;
+	uint8_t *buf = NULL;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->nfree && !p->stop)
+		pthread_cond_wait(&p->cond, &p->lock);
+	if (!p->stop)
+		buf = p->free_bufs[--p->nfree];
+	pthread_mutex_unlock(&p->lock);
+	return buf;
+}
+
+static void pipe_putbuf(struct pipe *p, uint8_t *buf)
+{
+	pthread_mutex_lock(&p->lock);
+	p->free_bufs[p->nfree++] = buf;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static int pipe_push(struct pipe *p, struct item it)
+{
+	pthread_mutex_lock(&p->lock);
+	while (p->count == QUEUE_DEPTH && (it.end || !p->stop))
+		pthread_cond_wait(&p->cond, &p->lock);
+	if (p->stop && !it.end) {
+		if (it.buf)
+			p->free_bufs[p->nfree++] = it.buf;
+		pthread_cond_broadcast(&p->cond);
+		pthread_mutex_unlock(&p->lock);
+		return -ECANCELED;
+	}
+	p->q[(p->head + p->count) % QUEUE_DEPTH] = it;
+	p->count++;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+static int pipe_put(void *ctx, uint64_t off, uint64_t in_off, uint8_t *buf,
+		    size_t len, bool sector, unsigned part)
+{
+	struct pipe *p = ctx;
+
+	if (!len) {
+		pipe_putbuf(p, buf);
+		return 0;
+	}
+	return pipe_push(p, (struct item){ off, in_off, len, sector, part, buf, false });
+}
+
+static void *reader_main(void *arg)
+{
+	struct pipe *p = arg;
+	struct sink s = { pipe_get, pipe_put, p };
+
+	p->rerr = walk(p->b, &s, &p->rerr_obj);
+	pipe_push(p, (struct item){ .end = true });
+	return NULL;
+}
+
+static int write_run(void *ctx, size_t pos, size_t n)
+{
+	struct pipe *p = ctx;
+	const struct item *it = p->cur;
+	int r = vd_write(p->dst, it->off + pos, it->buf + pos, n, p->werr);
+
+	if (r == 0) {
+		p->b->written += n;
+		if (!it->sector)
+			p->b->part_data[it->part] += n;
+	}
+	return r;
+}
+
+/* Bytes the reader will hand over, for progress. */
+static int plan_total(struct build *b, uint64_t *total, struct vd_error *err)
+{
+	*total = 0;
+	for (unsigned i = 0; i < b->npieces; i++) {
+		uint64_t off = 0, len;
+		if (b->pieces[i].kind == PIECE_SECTOR) {
+			*total += VD_SECTOR;
+			continue;
+		}
+		for (;;) {
+			int r = next_range(b->pieces[i].img, &off, &len, err);
+			if (r < 0)
+				return r;
+			if (!len)
+				break;
+			*total += len;
+			off += len;
+		}
+	}
+	return 0;
+}
+
+static int write_all(struct build *b, struct vd_image *dst, struct vd_error *err)
+{
+	const struct vd_build_opts *o = b->o;
+	struct pipe *p;
+	pthread_t th;
+	uint64_t total = 0, done = 0;
+	int r, wr = 0;
+
+	r = plan_total(b, &total, err);
+	if (r < 0)
+		return r;
+	p = vd_calloc(1, sizeof(*p), err);
+	if (!p)
+		return -ENOMEM;
+	p->b = b;
+	p->dst = dst;
+	p->werr = err;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	for (unsigned i = 0; i < QUEUE_DEPTH; i++) {
+		if (!(p->free_bufs[i] = vd_aligned_alloc(CHUNK, err))) {
+			r = -ENOMEM;
+			goto out;
+		}
+		p->nfree++;
+	}
+	if (o->progress)
+		o->progress(o->progress_ctx, 0, total);
+	r = pthread_create(&th, NULL, reader_main, p);
+	if (r) {
+		r = vd_set_error(err, r, "cannot start the reader thread");
+		goto out;
+	}
+	for (;;) {
+		struct item it;
+
+		pthread_mutex_lock(&p->lock);
+		while (!p->count)
+			pthread_cond_wait(&p->cond, &p->lock);
+		it = p->q[p->head];
+		p->head = (p->head + 1) % QUEUE_DEPTH;
+		p->count--;
+		pthread_cond_broadcast(&p->cond);
+		pthread_mutex_unlock(&p->lock);
+		if (it.end)
+			break;
+		if (wr == 0 && vd_cancelled(o->cancel))
+			wr = vd_set_error(err, ECANCELED, "interrupted");
+		if (wr == 0) {
+			p->cur = &it;
+			if (it.sector)
+				wr = write_run(p, 0, it.len);
+			else
+				wr = data_runs(it.in_off, it.buf, it.len, write_run, p);
+		}
+		pipe_putbuf(p, it.buf);
+		if (wr < 0) {
+			pthread_mutex_lock(&p->lock);
+			p->stop = true;
+			pthread_cond_broadcast(&p->cond);
+			pthread_mutex_unlock(&p->lock);
+			continue;
+		}
+		done += it.len;
+		if (o->progress)
+			o->progress(o->progress_ctx, VD_MIN(done, total), total);
+	}
+	pthread_join(th, NULL);
+	if (wr < 0) {
+		r = wr;
+	} else if (p->rerr < 0) {
+		r = p->rerr;
+		if (err)
+			*err = p->rerr_obj;
+	} else {
+		r = 0;
+	}
+out:
+	for (unsigned i = 0; i < p->nfree; i++)
+		free(p->free_bufs[i]);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->cond);
+	free(p);
+	return r;
+}
+
+/* ---- identity options ---- */
+
+/* The identifiers each format takes as creation options (vd_create_params
+ * has no typed identity; the options are the one channel backends read). */
+static const struct {
+	const char *format;
+	bool uuid, cid;
+} identity_keys[] = {
+	{ "vdi", true, false },
+	{ "vmdk", true, true },
+};
+
+static int identity(struct build *b, const uint8_t *d, char **opts,
+		    struct vd_build_summary *sum, struct vd_error *err)
+{
+	const struct vd_build_opts *o = b->o;
+	bool want_uuid = false, want_cid = false;
+	struct vd_opts user;
+	char *s = NULL;
+	size_t len = 0;
+	FILE *f;
+	int r;
+
+	r = vd_opts_parse(&user, o->format_opts, err);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < VD_ARRAY_SIZE(identity_keys); i++)
+		if (!strcmp(identity_keys[i].format, o->format)) {
+			want_uuid = identity_keys[i].uuid;
+			want_cid = identity_keys[i].cid;
+		}
+	if (o->uuid && !want_uuid)
+		return vd_set_error(err, EINVAL, "format '%s' has no image UUID", o->format);
+	if (o->uuid && vd_opts_get(&user, "uuid"))
+		return vd_set_error(err, EINVAL, "the UUID is given twice (--uuid and -o uuid=)");
+	if (o->uuid) {
+		uint8_t u[16];
+		struct vd_opts one = { .n = 1 };
+		snprintf(one.v[0].key, sizeof(one.v[0].key), "uuid");
+		snprintf(one.v[0].value, sizeof(one.v[0].value), "%s", o->uuid);
+		r = vd_uuid_option(u, &one, "uuid", false, 0, err);
+		if (r < 0)
+			return r;
+		vd_uuid_format(u, sum->uuid);
+	}
+	if (d) {
+		if (want_uuid && !o->uuid && !vd_opts_get(&user, "uuid"))
+			derive_uuid(d, "uuid", sum->uuid);
+		if (want_uuid && !vd_opts_get(&user, "uuid_modify"))
+			derive_uuid(d, "uuid_modify", sum->uuid_modify);
+		if (want_cid && !vd_opts_get(&user, "cid")) {
+			uint8_t x[32];
+			uint32_t cid;
+			derive(d, "cid", x);
+			cid = le32dec(x);
+			if (cid >= 0xfffffffeu)
+				cid = 1;
+			snprintf(sum->cid, sizeof(sum->cid), "%08" PRIx32, cid);
+		}
+	}
+	f = open_memstream(&s, &len);
+	if (!f)
+		return vd_set_error(err, ENOMEM, "out of memory");
+	fputs(o->format_opts ? o->format_opts : "", f);
+	if (sum->uuid[0])
+		fprintf(f, "%suuid=%s", ftell(f) ? "," : "", sum->uuid);
+	if (sum->uuid_modify[0])
+		fprintf(f, "%suuid_modify=%s", ftell(f) ? "," : "", sum->uuid_modify);
+	if (sum->cid[0])
+		fprintf(f, "%scid=%s", ftell(f) ? "," : "", sum->cid);
+	if (fclose(f) != 0 || !s)
+		return vd_set_error(err, ENOMEM, "out of memory");
+	*opts = s;
+	return 0;
+}
+
+/* ---- checksums of the output files ---- */
+
+static int file_sha256(const char *path, struct vd_build_file *out,
+		       struct vd_error *err)
+{
+	struct vd_host *h;
+	struct vd_sha256 s;
+	uint8_t d[32], *buf;
+	uint64_t size;
+	int r;
+
+	r = vd_host_open_file(&h, path, 0, err);
+	if (r < 0)
+		return r;
+	r = vd_host_size(h, &size, err);
+	buf = r == 0 ? vd_aligned_alloc(CHUNK, err) : NULL;
+	if (r == 0 && !buf)
+		r = -ENOMEM;
+	vd_sha256_init(&s);
+	for (uint64_t off = 0; r == 0 && off < size;) {
+		size_t n = (size_t)VD_MIN((uint64_t)CHUNK, size - off);
+		r = vd_host_pread(h, buf, n, off, err);
+		vd_sha256_update(&s, buf, n);
+		off += n;
+	}
+	free(buf);
+	vd_host_close(h);
+	if (r < 0)
+		return r;
+	vd_sha256_final(&s, d);
+	vd_sha256_hex(d, out->sha256);
+	out->size = size;
+	return 0;
+}
+
+/* The identifiers the finished image carries, as vd_get_info reports them. */
+static int read_identity(const char *path, struct vd_build_summary *sum,
+			 struct vd_error *err)
+{
+	struct vd_image *img;
+	struct vd_info *info = vd_calloc(1, sizeof(*info), err);
+	int r;
+
+	if (!info)
+		return -ENOMEM;
+	r = vd_open(&img, path, NULL, 0, err);
+	if (r == 0) {
+		r = vd_get_info(img, info, err);
+		vd_close(img, NULL);
+	}
+	if (r == 0) {
+		snprintf(sum->uuid, sizeof(sum->uuid), "%s", info->uuid);
+		snprintf(sum->uuid_modify, sizeof(sum->uuid_modify), "%s", info->uuid_modify);
+		sum->cid[0] = '\0';
+		for (unsigned i = 0; i < info->nextra; i++)
+			if (!strcmp(info->extra[i].key, "cid"))
+				snprintf(sum->cid, sizeof(sum->cid), "%s", info->extra[i].value);
+	}
+	free(info);
+	return r;
+}
+
+/* ---- the whole build ---- */
+
+void vd_build_summary_free(struct vd_build_summary *sum)
+{
+	if (!sum)
+		return;
+	for (unsigned i = 0; i < VD_MBR_MAX_PARTS; i++) {
+		free(sum->part_file[i]);
+		sum->part_file[i] = NULL;
+	}
+	for (unsigned i = 0; i < sum->nfiles; i++)
+		free(sum->files[i].path);
+	free(sum->files);
+	sum->files = NULL;
+	sum->nfiles = 0;
+}
+
+static int record_files(const struct vd_tmp *t, struct vd_build_summary *sum,
+			struct vd_error *err)
+{
+	sum->files = vd_calloc(t->nextra + 1, sizeof(*sum->files), err);
+	if (!sum->files)
+		return -ENOMEM;
+	sum->files[sum->nfiles].path = strdup(t->final);
+	if (!sum->files[sum->nfiles++].path)
+		return vd_set_error(err, ENOMEM, "out of memory");
+	for (unsigned i = 0; i < t->nextra; i++) {
+		sum->files[sum->nfiles].path = strdup(t->extra_final[i]);
+		if (!sum->files[sum->nfiles++].path)
+			return vd_set_error(err, ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+int vd_build(const char *dst_path, const struct vd_build_opts *o,
+	     struct vd_build_summary *sum, struct vd_error *err)
+{
+	struct build *b;
+	struct line_file *lf = NULL;
+	unsigned nlf = 0;
+	char *clean = NULL, *copts = NULL;
+	struct vd_tmp tmp = { 0 };
+	struct vd_host *h = NULL;
+	struct vd_image *dst = NULL;
+	uint8_t d[32];
+	uint32_t id = 0;
+	unsigned cflags;
+	int r, r2;
+
+	memset(sum, 0, sizeof(*sum));
+	if (!o->format)
+		return vd_set_error(err, EINVAL, "no output format given");
+	if (!vd_driver_find(o->format))
+		return vd_set_error(err, EINVAL, "unknown format '%s'", o->format);
+	if (!o->script && (o->nparts || o->bootcode || o->label_id_set))
+		return vd_set_error(err, EINVAL, "partition contents, boot code and a disk identifier need a partition table script");
+	if (!o->script && !o->size)
+		return vd_set_error(err, EINVAL, "no size given and no script to take it from");
+	b = vd_calloc(1, sizeof(*b), err);
+	if (!b)
+		return -ENOMEM;
+	b->o = o;
+
+	/* 1. the table, the inputs and their sizes: all checked before
+	 *    anything is created */
+	if (o->script) {
+		r = strip_files(o->script, sname(b), &clean, &lf, &nlf, err);
+		if (r < 0)
+			goto out;
+		r = vd_mbr_parse_script(clean, &b->script, err);
+		if (r < 0) {
+			vd_prefix_error(err, "%s", sname(b));
+			goto out;
+		}
+		for (unsigned i = 0; i < nlf; i++) {
+			bool found = false;
+			for (unsigned j = 0; j < b->script.n; j++)
+				if (b->script.spec[j].line == lf[i].line) {
+					b->spec_file[j] = lf[i].path;
+					found = true;
+				}
+			if (!found) {
+				r = vd_set_error(err, EINVAL, "%s: line %u: file= outside a partition line",
+						 sname(b), lf[i].line);
+				goto out;
+			}
+		}
+		r = layout(b, VD_ALIGN_DOWN(o->size, VD_SECTOR) / VD_SECTOR, 0, err);
+		if (r < 0)
+			goto out;
+		if (o->label_id_set)
+			b->mbr.disk_id = o->label_id;
+		r = open_inputs(b, err);
+		if (r < 0)
+			goto out;
+		r = vd_mbr_encode(&b->mbr, o->bootcode, o->heads, o->sectors, b->sectors,
+				  &b->nsectors, err);
+		if (r < 0)
+			goto out;
+		sum->has_table = true;
+	}
+	sum->size = o->size ? o->size : b->mbr.disk_sectors * VD_SECTOR;
+	r = make_plan(b, err);
+	if (r < 0)
+		goto out;
+
+	/* 2. identifiers: derived from everything above and the inputs'
+	 *    contents, or given, or random */
+	if (o->deterministic) {
+		r = digest(b, sum->size, d, err);
+		if (r < 0)
+			goto out;
+	}
+	if (o->script && !o->label_id_set && !b->script.label_id_set) {
+		if (o->deterministic) {
+			uint8_t x[32];
+			derive(d, "label-id", x);
+			id = le32dec(x);
+		} else if (getrandom(&id, sizeof(id), 0) != sizeof(id)) {
+			r = vd_set_error(err, errno, "getrandom: %s", strerror(errno));
+			goto out;
+		}
+		b->mbr.disk_id = id ? id : 1;
+		le32enc(b->sectors[0].data + 440, b->mbr.disk_id);
+	}
+	r = identity(b, o->deterministic ? d : NULL, &copts, sum, err);
+	if (r < 0)
+		goto out;
+
+	/* 3. the image, written front to back */
+	r = vd_tmp_begin(&tmp, dst_path, o->force, err);
+	if (r < 0)
+		goto out;
+	r = vd_host_open_file(&h, tmp.tmp, VD_HOST_RDWR, err);
+	if (r < 0)
+		goto out;
+	cflags = o->deterministic ? VD_CREATE_DETERMINISTIC : 0;
+	r = vd_create_in_tmp(h, &tmp, o->format, sum->size, copts, cflags, o->cancel, err);
+	if (r < 0) {
+		vd_prefix_error(err, "%s", dst_path);
+		vd_host_close(h);
+		goto out;
+	}
+	r = vd_open_host(&dst, h, o->format, VD_OPEN_RDWR, err);
+	if (r < 0)
+		goto out;
+	if (!dst->drv->zero_init) {
+		r = vd_set_error(err, ENOTSUP, "%s: new %s images do not read as zeros", dst_path, o->format);
+		goto out;
+	}
+	dst->host->stream_writeback = true;
+	r = write_all(b, dst, err);
+	if (r == 0)
+		r = record_files(&tmp, sum, err);
+out:
+	r2 = vd_close(dst, r < 0 ? NULL : err);
+	if (r == 0)
+		r = r2;
+	if (tmp.tmp) {
+		if (r == 0)
+			r = vd_tmp_commit(&tmp, o->force, err);
+		else
+			vd_tmp_abort(&tmp);
+	}
+	if (r == 0)
+		r = read_identity(dst_path, sum, err);
+	if (r == 0) {
+		sum->mbr = b->mbr;
+		sum->data_bytes = b->written;
+		for (unsigned k = 0; k < b->mbr.nparts && r == 0; k++) {
+			sum->part_data[k] = b->part_data[k];
+			if (!b->path[k])
+				continue;
+			sum->part_file_size[k] = vd_size(b->img[k]);
+			if (!(sum->part_file[k] = strdup(b->path[k])))
+				r = vd_set_error(err, ENOMEM, "out of memory");
+		}
+		for (unsigned i = 0; r == 0 && o->checksums && i < sum->nfiles; i++)
+			r = file_sha256(sum->files[i].path, &sum->files[i], err);
+		for (unsigned i = 0; r == 0 && !o->checksums && i < sum->nfiles; i++) {
+			struct vd_host *fh;
+			r = vd_host_open_file(&fh, sum->files[i].path, 0, err);
+			if (r == 0) {
+				r = vd_host_size(fh, &sum->files[i].size, err);
+				vd_host_close(fh);
+			}
+		}
+	}
+	if (r < 0)
+		vd_build_summary_free(sum);
+	for (unsigned k = 0; k < VD_MBR_MAX_PARTS; k++)
+		vd_close(b->img[k], NULL);
+	for (unsigned i = 0; i < nlf; i++)
+		free(lf[i].path);
+	free(lf);
+	free(clean);
+	free(copts);
+	free(b);
+	return r;
+}

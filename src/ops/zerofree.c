@@ -1,0 +1,334 @@
+/*
+ * zerofree: make the free space of the guest filesystems read as zeros.
+ *
+ * The walkers (src/fs) give the free byte ranges; block status splits each
+ * range into what reads as zeros already (never read) and what is stored.
+ * Stored ranges that cover whole release units (a VDI block, a VMDK grain,
+ * 4 KiB of a raw file) are discarded, and block status is asked again:
+ * what the format released counts as released, what it kept (fixed VDI,
+ * flat VMDK, a host without hole punching) falls through to the careful
+ * path, like the partly free units at the edges: read, and write zeros
+ * only where the data is not already zero.  So preallocated images stay
+ * allocated, sparse ones never grow, and a second run finds nothing to do.
+ *
+ * Every step leaves a valid image: a discard is one metadata update of
+ * the format (the backends order it), a write of zeros only touches free
+ * space.  Memory: one 1 MiB buffer.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "../core/vdisk-int.h"
+#include "../fs/fs.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define CHUNK (1u << 20)
+#define ZERO_UNIT 4096u
+
+struct zf {
+	struct vd_image *img;
+	const struct vd_zerofree_opts *o;
+	struct vd_zerofree_part *p;  /* counters of the current partition */
+	uint32_t unit;
+	bool predict_release;        /* dry run: would a discard release? */
+	uint8_t *buf;
+	uint64_t prog_base, prog_total, part_off;
+	struct vd_error *err;
+};
+
+/* Stored range [OFF, OFF+LEN): read, zero what is not zero yet. */
+static int zero_stored(struct zf *z, uint64_t off, uint64_t len)
+{
+	while (len > 0) {
+		uint64_t n = VD_MIN(len, (uint64_t)CHUNK), pos = 0;
+		int r;
+
+		if (vd_cancelled(z->o->cancel))
+			return vd_set_error(z->err, ECANCELED, "%s: interrupted", vd_path(z->img));
+		r = vd_read(z->img, off, z->buf, (size_t)n, z->err);
+		if (r < 0)
+			return r;
+		z->p->read_bytes += n;
+		while (pos < n) {
+			/* a run of units that are not zero, aligned to guest
+			 * offsets so writes match the host's pages */
+			uint64_t u = VD_MIN(ZERO_UNIT - (off + pos) % ZERO_UNIT, n - pos);
+			uint64_t s = pos;
+
+			if (vd_is_zero(z->buf + pos, (size_t)u)) {
+				z->p->zero_bytes += u;
+				pos += u;
+				continue;
+			}
+			while (pos < n) {
+				u = VD_MIN(ZERO_UNIT - (off + pos) % ZERO_UNIT, n - pos);
+				if (vd_is_zero(z->buf + pos, (size_t)u))
+					break;
+				pos += u;
+			}
+			z->p->zeroed_bytes += pos - s;
+			if (!z->o->dry_run) {
+				r = vd_write_zeroes(z->img, off + s, pos - s, 0, z->err);
+				if (r < 0)
+					return r;
+			}
+		}
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static bool reads_zero(const struct vd_extent *e)
+{
+	return !(e->flags & VD_BS_DATA) || (e->flags & VD_BS_ZERO);
+}
+
+/* Whole units [OFF, OFF+LEN) of stored data: discard, then see what the
+ * format released. */
+static int release(struct zf *z, uint64_t off, uint64_t len)
+{
+	uint64_t end = off + len;
+	int r;
+
+	if (z->o->dry_run) {
+		if (!z->predict_release)
+			return zero_stored(z, off, len);
+		z->p->released_bytes += len;
+		z->p->released_blocks += len / z->unit;
+		return 0;
+	}
+	r = vd_discard(z->img, off, len, z->err);
+	if (r < 0)
+		return r;
+	while (off < end) {
+		struct vd_extent e;
+
+		r = vd_block_status(z->img, off, end - off, &e, z->err);
+		if (r < 0)
+			return r;
+		if (reads_zero(&e)) {
+			z->p->released_bytes += e.length;
+			z->p->released_blocks += e.length / z->unit;
+		} else {
+			r = zero_stored(z, off, e.length);
+			if (r < 0)
+				return r;
+		}
+		off += e.length;
+	}
+	return 0;
+}
+
+/* One free range from the walker. */
+static int free_range(void *ctx, uint64_t off, uint64_t len)
+{
+	struct zf *z = ctx;
+	uint64_t end = off + len;
+	int r;
+
+	z->p->free_bytes += len;
+	while (off < end) {
+		struct vd_extent e;
+		uint64_t ws, we;
+
+		if (vd_cancelled(z->o->cancel))
+			return vd_set_error(z->err, ECANCELED, "%s: interrupted", vd_path(z->img));
+		r = vd_block_status(z->img, off, end - off, &e, z->err);
+		if (r < 0)
+			return r;
+		if (reads_zero(&e)) {
+			z->p->zero_bytes += e.length;
+			off += e.length;
+			continue;
+		}
+		ws = VD_ALIGN_UP(off, z->unit);
+		we = VD_ALIGN_DOWN(off + e.length, z->unit);
+		if (ws < we) {
+			r = zero_stored(z, off, ws - off);
+			if (r == 0)
+				r = release(z, ws, we - ws);
+			if (r == 0)
+				r = zero_stored(z, we, off + e.length - we);
+		} else {
+			r = zero_stored(z, off, e.length);
+		}
+		if (r < 0)
+			return r;
+		off += e.length;
+	}
+	if (z->o->progress)
+		z->o->progress(z->o->progress_ctx, z->prog_base + (end - z->part_off), z->prog_total);
+	return 0;
+}
+
+static void add(struct vd_zerofree_part *t, const struct vd_zerofree_part *p)
+{
+	t->free_bytes += p->free_bytes;
+	t->zero_bytes += p->zero_bytes;
+	t->zeroed_bytes += p->zeroed_bytes;
+	t->released_bytes += p->released_bytes;
+	t->released_blocks += p->released_blocks;
+	t->read_bytes += p->read_bytes;
+}
+
+/* Walk one filesystem.  ALONE_OK: unknown content is reported and left
+ * alone instead of failing. */
+static int do_part(struct zf *z, struct vd_zerofree_result *res, struct vd_zerofree_part *p,
+		   bool alone_ok)
+{
+	int r;
+
+	z->p = p;
+	z->part_off = p->offset;
+	r = vd_fs_free_ranges(z->img, p->offset, p->length, z->o->force ? VD_FS_FORCE : 0,
+			      free_range, z, &p->fs, z->err);
+	if (r == -ENOTSUP && alone_ok) {
+		p->status = r;
+		snprintf(p->note, sizeof(p->note), "%s", z->err->msg);
+		vd_error_clear(z->err);
+		memset(&p->fs, 0, sizeof(p->fs));
+		p->free_bytes = p->zero_bytes = p->zeroed_bytes = 0;
+		p->released_bytes = p->released_blocks = p->read_bytes = 0;
+		res->skipped++;
+		r = 0;
+	} else if (r < 0) {
+		return r;
+	} else {
+		res->parts++;
+		add(&res->total, p);
+	}
+	z->prog_base += p->length;
+	if (z->o->progress)
+		z->o->progress(z->o->progress_ctx, z->prog_base, z->prog_total);
+	if (z->o->report)
+		z->o->report(z->o->report_ctx, p);
+	return 0;
+}
+
+static int run(struct zf *z, struct vd_zerofree_result *res)
+{
+	struct vd_zerofree_part p;
+	struct vd_fs_info info;
+	struct vd_mbr *mbr;
+	int r;
+
+	mbr = vd_malloc(sizeof(*mbr), z->err);
+	if (!mbr)
+		return -ENOMEM;
+	if (z->o->part == 0) {
+		/* a filesystem on the whole disk? */
+		r = vd_fs_recognise(z->img, 0, 0, z->err);
+		if (r < 0)
+			goto out;
+		if (r == 1) {
+			memset(&p, 0, sizeof(p));
+			p.length = vd_size(z->img);
+			z->prog_total = p.length;
+			r = do_part(z, res, &p, false);
+			goto out;
+		}
+	}
+	r = vd_mbr_read(z->img, mbr, z->err);
+	if (r == -ENOENT && z->o->part == 0) {
+		r = vd_fs_free_ranges(z->img, 0, 0, 0, NULL, NULL, &info, z->err);
+		goto out; /* -ENOTSUP with the walker's message */
+	}
+	if (r < 0)
+		goto out;
+	z->prog_total = 0;
+	for (unsigned i = 0; i < mbr->nparts; i++)
+		if (!vd_mbr_is_extended(mbr->part[i].type) &&
+		    (z->o->part == 0 || mbr->part[i].number == z->o->part))
+			z->prog_total += mbr->part[i].size * VD_SECTOR;
+	if (z->o->part) {
+		unsigned i;
+		for (i = 0; i < mbr->nparts && mbr->part[i].number != z->o->part; i++)
+			;
+		if (i == mbr->nparts) {
+			r = vd_set_error(z->err, ENOENT, "%s: no partition %u in the MBR", vd_path(z->img), z->o->part);
+			goto out;
+		}
+		if (vd_mbr_is_extended(mbr->part[i].type)) {
+			r = vd_set_error(z->err, EINVAL, "%s: partition %u is an extended partition (type 0x%02x): name a logical one",
+					 vd_path(z->img), z->o->part, mbr->part[i].type);
+			goto out;
+		}
+	}
+	r = 0;
+	for (unsigned i = 0; i < mbr->nparts && r == 0; i++) {
+		const struct vd_mbr_part *mp = &mbr->part[i];
+
+		if (vd_mbr_is_extended(mp->type) || (z->o->part && mp->number != z->o->part))
+			continue;
+		memset(&p, 0, sizeof(p));
+		p.number = mp->number;
+		p.offset = mp->start * VD_SECTOR;
+		p.length = mp->size * VD_SECTOR;
+		p.mbr_type = mp->type;
+		if (p.offset > vd_size(z->img) || p.length > vd_size(z->img) - p.offset) {
+			r = vd_set_error(z->err, EINVAL, "%s: partition %u (sectors %" PRIu64 "+%" PRIu64 ") ends beyond the disk",
+					 vd_path(z->img), mp->number, mp->start, mp->size);
+			break;
+		}
+		r = do_part(z, res, &p, z->o->part == 0);
+		if (r < 0)
+			vd_prefix_error(z->err, "partition %u", mp->number);
+	}
+out:
+	free(mbr);
+	return r;
+}
+
+int vd_zerofree(const char *path, const struct vd_zerofree_opts *opts,
+		struct vd_zerofree_result *res, struct vd_error *err)
+{
+	struct vd_zerofree_opts none = { 0 };
+	struct vd_guard *g = NULL;
+	struct vd_image *img = NULL;
+	struct vd_info info;
+	struct zf z = { 0 };
+	int r, r2;
+
+	if (!opts)
+		opts = &none;
+	memset(res, 0, sizeof(*res));
+	r = vd_guard_acquire(path, &g, err);
+	if (r < 0)
+		return r;
+	r = vd_open(&img, path, opts->format, opts->dry_run ? 0 : VD_OPEN_RDWR, err);
+	if (r < 0)
+		goto out;
+	memset(&info, 0, sizeof(info));
+	r = vd_get_info(img, &info, err);
+	if (r < 0)
+		goto out;
+	res->format = vd_format(img);
+	snprintf(res->subformat, sizeof(res->subformat), "%s", info.subformat);
+	z.img = img;
+	z.o = opts;
+	z.err = err;
+	z.unit = info.block_size && vd_is_pow2(info.block_size) ? info.block_size : ZERO_UNIT;
+	/* What a discard does is only known by trying; a dry run guesses from
+	 * the subformat: preallocated and stream images keep their blocks. */
+	z.predict_release = !strstr(info.subformat, "ixed") && !strstr(info.subformat, "Flat") &&
+			    strcmp(info.subformat, "streamOptimized") && strcmp(info.subformat, "device") &&
+			    (info.block_size || !strcmp(res->format, "raw"));
+	res->unit = z.unit;
+	z.buf = vd_malloc(CHUNK, err);
+	if (!z.buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = run(&z, res);
+out:
+	free(z.buf);
+	r2 = vd_close(img, r < 0 ? NULL : err);
+	if (r == 0)
+		r = r2;
+	vd_guard_release(g);
+	return r;
+}
