@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -358,6 +359,62 @@ static bool same_file(const struct vd_host *a, const struct vd_host *b)
 	return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
+/* ---- flat VMDK outputs with -o preallocation=falloc ----
+ * The VMDK backend has no preallocation option; convert takes it off the
+ * option string and reserves each flat extent file in full (one fallocate
+ * per file) before the in-order copy, as create does for fixed VDI and raw. */
+
+/* Copy OPTS into OUT without "preallocation=..."; *FALLOC says whether it
+ * was "falloc".  -EINVAL for other values. */
+static int take_preallocation(const char *opts, char *out, size_t len, bool *falloc,
+			      struct vd_error *err)
+{
+	size_t n = 0;
+
+	*falloc = false;
+	out[0] = 0;
+	for (const char *p = opts; p && *p;) {
+		const char *e = strchr(p, ',');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		if (l > 15 && !strncmp(p, "preallocation=", 14)) {
+			if (l == 20 && !strncmp(p + 14, "falloc", 6))
+				*falloc = true;
+			else if (!(l == 17 && !strncmp(p + 14, "off", 3)))
+				return vd_set_error(err, EINVAL, "vmdk: preallocation must be 'off' or 'falloc', not '%.*s'",
+						    (int)(l - 14), p + 14);
+		} else if (n + l + 2 < len) {
+			n += (size_t)snprintf(out + n, len - n, "%s%.*s", n ? "," : "", (int)l, p);
+		} else {
+			return vd_set_error(err, EINVAL, "vmdk: option string too long");
+		}
+		p = e ? e + 1 : p + l;
+	}
+	return 0;
+}
+
+static int preallocate_extents(const struct vd_tmp *t, struct vd_error *err)
+{
+	if (t->nextra == 0)
+		return vd_set_error(err, EINVAL, "vmdk: preallocation=falloc needs a flat subformat (monolithicFlat, twoGbMaxExtentFlat)");
+	for (unsigned i = 0; i < t->nextra; i++) {
+		struct vd_host *h;
+		uint64_t size;
+		int r = vd_host_open_file(&h, t->extra_tmp[i], VD_HOST_RDWR, err);
+		if (r < 0)
+			return r;
+		r = vd_host_size(h, &size, err);
+		if (r == 0 && size)
+			r = vd_host_allocate(h, 0, size, err);
+		vd_host_close(h);
+		if (r == -ENOTSUP)
+			return vd_set_error(err, ENOTSUP, "%s: the host filesystem cannot preallocate",
+					    t->extra_tmp[i]);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 int vd_convert(const char *src_path, const char *dst_path,
 	       const struct vd_convert_opts *o, struct vd_error *err)
 {
@@ -397,8 +454,22 @@ int vd_convert(const char *src_path, const char *dst_path,
 		r = vd_host_open_file(&h, tmp.tmp, VD_HOST_RDWR, err);
 		if (r < 0)
 			goto out;
-		r = vd_create_in_tmp(h, &tmp, o->dst_format, vd_size(src), o->dst_opts,
-				     o->create_flags, o->cancel, err);
+		{
+			/* VMDK: preallocation=falloc handled here (see above) */
+			char vopts[1024];
+			bool falloc = false;
+			const char *dopts = o->dst_opts;
+			r = 0;
+			if (!strcmp(o->dst_format, "vmdk") && dopts) {
+				r = take_preallocation(dopts, vopts, sizeof(vopts), &falloc, err);
+				dopts = vopts[0] ? vopts : NULL;
+			}
+			if (r == 0)
+				r = vd_create_in_tmp(h, &tmp, o->dst_format, vd_size(src), dopts,
+						     o->create_flags, o->cancel, err);
+			if (r == 0 && falloc)
+				r = preallocate_extents(&tmp, err);
+		}
 		if (r < 0) {
 			vd_prefix_error(err, "%s", dst_path);
 			vd_host_close(h);

@@ -121,6 +121,26 @@ alloc=$(($(stat -c %b "$T/fl-flat.vmdk") * 512))
 assert_rc "flat vmdk: contents" 0 "$VDISK" compare "$R" "$T/fl.vmdk"
 assert_eq "flat vmdk: files" "fl-flat.vmdk fl.vmdk" "$(cd "$T" && echo fl*.vmdk)"
 
+# ---------------------------------------------------------------- convert
+# convert writes fixed outputs the same way: in guest order into space
+# reserved up front (fixed VDI at create; flat VMDK and raw with
+# -o preallocation=falloc)
+"$VDISK" convert -O vmdk -o subformat=monolithicFlat,preallocation=falloc "$R" "$T/pf.vmdk"
+alloc=$(($(stat -c %b "$T/pf-flat.vmdk") * 512))
+[ "$alloc" -ge $((64 * MiB)) ] && pass "convert flat vmdk falloc: extent fully allocated" ||
+	fail "convert flat vmdk falloc: only $alloc bytes allocated"
+assert_rc "convert flat vmdk falloc: contents" 0 "$VDISK" compare "$R" "$T/pf.vmdk"
+assert_rc "convert flat vmdk falloc: descriptor has no preallocation key" 1 grep -q preallocation "$T/pf.vmdk"
+assert_rc "convert sparse vmdk falloc: refused" 1 "$VDISK" convert -O vmdk -o preallocation=falloc "$R" "$T/pf2.vmdk"
+assert_contains "convert sparse vmdk falloc: says why" "needs a flat subformat" "$T/.err"
+assert_rc "convert vmdk preallocation=bogus: refused" 1 \
+	"$VDISK" convert -O vmdk -o subformat=monolithicFlat,preallocation=bogus "$R" "$T/pf3.vmdk"
+assert_eq "convert refusals: nothing left" "" "$(ls "$T"/pf2* "$T"/pf3* 2>/dev/null; tmp_files "$T")"
+if command -v filefrag >/dev/null && [ "$(summary "$T/pf.vmdk" host_map)" = fiemap ]; then
+	frag=$(filefrag "$T/pf-flat.vmdk" | sed -E 's/.*: ([0-9]+) extents? found/\1/')
+	[ "$frag" -le 2 ] && pass "convert flat vmdk falloc: $frag host extents" || fail "convert flat vmdk falloc: $frag host extents"
+fi
+
 # ---------------------------------------------------------------- refusals
 "$VDISK" convert -O vmdk -o subformat=streamOptimized "$R" "$T/st.vmdk"
 assert_rc "streamOptimized: refused" 1 "$VDISK" defrag "$T/st.vmdk"
