@@ -529,6 +529,10 @@ struct vd_zerofree_opts {
 	/* called after each partition (or the whole disk); may be NULL */
 	void (*report)(void *ctx, const struct vd_zerofree_part *p);
 	void *report_ctx;
+	/* called with each free range (absolute guest offsets) before it is
+	 * handled; may be NULL */
+	void (*range)(void *ctx, uint64_t off, uint64_t len);
+	void *range_ctx;
 };
 
 struct vd_zerofree_part {

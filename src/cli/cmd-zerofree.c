@@ -13,7 +13,7 @@
 #include <string.h>
 
 static const char usage[] =
-	"Usage: vdisk zerofree [-f FMT] [--partition N] [-n] [-p|-q] [--force]\n"
+	"Usage: vdisk zerofree [-f FMT] [--partition N] [-n] [-p|-q] [--force] [--list]\n"
 	"                      [--output=human|json] IMAGE\n"
 	"\n"
 	"Make the free space of the filesystems in IMAGE read as zeros, from the\n"
@@ -32,6 +32,7 @@ static const char usage[] =
 	"      --partition N    only MBR partition N\n"
 	"  -n, --dry-run        report what would be done; change nothing\n"
 	"      --force          walk filesystems that need recovery or have errors\n"
+	"      --list           print each free range: free OFFSET LENGTH (bytes)\n"
 	"  -p, --progress       show progress (default when stderr is a terminal)\n"
 	"  -q, --quiet          no progress\n"
 	"      --output=FMT     human (default) or json\n"
@@ -111,6 +112,12 @@ static void report(void *ctx, const struct vd_zerofree_part *p)
 	o->n++;
 }
 
+static void list_range(void *ctx, uint64_t off, uint64_t len)
+{
+	(void)ctx;
+	printf("free %" PRIu64 " %" PRIu64 "\n", off, len);
+}
+
 int cmd_zerofree(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -118,6 +125,7 @@ int cmd_zerofree(int argc, char **argv)
 		{ "partition", required_argument, NULL, 'P' },
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "force", no_argument, NULL, 'F' },
+		{ "list", no_argument, NULL, 'L' },
 		{ "progress", no_argument, NULL, 'p' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "output", required_argument, NULL, 'o' },
@@ -130,6 +138,7 @@ int cmd_zerofree(int argc, char **argv)
 	struct cli_progress prog;
 	struct out o = { 0 };
 	int c, r, pflag = -1;
+	bool list = false;
 	char *end;
 
 	while ((c = getopt_long(argc, argv, "f:npqh", lo, NULL)) != -1) {
@@ -146,6 +155,7 @@ int cmd_zerofree(int argc, char **argv)
 		}
 		case 'n': opts.dry_run = true; break;
 		case 'F': opts.force = true; break;
+		case 'L': list = true; break;
 		case 'p': pflag = 1; break;
 		case 'q': pflag = 0; break;
 		case 'o':
@@ -162,6 +172,10 @@ int cmd_zerofree(int argc, char **argv)
 	}
 	o.dry = opts.dry_run;
 	o.path = argv[optind];
+	if (list && !o.json) {
+		opts.range = list_range;
+		opts.range_ctx = &o;
+	}
 	opts.report = report;
 	opts.report_ctx = &o;
 	cli_catch_signals();

@@ -131,6 +131,8 @@ static int free_range(void *ctx, uint64_t off, uint64_t len)
 	int r;
 
 	z->p->free_bytes += len;
+	if (z->o->range)
+		z->o->range(z->o->range_ctx, off, len);
 	while (off < end) {
 		struct vd_extent e;
 		uint64_t ws, we;
