@@ -214,6 +214,42 @@ else
 	echo "SKIP: --fs-aware tests (no mkswap)"
 fi
 
+# ext4 built without mounting (mkfs.ext4 -d), a large file deleted with
+# debugfs so its blocks are free but still hold their data
+if command -v mkfs.ext4 >/dev/null && command -v debugfs >/dev/null && command -v e2fsck >/dev/null; then
+	mkdir -p "$T/fsroot"
+	rand_bytes big $((30 * MiB)) >"$T/fsroot/big"
+	rand_bytes keep $((4 * MiB)) >"$T/fsroot/keep"
+	truncate -s 64M "$T/e.raw"
+	mkfs.ext4 -q -F -d "$T/fsroot" "$T/e.raw"
+	debugfs -w -R "rm big" "$T/e.raw" >/dev/null 2>&1
+	"$VDISK" convert -O vdi "$T/e.raw" "$T/e.vdi"
+	qemu-img convert -O vdi "$T/e.vdi" "$T/eq.vdi"
+	assert_rc "fs-aware ext4: compact" 0 "$VDISK" compact --fs-aware --output=json "$T/e.vdi"
+	assert_contains "fs-aware ext4: note" "whole disk: ext4" "$T/.out"
+	nfree=$(jq .blocks_free "$T/.out")
+	[ "$nfree" -ge 25 ] && pass "fs-aware ext4: $nfree free blocks dropped" || fail "fs-aware ext4: only $nfree free blocks dropped"
+	used=$(du_bytes "$T/e.vdi"); q=$(du_bytes "$T/eq.vdi")
+	[ "$used" -lt $((q / 2)) ] && pass "fs-aware ext4: smaller than qemu-img convert ($used vs $q)" ||
+		fail "fs-aware ext4: $used bytes on disk, qemu-img convert $q"
+	assert_rc "fs-aware ext4: qemu-img check" 0 qemu-img check "$T/e.vdi"
+	assert_rc "fs-aware ext4: vdisk check" 0 "$VDISK" check "$T/e.vdi"
+	qemu-img convert -O raw "$T/e.vdi" "$T/e.out"
+	assert_rc "fs-aware ext4: e2fsck -fn clean" 0 e2fsck -fn "$T/e.out"
+	debugfs -R "dump keep $T/keep.out" "$T/e.out" >/dev/null 2>&1
+	assert_rc "fs-aware ext4: the remaining file is intact" 0 cmp "$T/fsroot/keep" "$T/keep.out"
+	if command -v zerofree >/dev/null; then
+		zerofree -n -v "$T/e.out" >"$T/zf.out" 2>/dev/null
+		nz=$(awk -F/ 'NR==1 {print $1}' "$T/zf.out")
+		zerofree -n -v "$T/e.raw" >"$T/zf0.out" 2>/dev/null
+		nz0=$(awk -F/ 'NR==1 {print $1}' "$T/zf0.out")
+		[ "$nz" -lt "$nz0" ] && pass "fs-aware ext4: zerofree -n: non-zero free blocks $nz0 -> $nz" ||
+			fail "fs-aware ext4: zerofree -n: non-zero free blocks $nz0 -> $nz"
+	fi
+else
+	echo "SKIP: ext4 --fs-aware tests (no mkfs.ext4/debugfs/e2fsck)"
+fi
+
 # ---------------------------------------------------------------- in use
 cp "$T/a-orig.vdi" "$T/busy.vdi"
 exec 9>>"$T/busy.vdi"
