@@ -1,0 +1,471 @@
+/*
+ * Free-space walkers on hand-built filesystems in memory images (ext2
+ * with 32- and 64-bit descriptors, BLOCK_UNINIT, FAT12, swap), their
+ * rejections by poked fields, the dispatcher, and vd_zerofree on a file
+ * (VDI: whole blocks released, partial ones zeroed, used data untouched,
+ * a second dry run finds nothing).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "unit.h"
+#include "../../src/fs/fs.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#define KiB 1024u
+#define MiB (1u << 20)
+
+struct ranges {
+	unsigned n;
+	uint64_t off[64], len[64];
+	int stop_after; /* return -EINTR after this many (0: never) */
+};
+
+static int collect(void *ctx, uint64_t off, uint64_t len)
+{
+	struct ranges *r = ctx;
+
+	assert_true(r->n < 64);
+	r->off[r->n] = off;
+	r->len[r->n] = len;
+	r->n++;
+	return r->stop_after && (int)r->n == r->stop_after ? -EINTR : 0;
+}
+
+static struct vd_image *mem_image(uint64_t size)
+{
+	struct vd_error err = { 0 };
+	struct vd_host *h = vd_host_mem_new("mem", size);
+	struct vd_image *img = NULL;
+
+	assert_non_null(h);
+	assert_ok(vd_open_host(&img, h, "raw", VD_OPEN_RDWR, &err), &err);
+	return img;
+}
+
+static void put(struct vd_image *img, uint64_t off, const void *p, size_t n)
+{
+	struct vd_error err = { 0 };
+
+	assert_ok(vd_write(img, off, p, n, &err), &err);
+}
+
+static void put16(struct vd_image *img, uint64_t off, uint16_t v)
+{
+	uint8_t b[2];
+
+	le16enc(b, v);
+	put(img, off, b, 2);
+}
+
+static void put32(struct vd_image *img, uint64_t off, uint32_t v)
+{
+	uint8_t b[4];
+
+	le32enc(b, v);
+	put(img, off, b, 4);
+}
+
+static void expect_range(const struct ranges *r, unsigned i, uint64_t off, uint64_t len)
+{
+	if (i >= r->n)
+		fail_msg("range %u missing (%u ranges)", i, r->n);
+	if (r->off[i] != off || r->len[i] != len)
+		fail_msg("range %u: got %llu+%llu, expected %llu+%llu", i,
+			 (unsigned long long)r->off[i], (unsigned long long)r->len[i],
+			 (unsigned long long)off, (unsigned long long)len);
+}
+
+/* ---- ext2: 1 KiB blocks, 2047 blocks in two groups ---- */
+
+#define SB 1024u
+#define EXT_BLOCKS 2048u
+
+/* bitmap helper: set bits [a, b) of the bitmap block at BLOCK */
+static void bits(struct vd_image *img, uint64_t block, unsigned a, unsigned b)
+{
+	uint8_t bm[1024] = { 0 };
+	struct vd_error err = { 0 };
+
+	assert_ok(vd_read(img, block * 1024, bm, sizeof(bm), &err), &err);
+	for (unsigned i = a; i < b; i++)
+		bm[i / 8] |= (uint8_t)(1u << (i % 8));
+	put(img, block * 1024, bm, sizeof(bm));
+}
+
+/* desc_size 0: 32-byte descriptors */
+static struct vd_image *make_ext(unsigned desc_size)
+{
+	struct vd_image *img = mem_image(EXT_BLOCKS * 1024);
+	unsigned ds = desc_size ? desc_size : 32;
+
+	put32(img, SB + 0x00, 32);            /* inodes */
+	put32(img, SB + 0x04, EXT_BLOCKS - 1 + 1); /* s_blocks_count: 2048 */
+	put32(img, SB + 0x14, 1);             /* first data block */
+	put32(img, SB + 0x18, 0);             /* 1 KiB */
+	put32(img, SB + 0x20, 1024);          /* blocks per group */
+	put32(img, SB + 0x24, 1024);
+	put32(img, SB + 0x28, 16);            /* inodes per group */
+	put16(img, SB + 0x38, 0xEF53);
+	put16(img, SB + 0x3A, 1);             /* clean */
+	put32(img, SB + 0x4C, 1);             /* dynamic rev */
+	put16(img, SB + 0x58, 128);
+	put32(img, SB + 0x64, 0x1);           /* sparse_super */
+	put(img, SB + 0x78, "unitfs", 6);
+	if (desc_size) {
+		put32(img, SB + 0x60, 0x80);  /* 64bit */
+		put16(img, SB + 0xFE, (uint16_t)desc_size);
+	}
+	/* group 0: bitmap 3, inode bitmap 4, table 5-6; group 1 (has the
+	 * backup superblock at 1025 and descriptors at 1026): 1027, 1028,
+	 * 1029-1030 */
+	put32(img, 2 * 1024 + 0, 3);
+	put32(img, 2 * 1024 + 4, 4);
+	put32(img, 2 * 1024 + 8, 5);
+	put32(img, 2 * 1024 + ds + 0, 1027);
+	put32(img, 2 * 1024 + ds + 4, 1028);
+	put32(img, 2 * 1024 + ds + 8, 1029);
+	/* used: group 0 blocks 1..10 and 101..200; group 1 blocks 1025..1030;
+	 * the last group's padding bit (block 2048 does not exist) */
+	bits(img, 3, 0, 10);
+	bits(img, 3, 100, 200);
+	bits(img, 1027, 0, 6);
+	bits(img, 1027, 1023, 1024);
+	return img;
+}
+
+static void test_ext_bitmaps(void **state)
+{
+	unsigned sizes[] = { 0, 64 };
+
+	(void)state;
+	for (unsigned k = 0; k < 2; k++) {
+		struct vd_error err = { 0 };
+		struct ranges r = { 0 };
+		struct vd_fs_info info;
+		struct vd_image *img = make_ext(sizes[k]);
+
+		assert_ok(vd_fs_free_ranges(img, 0, 0, 0, collect, &r, &info, &err), &err);
+		assert_string_equal(info.type, sizes[k] ? "ext4" : "ext2");
+		assert_string_equal(info.label, "unitfs");
+		assert_int_equal(info.block_size, 1024);
+		assert_int_equal(info.total_bytes, EXT_BLOCKS * 1024);
+		assert_int_equal(r.n, 3);
+		expect_range(&r, 0, 11 * KiB, 90 * KiB);
+		/* the tail of group 0 and the free part of group 1 are not
+		 * adjacent (1025..1030 used) */
+		expect_range(&r, 1, 201 * KiB, (1025 - 201) * KiB);
+		expect_range(&r, 2, 1031 * KiB, (2047 - 1031 + 1) * KiB);
+		vd_close(img, NULL);
+
+		/* group 1's bitmap all clear: its free run continues group 0's */
+		img = make_ext(sizes[k]);
+		{
+			uint8_t z[1024] = { 0 };
+			put(img, 1027 * 1024, z, sizeof(z));
+			bits(img, 1027, 1023, 1024);
+		}
+		memset(&r, 0, sizeof(r));
+		assert_ok(vd_fs_free_ranges(img, 0, 0, 0, collect, &r, &info, &err), &err);
+		assert_int_equal(r.n, 2);
+		expect_range(&r, 1, 201 * KiB, (2047 - 201 + 1) * KiB);
+		assert_int_equal(info.free_bytes, 90 * KiB + (2047 - 201 + 1) * KiB);
+		vd_close(img, NULL);
+	}
+}
+
+static void test_ext_64bit_hi(void **state)
+{
+	struct vd_error err = { 0 };
+	struct ranges r = { 0 };
+	struct vd_image *img = make_ext(64);
+
+	(void)state;
+	/* bg_block_bitmap_hi of group 1 set: block 2^32 + 1027 is outside */
+	put32(img, 2 * 1024 + 64 + 0x20, 1);
+	assert_int_equal(vd_fs_free_ranges(img, 0, 0, 0, collect, &r, NULL, &err), -EINVAL);
+	assert_msg_has(&err, "bg_block_bitmap");
+	vd_close(img, NULL);
+}
+
+static void test_ext_block_uninit(void **state)
+{
+	struct vd_error err = { 0 };
+	struct ranges r = { 0 };
+	struct vd_image *img = make_ext(0);
+	uint8_t ff[1024];
+
+	(void)state;
+	/* group 1 BLOCK_UNINIT with group checksums: its on-disk bitmap is
+	 * garbage (all used) and must not be read */
+	put32(img, SB + 0x64, 0x1 | 0x10);
+	put16(img, 2 * 1024 + 32 + 0x12, 0x2);
+	memset(ff, 0xff, sizeof(ff));
+	put(img, 1027 * 1024, ff, sizeof(ff));
+	assert_ok(vd_fs_free_ranges(img, 0, 0, 0, collect, &r, NULL, &err), &err);
+	assert_int_equal(r.n, 3);
+	/* backup superblock 1025, descriptors 1026, bitmaps 1027-1028, inode
+	 * table 1029-1030 (16 inodes of 128 bytes) are used */
+	expect_range(&r, 1, 201 * KiB, (1025 - 201) * KiB);
+	expect_range(&r, 2, 1031 * KiB, (2047 - 1031 + 1) * KiB);
+	vd_close(img, NULL);
+
+	/* without group checksums the flag means nothing: the bitmap is read */
+	img = make_ext(0);
+	put16(img, 2 * 1024 + 32 + 0x12, 0x2);
+	put(img, 1027 * 1024, ff, sizeof(ff));
+	memset(&r, 0, sizeof(r));
+	assert_ok(vd_fs_free_ranges(img, 0, 0, 0, collect, &r, NULL, &err), &err);
+	assert_int_equal(r.n, 2);
+	expect_range(&r, 1, 201 * KiB, (1025 - 201) * KiB);
+	vd_close(img, NULL);
+}
+
+static void test_ext_refusals(void **state)
+{
+	struct {
+		unsigned off, width;
+		uint32_t value;
+		int want, want_forced;
+		const char *msg;
+	} pokes[] = {
+		{ 0x60, 4, 0x4, -EUCLEAN, 0, "needs journal recovery" },
+		{ 0x3A, 2, 0x3, -EUCLEAN, 0, "has errors" },
+		{ 0x3A, 2, 0x0, -EUCLEAN, 0, "not cleanly unmounted" },
+		{ 0x60, 4, 0x80000, -ENOTSUP, -ENOTSUP, "unknown s_feature_incompat" },
+		{ 0x60, 4, 0x8, -ENOTSUP, -ENOTSUP, "external journal" },
+		{ 0x04, 4, 4096, -EINVAL, -EINVAL, "s_blocks_count" },
+		{ 0x18, 4, 9, -EINVAL, -EINVAL, "s_log_block_size" },
+		{ 0x20, 4, 0, -EINVAL, -EINVAL, "s_blocks_per_group" },
+		{ 0x58, 2, 100, -EINVAL, -EINVAL, "s_inode_size" },
+	};
+
+	(void)state;
+	for (unsigned i = 0; i < VD_ARRAY_SIZE(pokes); i++) {
+		struct vd_error err = { 0 };
+		struct vd_image *img = make_ext(0);
+		int r;
+
+		if (pokes[i].width == 2)
+			put16(img, SB + pokes[i].off, (uint16_t)pokes[i].value);
+		else
+			put32(img, SB + pokes[i].off, pokes[i].value);
+		r = vd_fs_free_ranges(img, 0, 0, 0, NULL, NULL, NULL, &err);
+		if (r != pokes[i].want)
+			fail_msg("poke %u: got %d (%s), expected %d", i, r, err.msg, pokes[i].want);
+		assert_msg_has(&err, pokes[i].msg);
+		vd_error_clear(&err);
+		r = vd_fs_free_ranges(img, 0, 0, VD_FS_FORCE, NULL, NULL, NULL, &err);
+		if (r != pokes[i].want_forced)
+			fail_msg("poke %u forced: got %d (%s), expected %d", i, r, err.msg, pokes[i].want_forced);
+		vd_close(img, NULL);
+	}
+}
+
+/* ---- FAT12: 512-byte sectors, 4 per cluster, 4 MiB ---- */
+
+static void fat12_set(uint8_t *fat, unsigned c, unsigned v)
+{
+	unsigned o = c * 3 / 2;
+
+	if (c & 1) {
+		fat[o] = (uint8_t)((fat[o] & 0x0f) | ((v & 0x0f) << 4));
+		fat[o + 1] = (uint8_t)(v >> 4);
+	} else {
+		fat[o] = (uint8_t)v;
+		fat[o + 1] = (uint8_t)((fat[o + 1] & 0xf0) | ((v >> 8) & 0x0f));
+	}
+}
+
+/* reserved 4, 2 FATs of 8 sectors, 512 root entries (32 sectors): the
+ * data area starts at sector 52; (8192 - 52) / 4 = 2035 clusters.
+ * Clusters 2..USED+1 are in use, so is cluster BAD (bad-cluster mark). */
+#define FAT_DATA (52u * 512)
+#define FAT_CL 2048u
+static void write_fat12(struct vd_image *img, uint64_t base, unsigned used, unsigned bad)
+{
+	uint8_t bs[512] = { 0 }, fat[4096] = { 0 };
+
+	bs[0] = 0xEB; bs[1] = 0x3C; bs[2] = 0x90;
+	memcpy(bs + 3, "mkfs.fat", 8);
+	le16enc(bs + 0x0B, 512);
+	bs[0x0D] = 4;
+	le16enc(bs + 0x0E, 4);
+	bs[0x10] = 2;
+	le16enc(bs + 0x11, 512);
+	le16enc(bs + 0x13, 8192);
+	bs[0x15] = 0xF8;
+	le16enc(bs + 0x16, 8);
+	bs[0x26] = 0x29;
+	le32enc(bs + 0x27, 0x12345678);
+	memcpy(bs + 0x2B, "UNITFAT    ", 11);
+	memcpy(bs + 0x36, "FAT12   ", 8);
+	bs[510] = 0x55; bs[511] = 0xAA;
+	put(img, base, bs, sizeof(bs));
+	fat12_set(fat, 0, 0xFF8);
+	fat12_set(fat, 1, 0xFFF);
+	for (unsigned c = 2; c < used + 2; c++)
+		fat12_set(fat, c, c == used + 1 ? 0xFFF : c + 1);
+	if (bad)
+		fat12_set(fat, bad, 0xFF7);
+	put(img, base + 4 * 512, fat, sizeof(fat));
+	put(img, base + 12 * 512, fat, sizeof(fat));
+}
+
+static void test_fat12(void **state)
+{
+	struct vd_error err = { 0 };
+	struct ranges r = { 0 };
+	struct vd_fs_info info;
+	struct vd_image *img = mem_image(8 * MiB);
+	const uint64_t base = MiB; /* a partition at 1 MiB */
+	uint8_t b;
+
+	(void)state;
+	write_fat12(img, base, 10, 20);
+	assert_ok(vd_fs_free_ranges(img, base, 4 * MiB, 0, collect, &r, &info, &err), &err);
+	assert_string_equal(info.type, "fat12");
+	assert_string_equal(info.label, "UNITFAT");
+	assert_string_equal(info.uuid, "1234-5678");
+	assert_int_equal(info.block_size, FAT_CL);
+	assert_int_equal(r.n, 2);
+	/* absolute offsets: clusters 12..19, then 21..2036 */
+	expect_range(&r, 0, base + FAT_DATA + 10 * FAT_CL, 8 * FAT_CL);
+	expect_range(&r, 1, base + FAT_DATA + 19 * FAT_CL, (2036 - 21 + 1) * (uint64_t)FAT_CL);
+
+	/* the callback's value stops the walk */
+	memset(&r, 0, sizeof(r));
+	r.stop_after = 1;
+	assert_int_equal(vd_fs_free_ranges(img, base, 4 * MiB, 0, collect, &r, NULL, &err), -EINTR);
+	assert_int_equal(r.n, 1);
+
+	/* dirty volume: refused unless forced */
+	b = 0x01;
+	put(img, base + 0x25, &b, 1);
+	assert_int_equal(vd_fs_free_ranges(img, base, 4 * MiB, 0, NULL, NULL, NULL, &err), -EUCLEAN);
+	assert_msg_has(&err, "dirty");
+	assert_ok(vd_fs_free_ranges(img, base, 4 * MiB, VD_FS_FORCE, NULL, NULL, NULL, &err), &err);
+
+	/* larger than the partition */
+	assert_int_equal(vd_fs_free_ranges(img, base, 2 * MiB, VD_FS_FORCE, NULL, NULL, NULL, &err), -EINVAL);
+	assert_msg_has(&err, "BPB_TotSec");
+	/* nothing at offset 0 */
+	assert_int_equal(vd_fs_free_ranges(img, 0, MiB, 0, NULL, NULL, NULL, &err), -ENOTSUP);
+	vd_close(img, NULL);
+}
+
+/* ---- swap ---- */
+
+static void test_swap(void **state)
+{
+	struct vd_error err = { 0 };
+	struct ranges r = { 0 };
+	struct vd_fs_info info;
+	struct vd_image *img = mem_image(MiB);
+
+	(void)state;
+	put(img, 4096 - 10, "SWAPSPACE2", 10);
+	put32(img, 1024, 1);
+	put32(img, 1028, 255);
+	put(img, 1052, "unitswap", 8);
+	assert_ok(vd_fs_free_ranges(img, 0, 0, 0, collect, &r, &info, &err), &err);
+	assert_string_equal(info.type, "swap");
+	assert_string_equal(info.label, "unitswap");
+	assert_int_equal(r.n, 1);
+	expect_range(&r, 0, 4096, MiB - 4096);
+
+	put32(img, 1028, 256); /* one page too many */
+	assert_int_equal(vd_fs_free_ranges(img, 0, 0, 0, NULL, NULL, NULL, &err), -EINVAL);
+	assert_msg_has(&err, "last_page 256");
+	put32(img, 1028, 255);
+	put32(img, 1024, 2);
+	assert_int_equal(vd_fs_free_ranges(img, 0, 0, 0, NULL, NULL, NULL, &err), -EINVAL);
+	assert_msg_has(&err, "version 2");
+	/* a hibernation image is not swap */
+	put(img, 4096 - 10, "S1SUSPEND\0", 10);
+	assert_int_equal(vd_fs_free_ranges(img, 0, 0, 0, NULL, NULL, NULL, &err), -ENOTSUP);
+	vd_close(img, NULL);
+}
+
+/* ---- vd_zerofree on a dynamic VDI file holding FAT12 ---- */
+
+static void test_zerofree_vdi(void **state)
+{
+	char path[] = "/tmp/vdisk-test-fs-XXXXXX";
+	struct vd_error err = { 0 };
+	struct vd_zerofree_opts o = { 0 };
+	struct vd_zerofree_result res;
+	struct vd_check chk = { 0 };
+	struct vd_image *img;
+	uint8_t *buf = malloc(4 * MiB), *want = malloc(4 * MiB);
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	unlink(path); /* vd_create makes it */
+	assert_non_null(buf);
+	assert_non_null(want);
+	assert_ok(vd_create(path, "vdi", 4 * MiB, NULL, VD_CREATE_DETERMINISTIC, NULL, &err), &err);
+	assert_ok(vd_open(&img, path, "vdi", VD_OPEN_RDWR, &err), &err);
+	memset(buf, 0xAA, 4 * MiB); /* stale data everywhere */
+	assert_ok(vd_write(img, 0, buf, 4 * MiB, &err), &err);
+	write_fat12(img, 0, 100, 0); /* clusters 2..101 used */
+	assert_ok(vd_read(img, 0, want, 4 * MiB, &err), &err);
+	assert_ok(vd_close(img, &err), &err);
+
+	o.dry_run = true;
+	assert_ok(vd_zerofree(path, &o, &res, &err), &err);
+	assert_int_equal(res.parts, 1);
+	assert_int_equal(res.unit, MiB);
+	assert_int_equal(res.total.released_blocks, 3);    /* blocks 1..3 */
+	assert_int_equal(res.total.zeroed_bytes, MiB - FAT_DATA - 100 * FAT_CL);
+
+	o.dry_run = false;
+	assert_ok(vd_zerofree(path, &o, &res, &err), &err);
+	assert_int_equal(res.total.released_blocks, 3);
+	assert_int_equal(res.total.zeroed_bytes, MiB - FAT_DATA - 100 * FAT_CL);
+	assert_int_equal(res.total.free_bytes, 2035ull * FAT_CL - 100 * FAT_CL);
+
+	/* free clusters read as zeros, everything else is as it was */
+	memset(want + FAT_DATA + 100 * FAT_CL, 0, 2035ull * FAT_CL - 100 * FAT_CL);
+	assert_ok(vd_open(&img, path, "vdi", 0, &err), &err);
+	assert_ok(vd_read(img, 0, buf, 4 * MiB, &err), &err);
+	assert_same(buf, want, 4 * MiB, "image after zerofree");
+	assert_ok(vd_check(img, false, &chk, &err), &err);
+	assert_int_equal(chk.corruptions, 0);
+	assert_int_equal(chk.leaked_bytes, 3 * MiB);
+	vd_close(img, NULL);
+
+	o.dry_run = true;
+	assert_ok(vd_zerofree(path, &o, &res, &err), &err);
+	assert_int_equal(res.total.zeroed_bytes + res.total.released_bytes, 0);
+
+	/* the guard: a second holder is refused */
+	{
+		struct vd_guard *g;
+		assert_ok(vd_guard_acquire(path, &g, &err), &err);
+		assert_int_equal(vd_zerofree(path, &o, &res, &err), -EBUSY);
+		assert_msg_has(&err, "in use by another vdisk process");
+		vd_guard_release(g);
+	}
+	unlink(path);
+	free(buf);
+	free(want);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ext_bitmaps),
+		cmocka_unit_test(test_ext_64bit_hi),
+		cmocka_unit_test(test_ext_block_uninit),
+		cmocka_unit_test(test_ext_refusals),
+		cmocka_unit_test(test_fat12),
+		cmocka_unit_test(test_swap),
+		cmocka_unit_test(test_zerofree_vdi),
+	};
+	return unit_run(tests);
+}
