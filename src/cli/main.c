@@ -11,7 +11,7 @@
 static const struct cli_cmd cmds[] = {
 	{ "info", cmd_info, "show the format, sizes, UUIDs and geometry of an image" },
 	{ "convert", cmd_convert, "copy an image into another format" },
-	{ "create", cmd_create, "create an empty image" },
+	{ "create", cmd_create, "create an image, empty or partitioned and filled" },
 	{ "map", cmd_map, "list allocated, zero and unallocated ranges" },
 	{ "compare", cmd_compare, "compare the guest contents of two images" },
 	{ "check", cmd_check, "validate (and repair) image metadata" },
