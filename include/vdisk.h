@@ -557,6 +557,12 @@ struct vd_zerofree_result {
 	unsigned parts;              /* filesystems walked */
 	unsigned skipped;            /* partitions left alone */
 	struct vd_zerofree_part total; /* sums over the walked filesystems */
+	/* After releasing blocks of a dynamic VDI, the slots they left are
+	 * filled with the last blocks of the file and the file is shortened
+	 * (as 'vdisk check -r' does), so the header's block count matches the
+	 * map again and other tools (qemu-img check) accept the image. */
+	uint64_t file_size_before, file_size_after;
+	unsigned slots_moved;
 };
 
 int vd_zerofree(const char *path, const struct vd_zerofree_opts *opts,

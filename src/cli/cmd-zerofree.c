@@ -201,6 +201,8 @@ int cmd_zerofree(int argc, char **argv)
 			printf(",\n  \"unit\": %" PRIu32 ",\n  \"walked\": %u,\n  \"skipped\": %u,\n",
 			       res.unit, res.parts, res.skipped);
 			json_counts(&res.total, "  ");
+			printf(",\n  \"file_size_before\": %" PRIu64 ",\n  \"file_size_after\": %" PRIu64
+			       ",\n  \"slots_moved\": %u", res.file_size_before, res.file_size_after, res.slots_moved);
 		}
 		printf("\n}\n");
 	}
@@ -214,6 +216,12 @@ int cmd_zerofree(int argc, char **argv)
 		if (res.parts > 1) {
 			printf("total of %u filesystems:\n", res.parts);
 			human_counts(&res.total, o.dry);
+		}
+		if (res.file_size_after < res.file_size_before) {
+			char b[32];
+			printf("image file shortened from %s to %s (%u blocks moved into released slots)\n",
+			       cli_human(res.file_size_before, a, sizeof(a)),
+			       cli_human(res.file_size_after, b, sizeof(b)), res.slots_moved);
 		}
 	}
 	return 0;

@@ -15,6 +15,13 @@
  * the format (the backends order it), a write of zeros only touches free
  * space.  Memory: one 1 MiB buffer.
  *
+ * A dynamic VDI appends new blocks at slot cBlocksAllocated, so a released
+ * block leaves a hole in the slot sequence that the header still counts.
+ * When blocks were released, the format's own repair (vd_check with
+ * REPAIR: move the last slots into the holes, then lower the count and
+ * truncate, each step valid) closes those holes before the image is
+ * closed; it runs only when the check finds leaks and nothing worse.
+ *
  * SPDX-License-Identifier: MIT
  */
 #include "../core/vdisk-int.h"
@@ -285,6 +292,39 @@ out:
 	return r;
 }
 
+static void count_moves(void *ctx, int kind, const char *msg)
+{
+	if (kind == VD_CHECK_NOTE_FIXED && !strncmp(msg, "moved slot", 10))
+		((struct vd_zerofree_result *)ctx)->slots_moved++;
+}
+
+/* Give back the slots released blocks left behind (see the top). */
+static int reclaim(struct zf *z, struct vd_zerofree_result *res)
+{
+	struct vd_check c = { 0 };
+	struct vd_info info;
+	int r;
+
+	if (strcmp(res->format, "vdi"))
+		return 0;
+	r = vd_check(z->img, false, &c, z->err);
+	if (r < 0 || c.corruptions || !c.leaks)
+		return r;
+	memset(&c, 0, sizeof(c));
+	c.note = count_moves;
+	c.ctx = res;
+	r = vd_check(z->img, true, &c, z->err);
+	if (r < 0) {
+		vd_prefix_error(z->err, "reclaiming released slots");
+		return r;
+	}
+	memset(&info, 0, sizeof(info));
+	r = vd_get_info(z->img, &info, z->err);
+	if (r == 0)
+		res->file_size_after = info.file_size;
+	return r;
+}
+
 int vd_zerofree(const char *path, const struct vd_zerofree_opts *opts,
 		struct vd_zerofree_result *res, struct vd_error *err)
 {
@@ -325,7 +365,10 @@ int vd_zerofree(const char *path, const struct vd_zerofree_opts *opts,
 		r = -ENOMEM;
 		goto out;
 	}
+	res->file_size_before = res->file_size_after = info.file_size;
 	r = run(&z, res);
+	if (r == 0 && !opts->dry_run && res->total.released_blocks > 0)
+		r = reclaim(&z, res);
 out:
 	free(z.buf);
 	r2 = vd_close(img, r < 0 ? NULL : err);
