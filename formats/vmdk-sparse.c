@@ -592,7 +592,45 @@ int vmdk_sparse_descriptor(struct vmdk_sparse *sp, char **text, struct vd_error 
 	return 0;
 }
 
-int vmdk_sparse_check(struct vmdk_sparse *sp, struct vd_check *res, struct vd_error *err)
+/* The redundant directory entry D disagrees with the primary one (a run
+ * stopped between the two updates).  Reads use the primary: make the
+ * redundant side match it.  PRIMARY holds the primary table when gd[D]. */
+static int fix_rgd_entry(struct vmdk_sparse *sp, uint32_t d, const uint32_t *primary,
+			 struct vd_error *err)
+{
+	uint64_t bytes = VD_ALIGN_UP(sp->gtes * 4ull, VD_SECTOR), at = 0;
+	int r;
+
+	if (sp->gd[d]) {
+		/* a new redundant table at the end, filled before it is linked */
+		at = sp->alloc_end;
+		if (at / VD_SECTOR > UINT32_MAX)
+			return vd_set_error(err, EFBIG, "%s: VMDK file too large for 32-bit table offsets",
+					    sp->h->path);
+		r = vd_host_truncate(sp->h, at + bytes, err);
+		if (r == 0)
+			r = vd_host_pwrite(sp->h, primary, sp->gtes * 4ull, at, err);
+		if (r < 0)
+			return r;
+		sp->alloc_end += bytes;
+		sp->file_size = VD_MAX(sp->file_size, sp->alloc_end);
+	}
+	r = vd_host_flush(sp->h, err);
+	if (r == 0)
+		r = write_u32(sp, sp->rgd_off * VD_SECTOR + 4ull * d, (uint32_t)(at / VD_SECTOR), err);
+	if (r == 0)
+		sp->rgd[d] = (uint32_t)(at / VD_SECTOR);
+	return r;
+}
+
+/* Validate the grain directory and tables.  Entries must point inside the
+ * data area; the redundant copies must equal the primary ones.  A redundant
+ * copy that is out of date (a writer stopped between updating the primary
+ * and the redundant table) does not change what the image reads, since
+ * every reader uses the primary: it is counted with the leaks, and REPAIR
+ * copies the primary over it. */
+int vmdk_sparse_check(struct vmdk_sparse *sp, bool repair, struct vd_check *res,
+		      struct vd_error *err)
 {
 	size_t bytes = (size_t)sp->gtes * 4;
 	uint32_t *a = vd_malloc(bytes, err), *b = vd_malloc(bytes, err);
@@ -602,19 +640,34 @@ int vmdk_sparse_check(struct vmdk_sparse *sp, struct vd_check *res, struct vd_er
 		r = -ENOMEM;
 		goto out;
 	}
+	repair = repair && sp->h->writable && !sp->compressed;
 	for (uint32_t d = 0; sp->gd && d < sp->gd_entries; d++) {
 		uint64_t first = (uint64_t)d * sp->gtes;
-		if (sp->rgd && !sp->gd[d] != !sp->rgd[d]) {
-			res->corruptions++;
-			vd_check_note(res, VD_CHECK_NOTE_ERROR,
-				      "%s: grain directory entry %u is %u but the redundant one is %u",
+		bool rgd_stale = sp->rgd && !sp->gd[d] != !sp->rgd[d];
+		uint32_t differ = 0;
+
+		if (sp->gd[d]) {
+			r = vd_host_pread(sp->h, a, bytes, (uint64_t)sp->gd[d] * VD_SECTOR, err);
+			if (r < 0)
+				goto out;
+		}
+		if (rgd_stale && repair) {
+			uint32_t old = sp->rgd[d];
+			r = fix_rgd_entry(sp, d, a, err);
+			if (r < 0)
+				goto out;
+			res->leaks_fixed++;
+			vd_check_note(res, VD_CHECK_NOTE_FIXED,
+				      "%s: redundant grain directory entry %u set from %u to %u, as the primary",
+				      sp->h->path, d, old, sp->rgd[d]);
+		} else if (rgd_stale) {
+			res->leaks++;
+			vd_check_note(res, VD_CHECK_NOTE_LEAK,
+				      "%s: grain directory entry %u is %u but the redundant one is %u (out of date)",
 				      sp->h->path, d, sp->gd[d], sp->rgd[d]);
 		}
 		if (!sp->gd[d])
 			continue;
-		r = vd_host_pread(sp->h, a, bytes, (uint64_t)sp->gd[d] * VD_SECTOR, err);
-		if (r < 0)
-			goto out;
 		for (uint32_t i = 0; i < sp->gtes; i++) {
 			uint32_t e = le32dec(&a[i]);
 			uint64_t need;
@@ -636,18 +689,32 @@ int vmdk_sparse_check(struct vmdk_sparse *sp, struct vd_check *res, struct vd_er
 					      sp->h->path, d, i, e);
 			}
 		}
-		if (sp->rgd && sp->rgd[d]) {
-			r = vd_host_pread(sp->h, b, bytes, (uint64_t)sp->rgd[d] * VD_SECTOR, err);
+		if (!sp->rgd || !sp->rgd[d] || rgd_stale)
+			continue;
+		r = vd_host_pread(sp->h, b, bytes, (uint64_t)sp->rgd[d] * VD_SECTOR, err);
+		if (r < 0)
+			goto out;
+		for (uint32_t i = 0; i < sp->gtes; i++)
+			differ += a[i] != b[i];
+		if (!differ)
+			continue;
+		if (repair) {
+			r = vd_host_pwrite(sp->h, a, bytes, (uint64_t)sp->rgd[d] * VD_SECTOR, err);
 			if (r < 0)
 				goto out;
-			if (memcmp(a, b, bytes)) {
-				res->corruptions++;
-				vd_check_note(res, VD_CHECK_NOTE_ERROR,
-					      "%s: grain table %u differs from its redundant copy",
-					      sp->h->path, d);
-			}
+			res->leaks_fixed++;
+			vd_check_note(res, VD_CHECK_NOTE_FIXED,
+				      "%s: redundant grain table %u: %u entries copied from the primary",
+				      sp->h->path, d, differ);
+		} else {
+			res->leaks++;
+			vd_check_note(res, VD_CHECK_NOTE_LEAK,
+				      "%s: redundant grain table %u differs from the primary in %u entries (out of date)",
+				      sp->h->path, d, differ);
 		}
 	}
+	if (repair)
+		r = vd_host_flush(sp->h, err);
 out:
 	free(a);
 	free(b);

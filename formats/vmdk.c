@@ -617,11 +617,9 @@ static int vmdk_check(struct vd_image *img, bool repair, struct vd_check *res,
 {
 	struct vmdk *v = img->priv;
 
-	if (repair)
-		vd_check_note(res, VD_CHECK_NOTE_INFO, "VMDK repair is not implemented; nothing was changed");
 	for (unsigned i = 0; i < v->n; i++) {
 		if (v->ext[i].sp) {
-			int r = vmdk_sparse_check(v->ext[i].sp, res, err);
+			int r = vmdk_sparse_check(v->ext[i].sp, repair, res, err);
 			if (r < 0)
 				return r;
 		}

@@ -102,7 +102,7 @@ int vmdk_sparse_status(struct vmdk_sparse *sp, uint64_t off, uint64_t len,
 /* Read the embedded descriptor (NULL if none): malloc'ed, NUL-terminated. */
 int vmdk_sparse_descriptor(struct vmdk_sparse *sp, char **text, struct vd_error *err);
 /* Check grain directories and tables; notes go to RES. */
-int vmdk_sparse_check(struct vmdk_sparse *sp, struct vd_check *res,
+int vmdk_sparse_check(struct vmdk_sparse *sp, bool repair, struct vd_check *res,
 		      struct vd_error *err);
 /* Write an empty sparse extent of CAPACITY sectors into H, with the
  * descriptor DESC embedded (NULL: none). */
