@@ -431,11 +431,16 @@ static int allocate_block(struct vd_image *img, uint32_t b, uint64_t in_block,
 	r = vd_host_pwrite(img->host, buf, len, start + s->block_extra + in_block, err);
 	if (r < 0)
 		return r;
-	r = set_bmap_entry(img, b, slot, err);
-	if (r < 0 || !append)
-		return r;
-	s->nalloc++;
-	return write_nalloc(img, err);
+	/* Count the slot before the map points at it: killed in between, the
+	 * image has a leaked slot, never a block in a slot the next
+	 * allocation would hand out again. */
+	if (append) {
+		s->nalloc++;
+		r = write_nalloc(img, err);
+		if (r < 0)
+			return r;
+	}
+	return set_bmap_entry(img, b, slot, err);
 }
 
 static int vdi_write(struct vd_image *img, uint64_t off, const void *buf,

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Crash consistency of the operations that change an image in place.
+# VDISK_TEST_KILL_AFTER=N makes vdisk SIGKILL itself just before its
+# (N+1)th change to a host file (src/core/host.c); N is stepped through
+# every change an operation makes, and each state it leaves is checked:
+#  - zerofree on a dynamic VDI (discards, then slots moved from the end
+#    and the file shortened) and on a monolithicSparse VMDK: vdisk check
+#    finds no corruption (0 or 3), qemu-img check accepts the image once
+#    vdisk check -r has reclaimed leaks, e2fsck -fn is clean and every
+#    remaining file reads back identical;
+#  - vdisk mbr on a dynamic VDI (allocates a block for sector 0): the image
+#    stays valid and holds either no table or the whole table;
+#  - vdisk check -r on a VDI with empty slots: every state is valid and
+#    reads the same guest contents.
+. "$(dirname "$0")/../lib.sh"
+need qemu-img mkfs.ext4 e2fsck debugfs sfdisk sha256sum
+cd "$T" || exit 1
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+guest_sha() { qemu-img convert -O raw "$1" g.raw && sha g.raw; }
+
+# run_killed N CMD...: run CMD with the kill point at N; prints "killed",
+# "done" or "error RC"
+run_killed() {
+	local n=$1 rc=0
+	shift
+	VDISK_TEST_KILL_AFTER=$n "$@" >/dev/null 2>&1 || rc=$?
+	case $rc in
+	0) echo done ;;
+	137) echo killed ;;
+	*) echo "error $rc" ;;
+	esac
+}
+
+# ext4 with files, one deleted: stale data in free space
+mkdir d
+for i in 1 2 3; do rand_bytes "f$i" $((3 * 1048576 + i * 4099)) >"d/f$i"; done
+rand_bytes gone $((9 * 1048576)) >d/gone
+truncate -s 32M fs.img
+mkfs.ext4 -q -F -b 1024 -d d fs.img
+debugfs -w -R "rm /gone" fs.img >/dev/null 2>&1
+(cd d && sha256sum f1 f2 f3) >sums
+
+files_ok() {
+	local f want bad=0
+	while read -r want f; do
+		[ "$(debugfs -R "cat /$f" g.raw 2>/dev/null | sha256sum | cut -d' ' -f1)" = "$want" ] || bad=1
+	done <sums
+	return $bad
+}
+
+# step_zerofree FMT [OPTS]: every kill point of vdisk zerofree on FS as FMT
+step_zerofree() {
+	local fmt=$1 opts=${2:-} n=0 st rc states=0 bad=0
+	qemu-img convert -O "$fmt" ${opts:+-o "$opts"} fs.img orig."$fmt"
+	while :; do
+		cp orig."$fmt" k."$fmt"
+		st=$(run_killed $n "$VDISK" zerofree -q k."$fmt")
+		case $st in killed | done) ;; *) fail "zerofree $fmt, kill point $n: $st"; return ;; esac
+		states=$((states + 1))
+		rc=0
+		"$VDISK" check k."$fmt" >chk.out 2>&1 || rc=$?
+		if [ $rc != 0 ] && [ $rc != 3 ]; then
+			bad=1
+			fail "zerofree $fmt, kill point $n: vdisk check exit $rc: $(head -3 chk.out)"
+		fi
+		if [ $rc = 3 ] && ! { "$VDISK" check -r k."$fmt" >/dev/null 2>&1 && "$VDISK" check k."$fmt" >/dev/null 2>&1; }; then
+			bad=1
+			fail "zerofree $fmt, kill point $n: check -r does not leave a clean image"
+		fi
+		if ! qemu-img check -q k."$fmt" >/dev/null 2>&1; then
+			bad=1
+			fail "zerofree $fmt, kill point $n: qemu-img check"
+		fi
+		guest_sha k."$fmt" >/dev/null
+		if ! e2fsck -fn g.raw >/dev/null 2>&1; then bad=1; fail "zerofree $fmt, kill point $n: e2fsck -fn"; fi
+		if ! files_ok; then bad=1; fail "zerofree $fmt, kill point $n: a file changed"; fi
+		[ "$st" = done ] && break
+		# every point at first, then every 13th: the per-grain/per-block
+		# pattern repeats with a period of 2 or 3 changes, so the stride
+		# still visits each phase of it
+		if [ $n -lt 40 ]; then n=$((n + 1)); else n=$((n + 13)); fi
+		[ $bad = 0 ] || break
+	done
+	[ $bad = 0 ] && pass "zerofree $fmt${opts:+ ($opts)}: $states kill points up to $n leave a valid image with intact files"
+	[ "$states" -gt 5 ] && pass "zerofree $fmt: the run has at least $n change points" ||
+		fail "zerofree $fmt: only $states states: the kill hook does not work"
+}
+step_zerofree vdi
+step_zerofree vmdk
+
+# vdisk mbr on an empty dynamic VDI: either no table or the whole table
+"$VDISK" create -O vdi m0.vdi 64M >/dev/null
+printf 'label: dos\nlabel-id: 0x1234abcd\nstart=2048, size=20480, type=83\nstart=22528, type=82\n' >script
+cp m0.vdi want.vdi && "$VDISK" mbr --script script want.vdi >/dev/null
+want=$(guest_sha want.vdi)
+empty=$(guest_sha m0.vdi)
+n=0 bad=0
+while :; do
+	cp m0.vdi m.vdi
+	st=$(run_killed $n "$VDISK" mbr --script script m.vdi)
+	case $st in killed | done) ;; *) fail "mbr, kill point $n: $st"; bad=1; break ;; esac
+	"$VDISK" check m.vdi >/dev/null 2>&1
+	rc=$?
+	if [ $rc != 0 ] && [ $rc != 3 ]; then bad=1; fail "mbr, kill point $n: vdisk check exit $rc"; fi
+	g=$(guest_sha m.vdi)
+	if [ "$g" != "$want" ] && [ "$g" != "$empty" ]; then bad=1; fail "mbr, kill point $n: half a table"; fi
+	[ "$st" = done ] && break
+	n=$((n + 1))
+done
+[ $bad = 0 ] && pass "mbr on a VDI: all $((n + 1)) kill points leave no table or the whole table"
+sfdisk -d g.raw 2>/dev/null | grep -q "label-id: 0x1234abcd" && pass "mbr: sfdisk reads the completed table" ||
+	fail "mbr: sfdisk does not read the table"
+
+# check -r on a VDI with empty slots (blocks discarded without reclaiming:
+# a VDI written with holes by qemu-img, then every other block zeroed by
+# hand in the map)
+rand_bytes holes $((12 * 1048576)) >h.raw
+qemu-img convert -O vdi h.raw h.vdi
+# block map at offBlocks (header offset 340), 4 bytes per block: mark
+# blocks 0, 3, 6, 9 as zero (0xFFFFFFFE): their slots become leaks
+off=$(od -An -tu4 -j340 -N4 h.vdi | tr -d ' ')
+for b in 0 3 6 9; do printf '\xfe\xff\xff\xff' | dd of=h.vdi bs=1 seek=$((off + 4 * b)) conv=notrunc status=none; done
+"$VDISK" check h.vdi >/dev/null 2>&1
+assert_eq "check: hand-made empty slots are leaks" 3 "$?"
+hwant=$(guest_sha h.vdi)
+n=0 bad=0
+while :; do
+	cp h.vdi r.vdi
+	st=$(run_killed $n "$VDISK" check -r r.vdi)
+	case $st in killed | done) ;; *) fail "check -r, kill point $n: $st"; bad=1; break ;; esac
+	"$VDISK" check r.vdi >/dev/null 2>&1
+	rc=$?
+	if [ $rc != 0 ] && [ $rc != 3 ]; then bad=1; fail "check -r, kill point $n: vdisk check exit $rc"; fi
+	[ "$(guest_sha r.vdi)" = "$hwant" ] || { bad=1; fail "check -r, kill point $n: guest contents changed"; }
+	[ "$st" = done ] && break
+	n=$((n + 1))
+done
+[ $bad = 0 ] && pass "check -r: all $((n + 1)) kill points leave a valid image with the same contents"
+assert_rc "check -r: clean at the end" 0 "$VDISK" check r.vdi
+assert_rc "check -r: qemu-img check clean at the end" 0 qemu-img check -q r.vdi
+[ "$(stat -c %s r.vdi)" -lt "$(stat -c %s h.vdi)" ] && pass "check -r: file shortened" || fail "check -r: file not shortened"
+
+finish
