@@ -71,6 +71,10 @@ int cmd_defrag(int argc, char **argv);
 int cmd_zerofree(int argc, char **argv);
 
 /* The report of compact and defrag (cmd-compact.c). */
+int cli_rewrite_cmd(const char *cmd, const char *usage_text, bool fs_aware_ok,
+		    int (*op)(const char *, const struct vd_rewrite_opts *,
+			      struct vd_rewrite_result *, struct vd_error *),
+		    int argc, char **argv);
 void cli_rewrite_report(const char *cmd, const char *path, int json,
 			const struct vd_rewrite_result *r);
 

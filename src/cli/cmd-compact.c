@@ -104,7 +104,12 @@ void cli_rewrite_report(const char *cmd, const char *path, int json,
 		printf("Note:         %s\n", r->note);
 }
 
-int cmd_compact(int argc, char **argv)
+/* The command line of compact and defrag: one image, the same options
+ * (--fs-aware only where FS_AWARE_OK), the same report. */
+int cli_rewrite_cmd(const char *cmd, const char *usage_text, bool fs_aware_ok,
+		    int (*op)(const char *, const struct vd_rewrite_opts *,
+			      struct vd_rewrite_result *, struct vd_error *),
+		    int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "format", required_argument, NULL, 'f' },
@@ -124,20 +129,27 @@ int cmd_compact(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "f:pqh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'f': o.format = optarg; break;
-		case 'A': o.fs_aware = true; break;
+		case 'A':
+			if (!fs_aware_ok) {
+				fprintf(stderr, "vdisk %s: unrecognized option '--fs-aware'\n", cmd);
+				cli_usage(stderr, usage_text);
+				return 1;
+			}
+			o.fs_aware = true;
+			break;
 		case 'p': pflag = 1; break;
 		case 'q': quiet = 1; break;
 		case 'o':
-			json = cli_output_mode("compact", optarg);
+			json = cli_output_mode(cmd, optarg);
 			if (json < 0)
 				return 1;
 			break;
-		case 'h': cli_usage(stdout, usage); return 0;
-		default: cli_usage(stderr, usage); return 1;
+		case 'h': cli_usage(stdout, usage_text); return 0;
+		default: cli_usage(stderr, usage_text); return 1;
 		}
 	}
 	if (optind + 1 != argc) {
-		cli_usage(stderr, usage);
+		cli_usage(stderr, usage_text);
 		return 1;
 	}
 	cli_catch_signals();
@@ -147,10 +159,15 @@ int cmd_compact(int argc, char **argv)
 	o.progress = cli_progress_cb;
 	o.progress_ctx = &prog;
 	o.cancel = &cli_cancel;
-	r = vd_compact(argv[optind], &o, &res, &err);
+	r = op(argv[optind], &o, &res, &err);
 	cli_progress_end(&prog);
 	if (r < 0)
-		return cli_fail("compact", &err, 1);
-	cli_rewrite_report("compact", argv[optind], json, &res);
+		return cli_fail(cmd, &err, 1);
+	cli_rewrite_report(cmd, argv[optind], json, &res);
 	return 0;
+}
+
+int cmd_compact(int argc, char **argv)
+{
+	return cli_rewrite_cmd("compact", usage, true, vd_compact, argc, argv);
 }

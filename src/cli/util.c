@@ -65,6 +65,8 @@ const char *cli_human(uint64_t bytes, char *buf, size_t len)
 	}
 	if (u == 0)
 		snprintf(buf, len, "%llu B", (unsigned long long)bytes);
+	else if (v >= 999.5) /* 1000..1023: %.3g would print 1.02e+03 */
+		snprintf(buf, len, "%.0f %s", v, units[u]);
 	else
 		snprintf(buf, len, "%.3g %s", v, units[u]);
 	return buf;

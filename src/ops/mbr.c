@@ -255,74 +255,39 @@ int vd_mbr_write(struct vd_image *img, const struct vd_mbr *m,
 		 const uint8_t *bootcode, uint32_t heads, uint32_t sectors,
 		 struct vd_error *err)
 {
-	uint8_t s0[512], ebr[512];
-	const struct vd_mbr_part *ext = NULL;
-	unsigned first_logical = m->nparts;
+	uint8_t old[512];
+	struct vd_mbr_sector *sec;
+	unsigned n = 0;
 	int r;
 
 	if (m->disk_sectors != vd_size(img) / VD_SECTOR)
 		return vd_set_error(err, EINVAL, "%s: the table is for a disk of %" PRIu64 " sectors, the image has %" PRIu64,
 				    vd_path(img), m->disk_sectors, vd_size(img) / VD_SECTOR);
-	r = vd_mbr_validate(m, err);
-	if (r < 0)
-		return vd_prefix_error(err, "%s", vd_path(img));
-	r = vd_read(img, 0, s0, sizeof(s0), err);
+	/* boot code already there is kept unless new code is given */
+	r = vd_read(img, 0, old, sizeof(old), err);
 	if (r < 0)
 		return r;
-	if (bootcode)
-		memcpy(s0, bootcode, MBR_ID_OFF);
-	memset(s0 + MBR_ID_OFF, 0, 512 - MBR_ID_OFF);
-	le32enc(s0 + MBR_ID_OFF, m->disk_id);
-	for (unsigned i = 0; i < m->nparts; i++) {
-		const struct vd_mbr_part *p = &m->part[i];
-		if (p->number > 4) {
-			if (first_logical == m->nparts)
-				first_logical = i;
-			continue;
-		}
-		entry_enc(s0 + MBR_TABLE_OFF + (p->number - 1) * MBR_ENTRY_SIZE, p, p->start,
-			  p->size, p->type, p->start, heads, sectors);
-		if (vd_mbr_is_extended(p->type))
-			ext = p;
+	sec = vd_malloc(VD_MBR_MAX_SECTORS * sizeof(*sec), err);
+	if (!sec)
+		return -ENOMEM;
+	r = vd_mbr_encode(m, bootcode ? bootcode : old, heads, sectors, sec, &n, err);
+	if (r < 0) {
+		vd_prefix_error(err, "%s", vd_path(img));
+		goto out;
 	}
-	s0[MBR_SIG_OFF] = 0x55;
-	s0[MBR_SIG_OFF + 1] = 0xaa;
-
-	/* EBRs first: a crash before sector 0 is written leaves the old MBR */
-	if (ext) {
-		if (first_logical == m->nparts) {
-			memset(ebr, 0, sizeof(ebr));
-			ebr[MBR_SIG_OFF] = 0x55;
-			ebr[MBR_SIG_OFF + 1] = 0xaa;
-			r = vd_write(img, ext->start * VD_SECTOR, ebr, sizeof(ebr), err);
-			if (r < 0)
-				return r;
-		}
-		for (unsigned i = first_logical; i < m->nparts; i++) {
-			const struct vd_mbr_part *p = &m->part[i], *n = i + 1 < m->nparts ? &m->part[i + 1] : NULL;
-
-			memset(ebr, 0, sizeof(ebr));
-			entry_enc(ebr + MBR_TABLE_OFF, p, p->start - p->ebr, p->size, p->type,
-				  p->start, heads, sectors);
-			if (n) {
-				/* link: from the next EBR to the end of the next logical */
-				entry_enc(ebr + MBR_TABLE_OFF + MBR_ENTRY_SIZE, NULL, n->ebr - ext->start,
-					  pend(n) + 1 - n->ebr, 0x05, n->ebr, heads, sectors);
-			}
-			ebr[MBR_SIG_OFF] = 0x55;
-			ebr[MBR_SIG_OFF + 1] = 0xaa;
-			r = vd_write(img, p->ebr * VD_SECTOR, ebr, sizeof(ebr), err);
-			if (r < 0)
-				return r;
-		}
+	/* EBRs first (sec[0] is sector 0): a crash before sector 0 is
+	 * written leaves the old MBR */
+	for (unsigned i = 1; i < n && r == 0; i++)
+		r = vd_write(img, sec[i].lba * VD_SECTOR, sec[i].data, VD_SECTOR, err);
+	if (r == 0 && n > 1)
 		r = vd_flush(img, err);
-		if (r < 0)
-			return r;
-	}
-	r = vd_write(img, 0, s0, sizeof(s0), err);
-	if (r < 0)
-		return r;
-	return vd_flush(img, err);
+	if (r == 0)
+		r = vd_write(img, 0, sec[0].data, VD_SECTOR, err);
+	if (r == 0)
+		r = vd_flush(img, err);
+out:
+	free(sec);
+	return r;
 }
 
 /* ---- sfdisk scripts ---- */
