@@ -40,6 +40,9 @@ enum {
 	VD_OPEN_RDWR = 1u << 0,          /* open for writing */
 	VD_OPEN_CHECK = 1u << 1,         /* lenient: open damaged metadata so check can report it */
 	VD_OPEN_ALLOW_DEVICES = 1u << 2, /* allow block devices as image files */
+	/* never flush to stable storage (qemu-img's cache=unsafe): faster,
+	 * but a crash of the host may lose what was written */
+	VD_OPEN_NO_SYNC = 1u << 3,
 };
 
 /* Open PATH. FORMAT NULL probes the contents (raw scores lowest). */
@@ -176,6 +179,10 @@ struct vd_convert_opts {
 	bool existing_target;      /* -n: write into an existing image */
 	bool target_is_zero;       /* with -n: target already reads as zeros */
 	bool force;                /* replace an existing destination */
+	/* a new destination: do not flush it to disk before the rename (as
+	 * qemu-img convert, whose default cache mode is unsafe); a crash of
+	 * the host soon after may leave a damaged image under DST */
+	bool no_sync;
 	unsigned create_flags;     /* VD_CREATE_* */
 	unsigned src_open_flags;   /* extra VD_OPEN_* for the source */
 	vd_progress_fn progress;

@@ -12,8 +12,9 @@
 
 static const char usage[] =
 	"Usage: vdisk convert [-f FMT] -O FMT [-o OPTS] [-p|-q] [-S BYTES] [--force]\n"
-	"                     [--deterministic] [--allow-devices] SRC DST\n"
-	"       vdisk convert [-f FMT] [-O FMT] -n [--target-is-zero] [-p|-q] SRC DST\n"
+	"                     [--deterministic] [--allow-devices] [--no-sync] SRC DST\n"
+	"       vdisk convert [-f FMT] [-O FMT] -n [--target-is-zero] [--no-sync] [-p|-q]\n"
+	"                     SRC DST\n"
 	"       vdisk convert [-f FMT] [--direct] [--verify] [--target-is-zero]\n"
 	"                     [--rawvmdk OUT.vmdk] [--owner USER[:GROUP]] [-p|-q]\n"
 	"                     SRC {DEVICE | --lv VG/NAME}\n"
@@ -44,6 +45,9 @@ static const char usage[] =
 	"      --target-is-zero     with -n or a device: DST already reads as zeros\n"
 	"      --force              replace an existing DST\n"
 	"      --deterministic      fixed UUIDs, for reproducible images\n"
+	"      --no-sync            do not flush DST to disk before renaming it into\n"
+	"                           place (like qemu-img convert's default cache=unsafe):\n"
+	"                           faster; a host crash soon after may damage DST\n"
 	"      --allow-devices      allow block devices as SRC or (with -n) DST\n"
 	"      --direct             device DST: bypass the page cache (O_DIRECT)\n"
 	"      --verify             device DST: read it back and compare with SRC\n"
@@ -176,6 +180,7 @@ int cmd_convert(int argc, char **argv)
 		{ "lv", required_argument, NULL, 1002 },
 		{ "rawvmdk", required_argument, NULL, 1003 },
 		{ "owner", required_argument, NULL, 1004 },
+		{ "no-sync", no_argument, NULL, 1005 },
 		{ 0 },
 	};
 	struct vd_convert_opts o = { 0 };
@@ -216,6 +221,7 @@ int cmd_convert(int argc, char **argv)
 				return 1;
 			owner = optarg;
 			break;
+		case 1005: o.no_sync = true; break;
 		default: cli_usage(stderr, usage); return 1;
 		}
 	}
@@ -233,6 +239,10 @@ int cmd_convert(int argc, char **argv)
 		o.src_open_flags |= VD_OPEN_ALLOW_DEVICES;
 	}
 	to_device = lv || (stat(dst, &st) == 0 && S_ISBLK(st.st_mode));
+	if (to_device && o.no_sync) {
+		cli_err("convert", "--no-sync applies to image files; a copy to a block device always ends with fsync");
+		return 1;
+	}
 	if (to_device)
 		return convert_to_device(src, dst, lv, rawvmdk, owner, &o, &dev, pflag, quiet);
 	if (dev.direct || dev.verify || rawvmdk || owner) {

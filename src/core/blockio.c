@@ -96,6 +96,8 @@ int vd_open_host(struct vd_image **out, struct vd_host *h, const char *format,
 	img->drv = drv;
 	img->host = h;
 	img->flags = flags;
+	if (flags & VD_OPEN_NO_SYNC)
+		h->no_sync = true;
 	img->writable = (flags & VD_OPEN_RDWR) != 0;
 	img->align = 1;
 	r = drv->open(img, err);

@@ -74,11 +74,12 @@ static void fsync_path(const char *path, int flags)
 }
 
 static int move_into_place(const char *tmp, const char *final, bool force,
-			   struct vd_error *err)
+			   bool no_sync, struct vd_error *err)
 {
 	int r;
 
-	fsync_path(tmp, O_RDONLY);
+	if (!no_sync)
+		fsync_path(tmp, O_RDONLY);
 	if (force)
 		r = rename(tmp, final);
 	else
@@ -110,7 +111,7 @@ int vd_tmp_add(struct vd_tmp *t, const char *final, struct vd_host **h,
 	t->extra_final[t->nextra] = one.final;
 	t->extra_tmp[t->nextra] = one.tmp;
 	t->nextra++;
-	return vd_host_open_file(h, one.tmp, VD_HOST_RDWR, err);
+	return vd_host_open_file(h, one.tmp, VD_HOST_RDWR | (t->no_sync ? VD_HOST_NO_SYNC : 0), err);
 }
 
 static void free_extras(struct vd_tmp *t, bool unlink_tmp)
@@ -138,7 +139,7 @@ static int rewrite_names(struct vd_tmp *t, struct vd_error *err)
 	FILE *f;
 	int r;
 
-	r = vd_host_open_file(&h, t->tmp, VD_HOST_RDWR, err);
+	r = vd_host_open_file(&h, t->tmp, VD_HOST_RDWR | (t->no_sync ? VD_HOST_NO_SYNC : 0), err);
 	if (r < 0)
 		return r;
 	r = vd_host_size(h, &size, err);
@@ -200,7 +201,7 @@ int vd_tmp_commit(struct vd_tmp *t, bool force, struct vd_error *err)
 
 	/* extents first: the main file (descriptor) names them */
 	for (unsigned i = 0; i < t->nextra; i++) {
-		r = move_into_place(t->extra_tmp[i], t->extra_final[i], force, err);
+		r = move_into_place(t->extra_tmp[i], t->extra_final[i], force, t->no_sync, err);
 		if (r < 0) {
 			vd_tmp_abort(t);
 			return r;
@@ -209,12 +210,12 @@ int vd_tmp_commit(struct vd_tmp *t, bool force, struct vd_error *err)
 		t->extra_tmp[i] = NULL;
 	}
 	free_extras(t, false);
-	r = move_into_place(t->tmp, t->final, force, err);
+	r = move_into_place(t->tmp, t->final, force, t->no_sync, err);
 	if (r < 0) {
 		vd_tmp_abort(t);
 		return r;
 	}
-	dup = strdup(t->final);
+	dup = t->no_sync ? NULL : strdup(t->final);
 	if (dup) {
 		fsync_path(dirname(dup), O_RDONLY | O_DIRECTORY);
 		free(dup);

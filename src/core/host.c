@@ -86,7 +86,7 @@ static ssize_t file_pwrite(struct vd_host *h, const void *buf, size_t len, uint6
 	n = pwrite(h->fd, buf, len, (off_t)off);
 	if (n < 0)
 		return -errno;
-	if (h->stream_writeback && !h->is_blockdev) {
+	if (h->stream_writeback && !h->no_sync && !h->is_blockdev) {
 		h->unsynced += (uint64_t)n;
 		if (h->unsynced >= VD_WRITEBACK_STEP) {
 			/* asynchronous: only starts writeback of dirty pages */
@@ -271,6 +271,7 @@ int vd_host_open_file(struct vd_host **out, const char *path, unsigned flags,
 	h->is_blockdev = S_ISBLK(st.st_mode);
 	h->writable = (oflags & O_ACCMODE) == O_RDWR;
 	h->direct = (oflags & O_DIRECT) != 0;
+	h->no_sync = (flags & VD_HOST_NO_SYNC) != 0;
 	h->sector_size = 512;
 	if (h->is_blockdev) {
 		int ss = 0;
@@ -363,7 +364,7 @@ int vd_host_flush(struct vd_host *h, struct vd_error *err)
 {
 	int r;
 
-	if (!h->writable || !h->ops->flush)
+	if (!h->writable || !h->ops->flush || h->no_sync)
 		return 0;
 	r = h->ops->flush(h);
 	if (r < 0)

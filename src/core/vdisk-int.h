@@ -139,6 +139,8 @@ struct vd_host {
 	 * the final flush has little left to wait for. */
 	bool stream_writeback;
 	uint64_t unsynced;
+	/* VD_OPEN_NO_SYNC: flushes are no-ops, no writeback is started */
+	bool no_sync;
 	/* Block devices: logical sector size (BLKSSZGET), O_DIRECT in use
 	 * (transfers must be sector-aligned; misaligned buffers are bounced),
 	 * and how vd_host_write_zeroes zeroed: without writing (discard that
@@ -155,6 +157,7 @@ enum {
 	VD_HOST_ALLOW_DEV = 1u << 2,
 	VD_HOST_EXCL = 1u << 3,    /* block devices: O_EXCL (EBUSY when mounted or in use) */
 	VD_HOST_DIRECT = 1u << 4,  /* O_DIRECT */
+	VD_HOST_NO_SYNC = 1u << 5, /* see vd_host.no_sync */
 };
 
 int vd_host_open_file(struct vd_host **out, const char *path, unsigned flags,
@@ -292,6 +295,8 @@ struct vd_tmp {
 	/* the main file is a text descriptor naming the extra files by their
 	 * temporary names: at commit, rename the references too */
 	bool rewrite_names;
+	/* commit without fsync of the files and the directory */
+	bool no_sync;
 };
 
 /* Refuse an existing FINAL unless FORCE; create an empty temp file beside it. */

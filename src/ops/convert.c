@@ -422,6 +422,7 @@ int vd_convert(const char *src_path, const char *dst_path,
 	struct vd_host *h = NULL;
 	struct vd_tmp tmp = { 0 };
 	bool target_zero;
+	unsigned nosync = o->no_sync ? VD_OPEN_NO_SYNC : 0;
 	int r, r2;
 
 	if (!o->dst_format && !o->existing_target)
@@ -431,7 +432,7 @@ int vd_convert(const char *src_path, const char *dst_path,
 		return r;
 
 	if (o->existing_target) {
-		r = vd_open(&dst, dst_path, o->dst_format, VD_OPEN_RDWR | o->src_open_flags, err);
+		r = vd_open(&dst, dst_path, o->dst_format, VD_OPEN_RDWR | o->src_open_flags | nosync, err);
 		if (r < 0)
 			goto out;
 		if (same_file(src->host, dst->host)) {
@@ -451,7 +452,8 @@ int vd_convert(const char *src_path, const char *dst_path,
 		r = vd_tmp_begin(&tmp, dst_path, o->force, err);
 		if (r < 0)
 			goto out;
-		r = vd_host_open_file(&h, tmp.tmp, VD_HOST_RDWR, err);
+		tmp.no_sync = o->no_sync;
+		r = vd_host_open_file(&h, tmp.tmp, VD_HOST_RDWR | (o->no_sync ? VD_HOST_NO_SYNC : 0), err);
 		if (r < 0)
 			goto out;
 		{
@@ -475,7 +477,7 @@ int vd_convert(const char *src_path, const char *dst_path,
 			vd_host_close(h);
 			goto out;
 		}
-		r = vd_open_host(&dst, h, o->dst_format, VD_OPEN_RDWR, err);
+		r = vd_open_host(&dst, h, o->dst_format, VD_OPEN_RDWR | nosync, err);
 		if (r < 0)
 			goto out;
 		target_zero = dst->drv->zero_init;
