@@ -56,6 +56,7 @@ int vd_fs_recognise(struct vd_image *img, uint64_t off, uint64_t len,
 
 extern const struct vd_fs_walker vd_fs_ext;
 extern const struct vd_fs_walker vd_fs_fat;
+extern const struct vd_fs_walker vd_fs_xfs;
 extern const struct vd_fs_walker vd_fs_swap;
 
 #endif
