@@ -300,10 +300,29 @@ for i in $(seq 0 4 319); do zero_mib "$T/k.raw" "$i" 1; done
 "$VDISK" convert -O vdi -S 0 "$T/k.raw" "$K"
 rm -f "$T/k.raw"
 ksum=$(sha1_of "$K")
+cp "$K" "$T/k0.vdi" # pristine copy: every attempt starts from it
 tmp_size() { local f; f=$(tmp_files "$T"); [ -n "$f" ] && stat -c %s $f 2>/dev/null | head -1 || echo -1; }
+# after_stop WHAT RC: the image is either the original, byte for byte (the
+# run stopped before its rename), or the complete compacted image (the
+# signal came after the rename, or the run finished first); returns 0 for
+# "original"
+after_stop() {
+	if [ "$(sha1_of "$K")" = "$ksum" ]; then
+		assert_rc "$1: original byte for byte intact, vdisk check" 0 "$VDISK" check "$K"
+		assert_rc "$1: qemu-img check" 0 qemu-img check "$K"
+		return 0
+	fi
+	echo "note: $1 came after the rename (rc $2): the image must be the compacted one"
+	assert_rc "$1 after the rename: vdisk check" 0 "$VDISK" check "$K"
+	assert_rc "$1 after the rename: same guest contents" 0 qemu-img compare -q "$T/k0.vdi" "$K"
+	[ "$(stat -c %s "$K")" -lt "$(stat -c %s "$T/k0.vdi")" ] && pass "$1 after the rename: smaller" ||
+		fail "$1: neither the original nor a compacted image"
+	return 1
+}
 landed=0
 # moments: right away, once the temporary file exists, at 1/3 and 2/3 of its size
 for moment in start created $((2 * MiB + 80 * MiB)) $((2 * MiB + 160 * MiB)); do
+	cp "$T/k0.vdi" "$K"
 	"$VDISK" compact -q "$K" >/dev/null 2>&1 &
 	pid=$!
 	case $moment in
@@ -313,33 +332,30 @@ for moment in start created $((2 * MiB + 80 * MiB)) $((2 * MiB + 160 * MiB)); do
 	esac
 	kill -KILL "$pid" 2>/dev/null
 	rc=0; wait "$pid" || rc=$?
-	if [ "$rc" = 137 ]; then
+	if after_stop "SIGKILL at $moment" "$rc" && [ "$rc" = 137 ]; then
 		landed=$((landed + 1))
-		assert_eq "SIGKILL at $moment: original byte for byte intact" "$ksum" "$(sha1_of "$K")"
-		assert_rc "SIGKILL at $moment: vdisk check" 0 "$VDISK" check "$K"
-		assert_rc "SIGKILL at $moment: qemu-img check" 0 qemu-img check "$K"
-	else
-		# finished before the kill: then it must be the compacted image
-		assert_rc "finished before SIGKILL at $moment: check" 0 "$VDISK" check "$K"
-		echo "note: compact finished before the kill at $moment (rc $rc)"
-		"$VDISK" convert -n -S 0 "$T/z.raw" "$K" >/dev/null 2>&1 || true
-		break
 	fi
 	# SIGKILL cannot clean up: the stale temporary file is all that is left
 	rm -f $(tmp_files "$T")
 done
-[ "$landed" -ge 3 ] && pass "SIGKILL landed mid-way $landed times" || fail "SIGKILL landed only $landed times"
+[ "$landed" -ge 2 ] && pass "SIGKILL landed before the rename $landed times" || fail "SIGKILL landed before the rename only $landed times"
 for sig in TERM INT; do
+	cp "$T/k0.vdi" "$K"
 	"$VDISK" compact -q "$K" >/dev/null 2>"$T/sig.err" &
 	pid=$!
 	for _ in $(seq 5000); do [ "$(tmp_size)" -ge $((2 * MiB + 40 * MiB)) ] && break; sleep 0.001; done
 	kill -"$sig" "$pid"
 	rc=0; wait "$pid" || rc=$?
 	want=$([ $sig = TERM ] && echo 143 || echo 130)
-	assert_eq "SIG$sig: exit status" "$want" "$rc"
 	assert_eq "SIG$sig: no temporary file left" "" "$(tmp_files "$T")"
-	assert_eq "SIG$sig: original intact" "$ksum" "$(sha1_of "$K")"
+	# a signal after the rename finds the work done (exit 0)
+	if after_stop "SIG$sig" "$rc"; then
+		assert_eq "SIG$sig: exit status" "$want" "$rc"
+	else
+		assert_eq "SIG$sig after the rename: exit status" 0 "$rc"
+	fi
 done
+cp "$T/k0.vdi" "$K"
 assert_rc "after the kills: compact completes" 0 "$VDISK" compact --output=json "$K"
 assert_eq "after the kills: 80 zero blocks dropped" 80 "$(jq .blocks_zero "$T/.out")"
 assert_rc "after the kills: qemu-img check" 0 qemu-img check "$K"
