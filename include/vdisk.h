@@ -460,8 +460,10 @@ int vd_rawvmdk(const char *dev, const char *out, const struct vd_rawvmdk_opts *o
 /* The free space of the filesystem in [PART_OFF, PART_OFF+PART_LEN) of the
  * guest disk, read from the filesystem's own allocation maps through
  * vd_read (never mounted): ext2/3/4 (block bitmaps; 32- and 64-bit group
- * descriptors, flex_bg, BLOCK_UNINIT, sparse_super), FAT12/16/32 (the first
- * FAT), Linux swap (everything after the header page).  PART_LEN 0 means
+ * descriptors, flex_bg, BLOCK_UNINIT, sparse_super), XFS v4/v5 (the
+ * by-block-number free-space btree of every allocation group; AGFL blocks
+ * count as used), FAT12/16/32 (the first FAT), Linux swap (everything
+ * after the header page).  PART_LEN 0 means
  * to the end of the disk.
  *
  * CB gets the free ranges as absolute guest byte offsets, in increasing
@@ -475,6 +477,7 @@ int vd_rawvmdk(const char *dev, const char *out, const struct vd_rawvmdk_opts *o
  * Returns 0, the callback's non-zero value, or -errno: -ENOTSUP (message
  * says what was found) for content no walker knows; -EUCLEAN for an ext
  * filesystem that needs journal recovery or is marked as having errors,
+ * or an XFS whose log is not provably clean (or marked NEEDSREPAIR),
  * unless FLAGS has VD_FS_FORCE; -EINVAL for metadata that fails validation
  * (the message names the field). */
 enum {
@@ -482,7 +485,7 @@ enum {
 };
 
 struct vd_fs_info {
-	char type[16];        /* "ext2", "ext3", "ext4", "fat12", "fat16", "fat32", "swap" */
+	char type[16];        /* "ext2", "ext3", "ext4", "xfs", "fat12", "fat16", "fat32", "swap" */
 	char label[64];       /* "" if none */
 	char uuid[40];        /* "" if none; FAT: the volume id "ABCD-1234" */
 	uint32_t block_size;  /* allocation unit: ext block, FAT cluster, swap page */
