@@ -255,7 +255,7 @@ struct vd_rewrite_result {
 	uint64_t space_needed;      /* what the new file(s) needed */
 	uint64_t space_available;   /* free space seen before starting */
 	unsigned files;             /* files rewritten (split VMDK: extents + 1) */
-	char note[256];             /* why nothing was done, fs-aware notes, ... */
+	char note[640];             /* why nothing was done, fs-aware notes, ... */
 };
 
 int vd_compact(const char *path, const struct vd_rewrite_opts *opts,
@@ -522,15 +522,15 @@ void vd_guard_release(struct vd_guard *g);
  *   - anything else stored (partly free blocks, fixed VDI, flat VMDK): read,
  *     and zeros written only where the data is not already zero (never
  *     unmapped, so preallocated images stay allocated).
- * PART 0 walks the whole disk if it holds a filesystem, else every MBR
- * partition (content no walker knows is reported with status -ENOTSUP and
- * left alone).  Takes the in-use guard for the whole run.  A discarded VDI
+ * PART 0 walks the whole disk if it holds a filesystem, else every
+ * partition of the MBR or GPT (vd_ptable_read; content no walker knows is
+ * reported with status -ENOTSUP and left alone).  Takes the in-use guard for the whole run.  A discarded VDI
  * block leaves its slot leaked (vdisk check exit 3) until compact or
  * check -r reclaims it. */
 struct vd_zerofree_part;
 struct vd_zerofree_opts {
 	const char *format;          /* NULL: probe */
-	unsigned part;               /* MBR partition number, 0: see above */
+	unsigned part;               /* MBR or GPT partition number, 0: see above */
 	bool dry_run;                /* count only: nothing is written */
 	bool force;                  /* VD_FS_FORCE for the walkers */
 	vd_progress_fn progress;     /* bytes of the walked partitions */
@@ -546,9 +546,10 @@ struct vd_zerofree_opts {
 };
 
 struct vd_zerofree_part {
-	unsigned number;             /* MBR partition number, 0: whole disk */
+	unsigned number;             /* MBR or GPT partition number, 0: whole disk */
 	uint64_t offset, length;     /* bytes */
-	uint8_t mbr_type;            /* 0 for the whole disk */
+	uint8_t mbr_type;            /* 0 for the whole disk and GPT partitions */
+	char type_guid[37];          /* GPT partition type, "" otherwise */
 	int status;                  /* 0, or -ENOTSUP: left alone (see note) */
 	char note[256];              /* why it was left alone */
 	struct vd_fs_info fs;
@@ -573,6 +574,8 @@ struct vd_zerofree_result {
 	 * map again and other tools (qemu-img check) accept the image. */
 	uint64_t file_size_before, file_size_after;
 	unsigned slots_moved;
+	char table_note[320];        /* the partition table: why the backup GPT
+				      * was used (vd_ptable.note), "" if not */
 };
 
 int vd_zerofree(const char *path, const struct vd_zerofree_opts *opts,
@@ -643,6 +646,66 @@ static inline bool vd_mbr_is_extended(uint8_t type)
  * partition table (no 55 AA signature, or status bytes other than 0x00 and
  * 0x80, as in a FAT boot sector); -EINVAL for a broken EBR chain. */
 int vd_mbr_read(struct vd_image *img, struct vd_mbr *mbr, struct vd_error *err);
+
+/* ---- partition tables for reading: MBR (dos) or GPT ------------------- */
+
+/* Linux addresses at most 256 partitions per disk; a GPT with more entries
+ * in use is refused. */
+#define VD_PTABLE_MAX_PARTS 256
+
+struct vd_ptable_part {
+	unsigned number;          /* dos: 1..4 primary, 5.. logical; gpt: entry index + 1 */
+	uint64_t start, size;     /* sectors, absolute */
+	/* dos */
+	uint8_t mbr_type;
+	bool extended;            /* an extended partition (holds the logicals) */
+	bool bootable;
+	/* gpt: GUIDs lower case (as libblkid prints them; sfdisk prints them
+	 * upper case) */
+	char type_guid[37];
+	char uuid[37];            /* unique partition GUID */
+	char name[112];           /* UTF-16LE name as UTF-8, "" if none */
+	uint64_t attrs;
+};
+
+struct vd_ptable {
+	char label[4];            /* "dos" or "gpt" */
+	uint32_t disk_id;         /* dos */
+	char disk_guid[37];       /* gpt */
+	uint64_t disk_sectors;
+	uint64_t first_lba, last_lba; /* gpt: usable range */
+	uint64_t header_lba;      /* gpt: the header used (1, or the backup's) */
+	unsigned nentries;        /* gpt: entries in the array */
+	bool backup_used;         /* gpt: the primary header or entries are damaged */
+	char note[320];           /* why the backup is used, "" otherwise */
+	unsigned nparts;          /* dos: as vd_mbr_read; gpt: in entry order */
+	struct vd_ptable_part part[VD_PTABLE_MAX_PARTS];
+};
+
+/* Read the partition table of IMG (512-byte sectors).  When sector 0 is a
+ * protective or hybrid MBR (an entry of type 0xee), the GPT: the primary
+ * header at LBA 1 and its entries, or, when they fail validation, the
+ * backup header (the primary's alternate LBA, else the last sector) and
+ * its entries, with PT->note saying why.  Every field is checked before
+ * use (signature, revision, header size and CRC, LBAs, entry size and
+ * count, entries array inside the disk and off the usable range, at most
+ * 1 MiB, its CRC; each partition first <= last inside the usable range,
+ * no overlaps).  Otherwise the MBR, as vd_mbr_read.  -ENOENT when there
+ * is no partition table; -EINVAL (the message names the field and value)
+ * when both GPT copies fail validation, or for a broken EBR chain. */
+int vd_ptable_read(struct vd_image *img, struct vd_ptable *pt, struct vd_error *err);
+
+/* The partition numbered NUMBER, NULL if none. */
+const struct vd_ptable_part *vd_ptable_find(const struct vd_ptable *pt, unsigned number);
+
+/* Name of a GPT partition type GUID ("Linux filesystem", "EFI System"),
+ * "unknown" if none. */
+const char *vd_gpt_type_name(const char *type_guid);
+
+/* Decode a GPT partition name: NUNITS UTF-16LE code units up to the first
+ * NUL, as UTF-8 (unpaired surrogates become U+FFFD) into OUT (OUTLEN bytes,
+ * NUL-terminated, truncated at a character boundary). */
+void vd_gpt_name_decode(const uint8_t *utf16le, unsigned nunits, char *out, size_t outlen);
 
 /* Everything vd_mbr_write checks: numbering, types, bounds (inside the disk
  * and 32-bit LBA fields), overlaps, logicals and their EBRs inside the one
