@@ -605,7 +605,17 @@ static void test_xfs(void **state)
 		struct vd_fs_info info;
 		uint8_t *buf = make_xfs_buf(v5);
 		struct vd_image *img = xfs_image(buf);
+		const char *seeds = getenv("VDISK_FUZZ_SEEDS"); /* tests/fuzz/make-seeds-fs.sh */
 
+		if (seeds) {
+			char path[4096];
+			FILE *f;
+			snprintf(path, sizeof(path), "%s/xfs-v%d.img", seeds, v5 ? 5 : 4);
+			f = fopen(path, "wb");
+			assert_non_null(f);
+			assert_int_equal(fwrite(buf, 1, XSIZE, f), XSIZE);
+			fclose(f);
+		}
 		assert_ok(vd_fs_free_ranges(img, 0, 0, 0, collect, &r, &info, &err), &err);
 		assert_string_equal(info.type, "xfs");
 		assert_string_equal(info.label, "unitxfs");

@@ -1,0 +1,30 @@
+#!/bin/sh
+# Seeds for fuzz_fs: small filesystems (64 KiB) made by the real tools, and
+# the first 64 KiB of an XFS (the smallest XFS is 300 MiB): superblock,
+# AG headers and the first btree blocks.
+#   tests/fuzz/make-seeds-fs.sh DIR
+set -eu
+D=$1
+REPO=$(pwd)
+mkdir -p "$D"
+cd "$D"
+t=$(mktemp -d)
+trap 'rm -rf "$t"' EXIT
+truncate -s 64K ext2.img && mkfs.ext2 -q -F -N 16 ext2.img >/dev/null 2>&1 || rm -f ext2.img
+truncate -s 64K ext4.img && mkfs.ext4 -q -F -b 1024 -N 16 ext4.img >/dev/null 2>&1 || rm -f ext4.img
+rm -f fat12.img && mkfs.fat -C fat12.img 64 >/dev/null 2>&1 || rm -f fat12.img
+truncate -s 64K swap.img && mkswap swap.img >/dev/null 2>&1 || rm -f swap.img
+truncate -s 300M "$t/x" && mkfs.xfs -q "$t/x" 2>/dev/null && head -c 65536 "$t/x" >xfs-head.img || true
+# an MBR disk with the ext2 image in partition 1 at sector 8
+if [ -f ext2.img ]; then
+	truncate -s 68K mbr-ext2.img
+	printf 'label: dos\nstart=8, type=83\n' | sfdisk -q mbr-ext2.img >/dev/null 2>&1 &&
+		dd if=ext2.img of=mbr-ext2.img bs=512 seek=8 conv=notrunc status=none || rm -f mbr-ext2.img
+fi
+# the unit tests' hand-built XFS (v4, v5: two AGs, a two-level btree, a
+# clean log; 256 KiB, so run with -max_len=270000)
+# (run from the top of the tree after make unit-tests)
+if [ -x "$REPO/build/tests/test_fs" ]; then
+	VDISK_FUZZ_SEEDS=$PWD "$REPO/build/tests/test_fs" >/dev/null 2>&1 || true
+fi
+ls -la
