@@ -15,7 +15,7 @@ static const char usage[] =
 	"Usage: vdisk info [-f FMT] [--output=human|json] IMAGE\n"
 	"\n"
 	"Show the format, subformat, virtual size, file size, allocated bytes,\n"
-	"block size, UUIDs, header version and geometry of IMAGE, its MBR\n"
+	"block size, UUIDs, header version and geometry of IMAGE, its MBR or GPT\n"
 	"partitions and the filesystem or other content libblkid finds in each\n"
 	"partition (or on the whole disk when it has no partition table).\n"
 	"\n"
@@ -28,9 +28,9 @@ static const char usage[] =
 
 struct layout {
 	bool has_table;
-	struct vd_mbr mbr;
-	bool probed[VD_MBR_MAX_PARTS];
-	struct vd_content part[VD_MBR_MAX_PARTS];
+	struct vd_ptable pt;
+	bool probed[VD_PTABLE_MAX_PARTS];
+	struct vd_content part[VD_PTABLE_MAX_PARTS];
 	struct vd_content disk; /* whole disk, when there is no table */
 };
 
@@ -38,11 +38,13 @@ static void probe_layout(struct vd_image *img, struct layout *l)
 {
 	struct vd_error err = { 0 };
 
-	if (vd_mbr_read(img, &l->mbr, &err) == 0) {
+	if (vd_ptable_read(img, &l->pt, &err) == 0) {
 		l->has_table = true;
-		for (unsigned i = 0; i < l->mbr.nparts; i++) {
-			const struct vd_mbr_part *p = &l->mbr.part[i];
-			if (vd_mbr_is_extended(p->type) || (p->start + p->size) * 512 > vd_size(img))
+		if (l->pt.note[0])
+			cli_err("info", "warning: %s", l->pt.note);
+		for (unsigned i = 0; i < l->pt.nparts; i++) {
+			const struct vd_ptable_part *p = &l->pt.part[i];
+			if (p->extended || (p->start + p->size) * 512 > vd_size(img))
 				continue;
 			vd_error_clear(&err);
 			if (vd_probe_content(img, p->start * 512, p->size * 512, &l->part[i], &err) < 0)
@@ -84,18 +86,34 @@ static void layout_human(const struct layout *l)
 			content_human("", &l->disk);
 		return;
 	}
-	printf("partition table: dos, disk identifier 0x%08" PRIx32 "\n", l->mbr.disk_id);
-	if (!l->mbr.nparts)
+	if (!strcmp(l->pt.label, "gpt"))
+		printf("partition table: gpt, disk identifier %s\n", l->pt.disk_guid);
+	else
+		printf("partition table: dos, disk identifier 0x%08" PRIx32 "\n", l->pt.disk_id);
+	if (!l->pt.nparts)
 		printf("partitions: none\n");
 	else
 		printf("partitions:\n");
-	for (unsigned i = 0; i < l->mbr.nparts; i++) {
-		const struct vd_mbr_part *p = &l->mbr.part[i];
-		printf("    %u: %s, start %" PRIu64 ", %" PRIu64 " sectors, %s at offset %" PRIu64
-		       ", type %02x (%s)%s\n",
-		       p->number, p->number > 4 ? "logical" : vd_mbr_is_extended(p->type) ? "extended" : "primary",
-		       p->start, p->size, cli_human(p->size * 512, a, sizeof(a)), p->start * 512, p->type,
-		       vd_mbr_type_name(p->type), p->bootable ? ", bootable" : "");
+	for (unsigned i = 0; i < l->pt.nparts; i++) {
+		const struct vd_ptable_part *p = &l->pt.part[i];
+		if (p->type_guid[0]) {
+			printf("    %u: start %" PRIu64 ", %" PRIu64 " sectors, %s at offset %" PRIu64
+			       ", type %s (%s)",
+			       p->number, p->start, p->size, cli_human(p->size * 512, a, sizeof(a)), p->start * 512,
+			       p->type_guid, vd_gpt_type_name(p->type_guid));
+			if (p->name[0])
+				printf(", name \"%s\"", p->name);
+			printf(", uuid %s", p->uuid);
+			if (p->attrs)
+				printf(", attributes 0x%016" PRIx64, p->attrs);
+			printf("\n");
+		} else {
+			printf("    %u: %s, start %" PRIu64 ", %" PRIu64 " sectors, %s at offset %" PRIu64
+			       ", type %02x (%s)%s\n",
+			       p->number, p->number > 4 ? "logical" : p->extended ? "extended" : "primary",
+			       p->start, p->size, cli_human(p->size * 512, a, sizeof(a)), p->start * 512, p->mbr_type,
+			       vd_mbr_type_name(p->mbr_type), p->bootable ? ", bootable" : "");
+		}
 		if (l->probed[i]) {
 			if (l->part[i].type[0])
 				content_human("        ", &l->part[i]);
@@ -121,7 +139,7 @@ static void content_json(const struct vd_content *c)
 }
 
 /* Extra keys, only where there is something: "partition-table" and
- * "partitions" for a disk with an MBR, "content" for a disk without one
+ * "partitions" for a disk with an MBR or GPT, "content" for a disk without one
  * on which libblkid recognised something. */
 static void layout_json(const struct layout *l)
 {
@@ -132,22 +150,34 @@ static void layout_json(const struct layout *l)
 		}
 		return;
 	}
-	printf(",\n    \"partition-table\": {\"type\": \"dos\", \"id\": \"0x%08" PRIx32 "\"}",
-	       l->mbr.disk_id);
+	if (!strcmp(l->pt.label, "gpt"))
+		printf(",\n    \"partition-table\": {\"type\": \"gpt\", \"id\": \"%s\", \"first-lba\": %" PRIu64
+		       ", \"last-lba\": %" PRIu64 ", \"header-lba\": %" PRIu64 "}",
+		       l->pt.disk_guid, l->pt.first_lba, l->pt.last_lba, l->pt.header_lba);
+	else
+		printf(",\n    \"partition-table\": {\"type\": \"dos\", \"id\": \"0x%08" PRIx32 "\"}",
+		       l->pt.disk_id);
 	printf(",\n    \"partitions\": [");
-	for (unsigned i = 0; i < l->mbr.nparts; i++) {
-		const struct vd_mbr_part *p = &l->mbr.part[i];
+	for (unsigned i = 0; i < l->pt.nparts; i++) {
+		const struct vd_ptable_part *p = &l->pt.part[i];
 		printf("%s\n        {\"number\": %u, \"start\": %" PRIu64 ", \"size\": %" PRIu64
-		       ", \"offset\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"type\": \"%x\", \"bootable\": %s, \"content\": ",
-		       i ? "," : "", p->number, p->start, p->size, p->start * 512, p->size * 512, p->type,
-		       p->bootable ? "true" : "false");
+		       ", \"offset\": %" PRIu64 ", \"bytes\": %" PRIu64,
+		       i ? "," : "", p->number, p->start, p->size, p->start * 512, p->size * 512);
+		if (p->type_guid[0]) {
+			printf(", \"type\": \"%s\", \"uuid\": \"%s\", \"name\": ", p->type_guid, p->uuid);
+			json_str(stdout, p->name);
+			printf(", \"attrs\": \"0x%016" PRIx64 "\", \"content\": ", p->attrs);
+		} else {
+			printf(", \"type\": \"%x\", \"bootable\": %s, \"content\": ", p->mbr_type,
+			       p->bootable ? "true" : "false");
+		}
 		if (l->probed[i] && l->part[i].type[0])
 			content_json(&l->part[i]);
 		else
 			printf("null");
 		printf("}");
 	}
-	printf("%s]", l->mbr.nparts ? "\n    " : "");
+	printf("%s]", l->pt.nparts ? "\n    " : "");
 }
 
 static void print_human(const char *path, const struct vd_info *in, const struct layout *l)

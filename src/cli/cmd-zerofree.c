@@ -22,14 +22,14 @@ static const char usage[] =
 	"sparse VMDK are released, holes are punched into a raw file; elsewhere\n"
 	"(partly free blocks, fixed VDI, flat VMDK) zeros are written only where\n"
 	"the data is not zero already.  The image never grows.  Without\n"
-	"--partition: the whole disk if it holds a filesystem, else every MBR\n"
-	"partition (others are reported and left alone).  Refuses an image that\n"
+	"--partition: the whole disk if it holds a filesystem, else every MBR or\n"
+	"GPT partition (others are reported and left alone).  Refuses an image that\n"
 	"is mounted or used by another vdisk process.  Released VDI blocks leave\n"
 	"slots that 'vdisk check' reports as leaked until 'vdisk compact' or\n"
 	"'vdisk check -r'; compact then shrinks the file.\n"
 	"\n"
 	"  -f, --format FMT     image format (default: probe)\n"
-	"      --partition N    only MBR partition N\n"
+	"      --partition N    only partition N (MBR or GPT)\n"
 	"  -n, --dry-run        report what would be done; change nothing\n"
 	"      --force          walk filesystems that need recovery or have errors\n"
 	"      --list           print each free range: free OFFSET LENGTH (bytes)\n"
@@ -94,7 +94,11 @@ static void report(void *ctx, const struct vd_zerofree_part *p)
 		o->n++;
 		return;
 	}
-	if (p->number)
+	if (p->number && p->type_guid[0])
+		printf("partition %u (type %s, %s at %" PRIu64 "): ", p->number,
+		       strcmp(vd_gpt_type_name(p->type_guid), "unknown") ? vd_gpt_type_name(p->type_guid) : p->type_guid,
+		       cli_human(p->length, a, sizeof(a)), p->offset);
+	else if (p->number)
 		printf("partition %u (type %02x, %s at %" PRIu64 "): ", p->number, p->mbr_type,
 		       cli_human(p->length, a, sizeof(a)), p->offset);
 	else
@@ -206,6 +210,8 @@ int cmd_zerofree(int argc, char **argv)
 		}
 		printf("\n}\n");
 	}
+	if (res.table_note[0])
+		cli_err("zerofree", "warning: %s", res.table_note);
 	if (r < 0)
 		return cli_fail("zerofree", &err, 1);
 	if (!o.json) {

@@ -394,37 +394,40 @@ static void note_add(struct rw *w, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Walk the filesystem of the whole disk, or of each MBR partition.
- * Unknown content is left alone (and said so in the note); a filesystem
- * that needs recovery or has errors stops the run. */
+/* Walk the filesystem of the whole disk, or of each partition of the MBR
+ * or GPT.  Unknown content is left alone (and said so in the note); a
+ * filesystem that needs recovery or has errors, or a partition table that
+ * fails validation, stops the run. */
 static int walk_fs(struct rw *w, struct vd_image *img, bool raw, struct vd_error *err)
 {
 	struct fsctx c = { .w = w, .img = img, .raw = raw, .err = err };
-	struct vd_mbr *mbr = vd_calloc(1, sizeof(*mbr), err);
+	struct vd_ptable *pt = vd_calloc(1, sizeof(*pt), err);
 	struct vd_error e2 = { 0 };
 	unsigned n = 0;
 	int r;
 
-	if (!mbr)
+	if (!pt)
 		return -ENOMEM;
-	r = vd_mbr_read(img, mbr, &e2);
+	r = vd_ptable_read(img, pt, &e2);
 	if (r == -ENOENT) {
-		mbr->nparts = 0;
+		pt->nparts = 0;
 	} else if (r < 0) {
 		*err = e2;
-		free(mbr);
+		free(pt);
 		return vd_prefix_error(err, "--fs-aware");
 	}
-	for (unsigned i = 0; i <= mbr->nparts; i++) {
+	if (pt->note[0])
+		note_add(w, "%s", pt->note);
+	for (unsigned i = 0; i <= pt->nparts; i++) {
 		struct vd_fs_info fi;
 		uint64_t off = 0, len = 0;
 		char name[24];
 
-		if (i == mbr->nparts && mbr->nparts)
+		if (i == pt->nparts && pt->nparts)
 			break;
-		if (mbr->nparts) {
-			const struct vd_mbr_part *p = &mbr->part[i];
-			if (vd_mbr_is_extended(p->type) || p->size == 0 ||
+		if (pt->nparts) {
+			const struct vd_ptable_part *p = &pt->part[i];
+			if (p->extended || p->size == 0 ||
 			    (p->start + p->size) * VD_SECTOR > vd_size(img))
 				continue;
 			off = p->start * VD_SECTOR;
@@ -442,13 +445,13 @@ static int walk_fs(struct rw *w, struct vd_image *img, bool raw, struct vd_error
 		if (r < 0) {
 			if (e2.code)
 				*err = e2;
-			free(mbr);
+			free(pt);
 			return vd_prefix_error(err, "--fs-aware: %s", name);
 		}
 		n++;
 		note_add(w, "%s: %s, %.1f MiB free", name, fi.type, fi.free_bytes / 1048576.0);
 	}
-	free(mbr);
+	free(pt);
 	if (n == 0)
 		note_add(w, "--fs-aware found no filesystem it can read: only zero blocks were dropped");
 	return 0;

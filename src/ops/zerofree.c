@@ -222,11 +222,12 @@ static int run(struct zf *z, struct vd_zerofree_result *res)
 {
 	struct vd_zerofree_part p;
 	struct vd_fs_info info;
-	struct vd_mbr *mbr;
+	struct vd_ptable *pt;
+	const char *tname;
 	int r;
 
-	mbr = vd_malloc(sizeof(*mbr), z->err);
-	if (!mbr)
+	pt = vd_malloc(sizeof(*pt), z->err);
+	if (!pt)
 		return -ENOMEM;
 	if (z->o->part == 0) {
 		/* a filesystem on the whole disk? */
@@ -241,43 +242,43 @@ static int run(struct zf *z, struct vd_zerofree_result *res)
 			goto out;
 		}
 	}
-	r = vd_mbr_read(z->img, mbr, z->err);
+	r = vd_ptable_read(z->img, pt, z->err);
 	if (r == -ENOENT && z->o->part == 0) {
 		r = vd_fs_free_ranges(z->img, 0, 0, 0, NULL, NULL, &info, z->err);
 		goto out; /* -ENOTSUP with the walker's message */
 	}
 	if (r < 0)
 		goto out;
+	snprintf(res->table_note, sizeof(res->table_note), "%s", pt->note);
+	tname = strcmp(pt->label, "gpt") ? "MBR" : "GPT";
 	z->prog_total = 0;
-	for (unsigned i = 0; i < mbr->nparts; i++)
-		if (!vd_mbr_is_extended(mbr->part[i].type) &&
-		    (z->o->part == 0 || mbr->part[i].number == z->o->part))
-			z->prog_total += mbr->part[i].size * VD_SECTOR;
+	for (unsigned i = 0; i < pt->nparts; i++)
+		if (!pt->part[i].extended && (z->o->part == 0 || pt->part[i].number == z->o->part))
+			z->prog_total += pt->part[i].size * VD_SECTOR;
 	if (z->o->part) {
-		unsigned i;
-		for (i = 0; i < mbr->nparts && mbr->part[i].number != z->o->part; i++)
-			;
-		if (i == mbr->nparts) {
-			r = vd_set_error(z->err, ENOENT, "%s: no partition %u in the MBR", vd_path(z->img), z->o->part);
+		const struct vd_ptable_part *sel = vd_ptable_find(pt, z->o->part);
+		if (!sel) {
+			r = vd_set_error(z->err, ENOENT, "%s: no partition %u in the %s", vd_path(z->img), z->o->part, tname);
 			goto out;
 		}
-		if (vd_mbr_is_extended(mbr->part[i].type)) {
+		if (sel->extended) {
 			r = vd_set_error(z->err, EINVAL, "%s: partition %u is an extended partition (type 0x%02x): name a logical one",
-					 vd_path(z->img), z->o->part, mbr->part[i].type);
+					 vd_path(z->img), z->o->part, sel->mbr_type);
 			goto out;
 		}
 	}
 	r = 0;
-	for (unsigned i = 0; i < mbr->nparts && r == 0; i++) {
-		const struct vd_mbr_part *mp = &mbr->part[i];
+	for (unsigned i = 0; i < pt->nparts && r == 0; i++) {
+		const struct vd_ptable_part *mp = &pt->part[i];
 
-		if (vd_mbr_is_extended(mp->type) || (z->o->part && mp->number != z->o->part))
+		if (mp->extended || (z->o->part && mp->number != z->o->part))
 			continue;
 		memset(&p, 0, sizeof(p));
 		p.number = mp->number;
 		p.offset = mp->start * VD_SECTOR;
 		p.length = mp->size * VD_SECTOR;
-		p.mbr_type = mp->type;
+		p.mbr_type = mp->mbr_type;
+		snprintf(p.type_guid, sizeof(p.type_guid), "%s", mp->type_guid);
 		if (p.offset > vd_size(z->img) || p.length > vd_size(z->img) - p.offset) {
 			r = vd_set_error(z->err, EINVAL, "%s: partition %u (sectors %" PRIu64 "+%" PRIu64 ") ends beyond the disk",
 					 vd_path(z->img), mp->number, mp->start, mp->size);
@@ -288,7 +289,7 @@ static int run(struct zf *z, struct vd_zerofree_result *res)
 			vd_prefix_error(z->err, "partition %u", mp->number);
 	}
 out:
-	free(mbr);
+	free(pt);
 	return r;
 }
 
