@@ -698,6 +698,15 @@ int vd_ptable_read(struct vd_image *img, struct vd_ptable *pt, struct vd_error *
 /* The partition numbered NUMBER, NULL if none. */
 const struct vd_ptable_part *vd_ptable_find(const struct vd_ptable *pt, unsigned number);
 
+/* GPT header signatures ("EFI PART") on IMG: bit 0 set for sector 1, bit 1
+ * for the last sector (the usual backup place); <0 on read errors.  An MBR
+ * written over a GPT disk must not leave them behind (tools would find two
+ * tables). */
+int vd_gpt_signatures(struct vd_image *img, struct vd_error *err);
+/* Erase the signatures vd_gpt_signatures finds (the 8 bytes, as wipefs
+ * does); the rest of the old GPT is left as unused data. */
+int vd_gpt_wipe(struct vd_image *img, struct vd_error *err);
+
 /* Name of a GPT partition type GUID ("Linux filesystem", "EFI System"),
  * "unknown" if none. */
 const char *vd_gpt_type_name(const char *type_guid);

@@ -34,6 +34,8 @@ static const char usage[] =
 	"      --output FMT     with no script: json prints it like sfdisk --json\n"
 	"  -f, --format FMT     image format (default: probe the contents)\n"
 	"      --allow-devices  allow a block device as IMAGE\n"
+	"      --wipe-gpt       IMAGE holds a GPT: replace it by the MBR and erase the\n"
+	"                       GPT header signatures (refused without this option)\n"
 	"  -h, --help           show this help\n";
 
 /* "disk.img" -> "disk.img1", "disk1" -> "disk1p1" (as sfdisk names them) */
@@ -210,6 +212,7 @@ int cmd_mbr(int argc, char **argv)
 		{ "output", required_argument, NULL, 'o' },
 		{ "format", required_argument, NULL, 'f' },
 		{ "allow-devices", no_argument, NULL, 'D' },
+		{ "wipe-gpt", no_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -221,7 +224,7 @@ int cmd_mbr(int argc, char **argv)
 	uint8_t boot[440];
 	uint32_t heads = 255, sectors = 63, id;
 	unsigned flags = 0;
-	int align = VD_ALIGN_MIB, show = 0, json = 0, dry = 0, c, r, rc = 1;
+	int align = VD_ALIGN_MIB, show = 0, json = 0, dry = 0, wipe_gpt = 0, gpt, c, r, rc = 1;
 	char *text = NULL;
 
 	while ((c = getopt_long(argc, argv, "s:a:b:ndlf:h", lo, NULL)) != -1) {
@@ -257,6 +260,7 @@ int cmd_mbr(int argc, char **argv)
 			break;
 		case 'f': fmt = optarg; break;
 		case 'D': flags |= VD_OPEN_ALLOW_DEVICES; break;
+		case 'W': wipe_gpt = 1; break;
 		case 'h': cli_usage(stdout, usage); return 0;
 		default: cli_usage(stderr, usage); return 1;
 		}
@@ -348,16 +352,35 @@ int cmd_mbr(int argc, char **argv)
 		cli_err("mbr", "%s: %s (nothing written)", path, err.msg);
 		goto out;
 	}
+	/* a GPT disk: the new MBR would replace its protective MBR and leave
+	 * two tables on the disk; only with --wipe-gpt, which erases them */
+	gpt = vd_gpt_signatures(img, &err);
+	if (gpt < 0) {
+		rc = cli_fail("mbr", &err, 1);
+		goto out;
+	}
+	if (gpt && !wipe_gpt) {
+		cli_err("mbr", "%s holds a GPT partition table (\"EFI PART\" at %s); vdisk writes MBR tables only: pass --wipe-gpt to replace it, which erases the GPT header signatures (nothing written)",
+			path, gpt == 3 ? "sector 1 and the last sector" : gpt == 1 ? "sector 1" : "the last sector");
+		goto out;
+	}
 	if (dry) {
 		print_dump(stdout, path, m);
 		rc = 0;
 		goto out;
 	}
 	r = vd_mbr_write(img, m, boot_path ? boot : NULL, heads, sectors, &err);
+	/* after the MBR: killed in between, the disk has the new MBR (no
+	 * protective entry any more) and stale GPT signatures, which a rerun
+	 * with --wipe-gpt removes */
+	if (r == 0 && gpt)
+		r = vd_gpt_wipe(img, &err);
 	if (r < 0) {
 		rc = cli_fail("mbr", &err, 1);
 		goto out;
 	}
+	if (gpt)
+		printf("%s: GPT header signatures erased\n", path);
 	r = vd_close(img, &err);
 	img = NULL;
 	if (r < 0) {

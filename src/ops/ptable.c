@@ -378,3 +378,53 @@ const struct vd_ptable_part *vd_ptable_find(const struct vd_ptable *pt, unsigned
 			return &pt->part[i];
 	return NULL;
 }
+
+/* ---- stale GPTs under a new MBR ---- */
+
+static int gpt_sig_at(struct vd_image *img, uint64_t lba, bool *found, struct vd_error *err)
+{
+	uint8_t sig[8];
+	int r;
+
+	*found = false;
+	if ((lba + 1) * VD_SECTOR > vd_size(img))
+		return 0;
+	r = vd_read(img, lba * VD_SECTOR, sig, sizeof(sig), err);
+	if (r == 0)
+		*found = !memcmp(sig, "EFI PART", 8);
+	return r;
+}
+
+int vd_gpt_signatures(struct vd_image *img, struct vd_error *err)
+{
+	uint64_t last = vd_size(img) / VD_SECTOR - 1;
+	bool p, b;
+	int r;
+
+	if (vd_size(img) < 2 * VD_SECTOR)
+		return 0;
+	r = gpt_sig_at(img, 1, &p, err);
+	if (r == 0 && last > 1)
+		r = gpt_sig_at(img, last, &b, err);
+	else
+		b = false;
+	if (r < 0)
+		return r;
+	return (p ? 1 : 0) | (b ? 2 : 0);
+}
+
+int vd_gpt_wipe(struct vd_image *img, struct vd_error *err)
+{
+	uint64_t last = vd_size(img) / VD_SECTOR - 1;
+	int found = vd_gpt_signatures(img, err), r = 0;
+
+	if (found < 0)
+		return found;
+	if (found & 1)
+		r = vd_write(img, VD_SECTOR, vd_zero_buf(), 8, err);
+	if (r == 0 && (found & 2))
+		r = vd_write(img, last * VD_SECTOR, vd_zero_buf(), 8, err);
+	if (r == 0 && found)
+		r = vd_flush(img, err);
+	return r;
+}

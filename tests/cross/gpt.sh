@@ -173,4 +173,27 @@ assert_rc "create --script refuses label: gpt" 1 "$VDISK" create -O raw --script
 assert_contains "the message says vdisk writes MBRs" "label 'gpt' is not supported" "$T/.err"
 [ ! -e new.img ] && pass "create --script: nothing created" || fail "create --script: new.img exists"
 
+# ---- vdisk mbr over a GPT disk: refused, or replaced with --wipe-gpt ----
+truncate -s 64M w.img
+printf 'label: gpt\nsize=10M, name=one\nsize=20M\n' | sfdisk -q w.img
+qemu-img convert -O vdi w.img w.vdi
+before=$(sha w.vdi)
+printf 'start=2048, size=10000, type=83\n' >mbr.script
+assert_rc "mbr on a GPT disk: refused" 1 "$VDISK" mbr --script mbr.script w.vdi
+assert_contains "mbr on a GPT disk: says why and what to pass" "holds a GPT partition table" "$T/.err"
+assert_contains "mbr on a GPT disk: names --wipe-gpt" "--wipe-gpt" "$T/.err"
+assert_eq "mbr on a GPT disk: image unchanged" "$before" "$(sha w.vdi)"
+assert_rc "mbr --dry-run on a GPT disk: refused too" 1 "$VDISK" mbr -n --script mbr.script w.vdi
+assert_rc "mbr --wipe-gpt: replaces the GPT" 0 "$VDISK" mbr --wipe-gpt --script mbr.script w.vdi
+qemu-img convert -O raw w.vdi w.raw
+assert_eq "after --wipe-gpt: sfdisk reads a dos label" "dos" "$(sfdisk --json w.raw | jq -r .partitiontable.label)"
+assert_eq "after --wipe-gpt: the MBR partition" "2048 10000" "$(sfdisk --json w.raw | jq -r '.partitiontable.partitions[0] | "\(.start) \(.size)"')"
+if command -v wipefs >/dev/null; then
+	assert_eq "after --wipe-gpt: wipefs finds no GPT signature" "" "$(wipefs -n w.raw 2>/dev/null | grep -i gpt)"
+fi
+assert_eq "after --wipe-gpt: no EFI PART in sector 1" "" "$(dd if=w.raw bs=512 skip=1 count=1 status=none | grep -a 'EFI PART')"
+assert_eq "after --wipe-gpt: no EFI PART in the last sector" "" "$(tail -c 512 w.raw | grep -a 'EFI PART')"
+assert_eq "after --wipe-gpt: vdisk reads a dos table" "dos" "$("$VDISK" info --output=json w.vdi | jq -r '."partition-table".type')"
+rm -f w.img w.vdi w.raw
+
 finish
