@@ -1,13 +1,14 @@
 /*
  * libFuzzer harness for the guest filesystem walkers (src/fs): each input
  * is a raw disk on a memory host.  The whole disk is walked, then every
- * partition of its MBR, each with and without VD_FS_FORCE.
+ * partition of its MBR or GPT (vd_ptable_read), each with and without
+ * VD_FS_FORCE.
  *
  * Oracles beyond the sanitizers (abort on violation): free ranges come in
  * increasing order, are non-empty, never adjacent or overlapping, lie
  * inside the walked partition and inside the filesystem's total_bytes;
  * a walk that fails leaves a message; the type of a successful walk is
- * a known one.
+ * a known one; GPT partitions lie in the usable range.
  *
  * Build and run: HARNESS=fuzz_fs tests/fuzz/run.sh 600 (tests/fuzz/README.md).
  *
@@ -81,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct vd_error err = { 0 };
 	struct vd_host *h = vd_host_mem_new("fuzz.img", 0);
 	struct vd_image *img = NULL;
-	struct vd_mbr *mbr;
+	struct vd_ptable *pt;
 
 	if (!h)
 		abort();
@@ -90,16 +91,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (vd_open_host(&img, h, "raw", 0, &err) < 0)
 		return 0;
 	walk(img, 0, 0);
-	mbr = malloc(sizeof(*mbr));
-	if (mbr && vd_mbr_read(img, mbr, &err) == 0) {
-		for (unsigned i = 0; i < mbr->nparts; i++) {
-			uint64_t o = mbr->part[i].start * VD_SECTOR, l = mbr->part[i].size * VD_SECTOR;
-			if (!vd_mbr_is_extended(mbr->part[i].type) && o < vd_size(img) &&
-			    l <= vd_size(img) - o)
+	/* the partition tables are fuzzed too: MBR with its EBR chain, GPT */
+	pt = malloc(sizeof(*pt));
+	if (pt && vd_ptable_read(img, pt, &err) == 0) {
+		for (unsigned i = 0; i < pt->nparts; i++) {
+			const struct vd_ptable_part *p = &pt->part[i];
+			uint64_t o = p->start * VD_SECTOR, l = p->size * VD_SECTOR;
+			FUZZ_ASSERT(vd_ptable_find(pt, p->number) != NULL, "partition %u not found by number", p->number);
+			if (!strcmp(pt->label, "gpt"))
+				FUZZ_ASSERT(p->size > 0 && p->start >= pt->first_lba &&
+					    p->start + p->size - 1 <= pt->last_lba && pt->last_lba < pt->disk_sectors,
+					    "GPT partition %u (%llu+%llu) outside the usable range", p->number,
+					    (unsigned long long)p->start, (unsigned long long)p->size);
+			if (!p->extended && o < vd_size(img) && l <= vd_size(img) - o)
 				walk(img, o, l);
 		}
+	} else if (pt) {
+		FUZZ_ASSERT(err.msg[0] != '\0', "partition table error without a message");
 	}
-	free(mbr);
+	free(pt);
 	vd_close(img, NULL);
 	return 0;
 }

@@ -21,6 +21,12 @@ if [ -f ext2.img ]; then
 	printf 'label: dos\nstart=8, type=83\n' | sfdisk -q mbr-ext2.img >/dev/null 2>&1 &&
 		dd if=ext2.img of=mbr-ext2.img bs=512 seek=8 conv=notrunc status=none || rm -f mbr-ext2.img
 fi
+# a GPT disk (256 KiB) with the ext2 image in partition 1 and an empty one
+if [ -f ext2.img ]; then
+	truncate -s 256K gpt-ext2.img
+	printf 'label: gpt\nstart=64, size=128, name=one\nstart=200, size=100\n' | sfdisk -q gpt-ext2.img >/dev/null 2>&1 &&
+		dd if=ext2.img of=gpt-ext2.img bs=512 seek=64 conv=notrunc status=none || rm -f gpt-ext2.img
+fi
 # the unit tests' hand-built XFS (v4, v5: two AGs, a two-level btree, a
 # clean log; 256 KiB, so run with -max_len=270000)
 # (run from the top of the tree after make unit-tests)
