@@ -9,6 +9,7 @@
 
 #include "vdisk.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/types.h>
@@ -79,6 +80,45 @@ void *vd_malloc(size_t n, struct vd_error *err);
 void *vd_calloc(size_t n, size_t m, struct vd_error *err);
 /* Aligned bounce buffer, 4096-aligned. */
 void *vd_aligned_alloc(size_t n, struct vd_error *err);
+
+/* ---- reader/writer hand-over (src/core/pipe.c) ----
+ * One reader thread fills buffers from a pool and pushes items in guest
+ * order; the writing thread pops them, writes, and returns the buffers.
+ * When the writer fails it calls vd_pipe_stop: from then on the reader's
+ * get_buf returns NULL and push returns -ECANCELED (the item's buffer goes
+ * back to the pool), except for the END item, which is always delivered
+ * so the writer can drain the queue and join the reader. */
+#define VD_PIPE_DEPTH 8
+enum { VD_PIPE_END, VD_PIPE_DATA, VD_PIPE_ZERO, VD_PIPE_SECTOR };
+
+struct vd_pipe_item {
+	int kind;          /* VD_PIPE_* */
+	uint64_t off, len; /* where it goes in the target */
+	uint64_t aux;      /* the user's: source offset, progress bytes */
+	unsigned tag;      /* the user's: partition index */
+	uint8_t *buf;      /* from the pool, or NULL */
+};
+
+struct vd_pipe {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct vd_pipe_item q[VD_PIPE_DEPTH];
+	unsigned head, count;
+	uint8_t *free_bufs[VD_PIPE_DEPTH];
+	unsigned nfree;
+	bool stop;
+};
+
+/* VD_PIPE_DEPTH buffers of BUF_SIZE bytes (4096-aligned). */
+int vd_pipe_init(struct vd_pipe *p, size_t buf_size, struct vd_error *err);
+/* Frees the pool: every buffer must be back (the writer returns each one
+ * it pops, the reader the ones it did not push). */
+void vd_pipe_destroy(struct vd_pipe *p);
+uint8_t *vd_pipe_get_buf(struct vd_pipe *p);  /* NULL once stopped */
+void vd_pipe_put_buf(struct vd_pipe *p, uint8_t *buf); /* NULL: no-op */
+int vd_pipe_push(struct vd_pipe *p, struct vd_pipe_item it);
+struct vd_pipe_item vd_pipe_pop(struct vd_pipe *p);
+void vd_pipe_stop(struct vd_pipe *p);
 
 /* Format a 16-byte RFC 4122 UUID as text (37 bytes incl. NUL). */
 void vd_uuid_format(const uint8_t u[16], char out[37]);

@@ -13,7 +13,7 @@
  * SHA-256 over the inputs, gives byte-identical images on any machine.
  *
  * A reader thread reads chunks; the calling thread splits them into units
- * and writes.  Memory is bounded by QUEUE_DEPTH * CHUNK.
+ * and writes.  Memory is bounded by VD_PIPE_DEPTH * CHUNK.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -30,7 +30,6 @@
 #include <sys/random.h>
 
 #define CHUNK (2u << 20)
-#define QUEUE_DEPTH 8
 #define UNIT 4096u
 #define MIB_SECTORS 2048u
 #define PROBE_DISK_SECTORS 0xffffffffull /* the largest MBR disk */
@@ -646,71 +645,22 @@ static void derive_uuid(const uint8_t d[32], const char *label, char out[37])
 
 /* ---- pass 2: writing ---- */
 
-struct item {
-	uint64_t off, in_off;
-	size_t len;
-	bool sector;
-	unsigned part;
-	uint8_t *buf;
-	bool end;
-};
-
+/* Items: VD_PIPE_SECTOR (a table sector in BUF) or VD_PIPE_DATA (bytes of
+ * partition input TAG, from its offset AUX), then VD_PIPE_END. */
 struct pipe {
 	struct build *b;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct item q[QUEUE_DEPTH];
-	unsigned head, count;
-	uint8_t *free_bufs[QUEUE_DEPTH];
-	unsigned nfree;
-	bool stop;
+	struct vd_pipe q;
 	int rerr;
 	struct vd_error rerr_obj;
 	/* writer */
 	struct vd_image *dst;
-	const struct item *cur;
+	const struct vd_pipe_item *cur;
 	struct vd_error *werr;
 };
 
 static uint8_t *pipe_get(void *ctx)
 {
-	struct pipe *p = ctx;
-	uint8_t *buf = NULL;
-
-	pthread_mutex_lock(&p->lock);
-	while (!p->nfree && !p->stop)
-		pthread_cond_wait(&p->cond, &p->lock);
-	if (!p->stop)
-		buf = p->free_bufs[--p->nfree];
-	pthread_mutex_unlock(&p->lock);
-	return buf;
-}
-
-static void pipe_putbuf(struct pipe *p, uint8_t *buf)
-{
-	pthread_mutex_lock(&p->lock);
-	p->free_bufs[p->nfree++] = buf;
-	pthread_cond_broadcast(&p->cond);
-	pthread_mutex_unlock(&p->lock);
-}
-
-static int pipe_push(struct pipe *p, struct item it)
-{
-	pthread_mutex_lock(&p->lock);
-	while (p->count == QUEUE_DEPTH && (it.end || !p->stop))
-		pthread_cond_wait(&p->cond, &p->lock);
-	if (p->stop && !it.end) {
-		if (it.buf)
-			p->free_bufs[p->nfree++] = it.buf;
-		pthread_cond_broadcast(&p->cond);
-		pthread_mutex_unlock(&p->lock);
-		return -ECANCELED;
-	}
-	p->q[(p->head + p->count) % QUEUE_DEPTH] = it;
-	p->count++;
-	pthread_cond_broadcast(&p->cond);
-	pthread_mutex_unlock(&p->lock);
-	return 0;
+	return vd_pipe_get_buf(&((struct pipe *)ctx)->q);
 }
 
 static int pipe_put(void *ctx, uint64_t off, uint64_t in_off, uint8_t *buf,
@@ -719,10 +669,11 @@ static int pipe_put(void *ctx, uint64_t off, uint64_t in_off, uint8_t *buf,
 	struct pipe *p = ctx;
 
 	if (!len) {
-		pipe_putbuf(p, buf);
+		vd_pipe_put_buf(&p->q, buf);
 		return 0;
 	}
-	return pipe_push(p, (struct item){ off, in_off, len, sector, part, buf, false });
+	return vd_pipe_push(&p->q, (struct vd_pipe_item){ sector ? VD_PIPE_SECTOR : VD_PIPE_DATA,
+							  off, len, in_off, part, buf });
 }
 
 static void *reader_main(void *arg)
@@ -731,20 +682,20 @@ static void *reader_main(void *arg)
 	struct sink s = { pipe_get, pipe_put, p };
 
 	p->rerr = walk(p->b, &s, &p->rerr_obj);
-	pipe_push(p, (struct item){ .end = true });
+	vd_pipe_push(&p->q, (struct vd_pipe_item){ .kind = VD_PIPE_END });
 	return NULL;
 }
 
 static int write_run(void *ctx, size_t pos, size_t n)
 {
 	struct pipe *p = ctx;
-	const struct item *it = p->cur;
+	const struct vd_pipe_item *it = p->cur;
 	int r = vd_write(p->dst, it->off + pos, it->buf + pos, n, p->werr);
 
 	if (r == 0) {
 		p->b->written += n;
-		if (!it->sector)
-			p->b->part_data[it->part] += n;
+		if (it->kind == VD_PIPE_DATA)
+			p->b->part_data[it->tag] += n;
 	}
 	return r;
 }
@@ -789,14 +740,10 @@ static int write_all(struct build *b, struct vd_image *dst, struct vd_error *err
 	p->b = b;
 	p->dst = dst;
 	p->werr = err;
-	pthread_mutex_init(&p->lock, NULL);
-	pthread_cond_init(&p->cond, NULL);
-	for (unsigned i = 0; i < QUEUE_DEPTH; i++) {
-		if (!(p->free_bufs[i] = vd_aligned_alloc(CHUNK, err))) {
-			r = -ENOMEM;
-			goto out;
-		}
-		p->nfree++;
+	r = vd_pipe_init(&p->q, CHUNK, err);
+	if (r < 0) {
+		free(p);
+		return r;
 	}
 	if (o->progress)
 		o->progress(o->progress_ctx, 0, total);
@@ -806,33 +753,22 @@ static int write_all(struct build *b, struct vd_image *dst, struct vd_error *err
 		goto out;
 	}
 	for (;;) {
-		struct item it;
+		struct vd_pipe_item it = vd_pipe_pop(&p->q);
 
-		pthread_mutex_lock(&p->lock);
-		while (!p->count)
-			pthread_cond_wait(&p->cond, &p->lock);
-		it = p->q[p->head];
-		p->head = (p->head + 1) % QUEUE_DEPTH;
-		p->count--;
-		pthread_cond_broadcast(&p->cond);
-		pthread_mutex_unlock(&p->lock);
-		if (it.end)
+		if (it.kind == VD_PIPE_END)
 			break;
 		if (wr == 0 && vd_cancelled(o->cancel))
 			wr = vd_set_error(err, ECANCELED, "interrupted");
 		if (wr == 0) {
 			p->cur = &it;
-			if (it.sector)
+			if (it.kind == VD_PIPE_SECTOR)
 				wr = write_run(p, 0, it.len);
 			else
-				wr = data_runs(it.in_off, it.buf, it.len, write_run, p);
+				wr = data_runs(it.aux, it.buf, it.len, write_run, p);
 		}
-		pipe_putbuf(p, it.buf);
+		vd_pipe_put_buf(&p->q, it.buf);
 		if (wr < 0) {
-			pthread_mutex_lock(&p->lock);
-			p->stop = true;
-			pthread_cond_broadcast(&p->cond);
-			pthread_mutex_unlock(&p->lock);
+			vd_pipe_stop(&p->q);
 			continue;
 		}
 		done += it.len;
@@ -850,10 +786,7 @@ static int write_all(struct build *b, struct vd_image *dst, struct vd_error *err
 		r = 0;
 	}
 out:
-	for (unsigned i = 0; i < p->nfree; i++)
-		free(p->free_bufs[i]);
-	pthread_mutex_destroy(&p->lock);
-	pthread_cond_destroy(&p->cond);
+	vd_pipe_destroy(&p->q);
 	free(p);
 	return r;
 }

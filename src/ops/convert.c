@@ -20,31 +20,15 @@
 #include <sys/stat.h>
 
 #define CHUNK (2u << 20)
-#define QUEUE_DEPTH 8
 #define ZERO_UNIT 4096u
 
-enum item_kind { ITEM_DATA, ITEM_ZERO, ITEM_END };
-
-struct item {
-	enum item_kind kind;
-	uint64_t off, len;
-	uint64_t progress; /* source bytes this item accounts for */
-	uint8_t *buf;      /* CHUNK bytes, DATA only */
-};
-
+/* Items: VD_PIPE_DATA (BUF holds LEN bytes for OFF), VD_PIPE_ZERO (a zero
+ * range), VD_PIPE_END; AUX is the source bytes the item accounts for. */
 struct pipeline {
 	struct vd_image *src;
 	uint64_t min_sparse;
 	const volatile int *cancel;
-
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct item q[QUEUE_DEPTH];
-	unsigned head, count;   /* queue of filled items */
-	uint8_t *free_bufs[QUEUE_DEPTH];
-	unsigned nfree;
-	bool stop;              /* writer failed: reader must stop */
-
+	struct vd_pipe q;
 	int rerr;               /* reader result */
 	struct vd_error rerr_obj;
 };
@@ -54,47 +38,10 @@ static bool cancelled(const volatile int *c)
 	return c && *c;
 }
 
-/* Reader side: put an item into the queue (blocks while full).  On failure
- * (the writer stopped) the item's buffer is returned to the free list. */
-static int push(struct pipeline *p, struct item it)
+static int push(struct pipeline *p, int kind, uint64_t off, uint64_t len,
+		uint64_t progress, uint8_t *buf)
 {
-	bool always = it.kind == ITEM_END; /* the writer waits for END */
-
-	pthread_mutex_lock(&p->lock);
-	while (p->count == QUEUE_DEPTH && (always || !p->stop))
-		pthread_cond_wait(&p->cond, &p->lock);
-	if (p->stop && !always) {
-		if (it.buf) /* the item is dropped: its buffer goes back */
-			p->free_bufs[p->nfree++] = it.buf;
-		pthread_mutex_unlock(&p->lock);
-		return -ECANCELED;
-	}
-	p->q[(p->head + p->count) % QUEUE_DEPTH] = it;
-	p->count++;
-	pthread_cond_broadcast(&p->cond);
-	pthread_mutex_unlock(&p->lock);
-	return 0;
-}
-
-static uint8_t *get_buf(struct pipeline *p)
-{
-	uint8_t *b = NULL;
-
-	pthread_mutex_lock(&p->lock);
-	while (p->nfree == 0 && !p->stop)
-		pthread_cond_wait(&p->cond, &p->lock);
-	if (!p->stop)
-		b = p->free_bufs[--p->nfree];
-	pthread_mutex_unlock(&p->lock);
-	return b;
-}
-
-static void put_buf(struct pipeline *p, uint8_t *b)
-{
-	pthread_mutex_lock(&p->lock);
-	p->free_bufs[p->nfree++] = b;
-	pthread_cond_broadcast(&p->cond);
-	pthread_mutex_unlock(&p->lock);
+	return vd_pipe_push(&p->q, (struct vd_pipe_item){ kind, off, len, progress, 0, buf });
 }
 
 /* Split a chunk that was read into data pieces and zero runs of at least
@@ -106,7 +53,7 @@ static int push_chunk(struct pipeline *p, uint64_t off, uint64_t len, uint8_t *b
 	uint64_t pos = 0, unit;
 
 	if (p->min_sparse == 0)
-		return push(p, (struct item){ ITEM_DATA, off, len, len, buf });
+		return push(p, VD_PIPE_DATA, off, len, len, buf);
 	unit = VD_MIN((uint64_t)ZERO_UNIT, p->min_sparse);
 	if (unit < VD_SECTOR)
 		unit = VD_SECTOR;
@@ -141,29 +88,29 @@ static int push_chunk(struct pipeline *p, uint64_t off, uint64_t len, uint8_t *b
 			uint8_t *b;
 			int r;
 			if (pos == 0 && zs == len && !found) /* hand BUF over */
-				return push(p, (struct item){ ITEM_DATA, off, len, len, buf });
-			b = get_buf(p);
+				return push(p, VD_PIPE_DATA, off, len, len, buf);
+			b = vd_pipe_get_buf(&p->q);
 			if (!b) {
-				put_buf(p, buf);
+				vd_pipe_put_buf(&p->q, buf);
 				return -ECANCELED;
 			}
 			memcpy(b, buf + pos, (size_t)(zs - pos));
-			r = push(p, (struct item){ ITEM_DATA, off + pos, zs - pos, zs - pos, b });
+			r = push(p, VD_PIPE_DATA, off + pos, zs - pos, zs - pos, b);
 			if (r < 0) {
-				put_buf(p, buf);
+				vd_pipe_put_buf(&p->q, buf);
 				return r;
 			}
 		}
 		if (found) {
-			int r = push(p, (struct item){ ITEM_ZERO, off + zs, ze - zs, ze - zs, NULL });
+			int r = push(p, VD_PIPE_ZERO, off + zs, ze - zs, ze - zs, NULL);
 			if (r < 0) {
-				put_buf(p, buf);
+				vd_pipe_put_buf(&p->q, buf);
 				return r;
 			}
 		}
 		pos = ze;
 	}
-	put_buf(p, buf);
+	vd_pipe_put_buf(&p->q, buf);
 	return 0;
 }
 
@@ -185,26 +132,26 @@ static void *reader_main(void *arg)
 		if (r < 0)
 			break;
 		if (e.flags & VD_BS_ZERO) {
-			r = push(p, (struct item){ ITEM_ZERO, off, e.length, 0, NULL });
+			r = push(p, VD_PIPE_ZERO, off, e.length, 0, NULL);
 			off += e.length;
 			continue;
 		}
 		for (uint64_t end = off + e.length; off < end && r == 0;) {
 			/* chunks aligned to CHUNK in the guest */
 			uint64_t n = VD_MIN(end - off, CHUNK - off % CHUNK);
-			uint8_t *buf = get_buf(p);
+			uint8_t *buf = vd_pipe_get_buf(&p->q);
 			if (!buf) {
 				r = -ECANCELED;
 				break;
 			}
 			if (cancelled(p->cancel)) {
-				put_buf(p, buf);
+				vd_pipe_put_buf(&p->q, buf);
 				r = vd_set_error(&p->rerr_obj, ECANCELED, "interrupted");
 				break;
 			}
 			r = vd_read(src, off, buf, (size_t)n, &p->rerr_obj);
 			if (r < 0) {
-				put_buf(p, buf);
+				vd_pipe_put_buf(&p->q, buf);
 				break;
 			}
 			r = push_chunk(p, off, n, buf);
@@ -212,23 +159,8 @@ static void *reader_main(void *arg)
 		}
 	}
 	p->rerr = r;
-	push(p, (struct item){ ITEM_END, 0, 0, 0, NULL });
+	push(p, VD_PIPE_END, 0, 0, 0, NULL);
 	return NULL;
-}
-
-static struct item pop(struct pipeline *p)
-{
-	struct item it;
-
-	pthread_mutex_lock(&p->lock);
-	while (p->count == 0)
-		pthread_cond_wait(&p->cond, &p->lock);
-	it = p->q[p->head];
-	p->head = (p->head + 1) % QUEUE_DEPTH;
-	p->count--;
-	pthread_cond_broadcast(&p->cond);
-	pthread_mutex_unlock(&p->lock);
-	return it;
 }
 
 /* Bytes of work: data to read plus zero ranges that must be written. */
@@ -270,15 +202,10 @@ static int copy(struct vd_image *src, struct vd_image *dst, bool target_zero,
 	p->src = src;
 	p->min_sparse = o->min_sparse;
 	p->cancel = o->cancel;
-	pthread_mutex_init(&p->lock, NULL);
-	pthread_cond_init(&p->cond, NULL);
-	for (unsigned i = 0; i < QUEUE_DEPTH; i++) {
-		p->free_bufs[i] = vd_aligned_alloc(CHUNK, err);
-		if (!p->free_bufs[i]) {
-			r = -ENOMEM;
-			goto out_free;
-		}
-		p->nfree++;
+	r = vd_pipe_init(&p->q, CHUNK, err);
+	if (r < 0) {
+		free(p);
+		return r;
 	}
 	if (o->progress)
 		o->progress(o->progress_ctx, 0, total);
@@ -288,44 +215,40 @@ static int copy(struct vd_image *src, struct vd_image *dst, bool target_zero,
 		goto out_free;
 	}
 	for (;;) {
-		struct item it = pop(p);
-		if (it.kind == ITEM_END)
+		struct vd_pipe_item it = vd_pipe_pop(&p->q);
+		if (it.kind == VD_PIPE_END)
 			break;
 		if (wr == 0 && cancelled(o->cancel))
 			wr = vd_set_error(err, ECANCELED, "interrupted");
-		if (wr == 0 && it.kind == ITEM_DATA) {
+		if (wr == 0 && it.kind == VD_PIPE_DATA) {
 			wr = vd_write(dst, it.off, it.buf, (size_t)it.len, err);
 			if (wr == 0 && st)
 				st->data_bytes += it.len;
-		} else if (wr == 0 && it.kind == ITEM_ZERO) {
+		} else if (wr == 0 && it.kind == VD_PIPE_ZERO) {
 			if (fill_zeros) {
 				for (uint64_t o2 = 0; o2 < it.len && wr == 0;) {
 					uint64_t n = VD_MIN(it.len - o2, (uint64_t)VD_ZERO_BUF_SIZE);
 					wr = vd_write(dst, it.off + o2, vd_zero_buf(), (size_t)n, err);
 					o2 += n;
 				}
-				it.progress = it.len;
+				it.aux = it.len;
 			} else if (!target_zero) {
 				wr = vd_write_zeroes(dst, it.off, it.len, VD_ZERO_MAY_UNMAP, err);
-				it.progress = it.len;
+				it.aux = it.len;
 				if (wr == 0 && st)
 					st->zero_bytes += it.len;
 			}
 		}
-		if (wr == 0 && st && it.kind != ITEM_END)
+		if (wr == 0 && st)
 			st->reached = it.off + it.len; /* items come in guest order */
-		if (it.buf)
-			put_buf(p, it.buf);
+		vd_pipe_put_buf(&p->q, it.buf);
 		if (wr < 0) {
-			pthread_mutex_lock(&p->lock);
-			p->stop = true;
-			pthread_cond_broadcast(&p->cond);
-			pthread_mutex_unlock(&p->lock);
+			vd_pipe_stop(&p->q);
 			/* drain so the reader can post its END */
 			continue;
 		}
-		done += it.progress;
-		if (o->progress && it.progress)
+		done += it.aux;
+		if (o->progress && it.aux)
 			o->progress(o->progress_ctx, done, total);
 	}
 	pthread_join(th, NULL);
@@ -339,11 +262,7 @@ static int copy(struct vd_image *src, struct vd_image *dst, bool target_zero,
 		r = 0;
 	}
 out_free:
-	for (unsigned i = 0; i < p->nfree; i++)
-		free(p->free_bufs[i]);
-	/* buffers still in flight were returned by put_buf before END */
-	pthread_mutex_destroy(&p->lock);
-	pthread_cond_destroy(&p->cond);
+	vd_pipe_destroy(&p->q);
 	free(p);
 	return r;
 }
