@@ -90,11 +90,12 @@ int cmd_geometry(int argc, char **argv)
 	struct vd_image *img = NULL;
 	struct vd_geometry g;
 	struct vd_mbr *m = NULL;
+	struct vd_ptable *pt = NULL; /* set for a GPT disk */
 	struct gpart *gp = NULL;
 	const char *fmt = NULL, *arg;
 	unsigned long heads = 255, sectors = 63;
 	unsigned flags = 0, np = 0;
-	int json = 0, c, rc = 1, have_table = 0;
+	int json = 0, c, r, rc = 1, have_table = 0;
 	uint64_t size;
 	struct stat st;
 	char h[32];
@@ -141,7 +142,25 @@ int cmd_geometry(int argc, char **argv)
 			cli_err("geometry", "out of memory");
 			goto out;
 		}
-		if (vd_mbr_read(img, m, &err) == 0) {
+		pt = calloc(1, sizeof(*pt));
+		if (!pt) {
+			cli_err("geometry", "out of memory");
+			goto out;
+		}
+		/* a GPT disk: its protective MBR entry says nothing (its CHS
+		 * fields are 0xFFFFFF by definition); list the GPT entries */
+		r = vd_ptable_read(img, pt, &err);
+		if (r == 0 && !strcmp(pt->label, "gpt")) {
+			have_table = 1;
+		} else if (r < 0 && err.code != -ENOENT && vd_mbr_read(img, m, &err) == 0 &&
+			   m->nparts && m->part[0].type == 0xee) {
+			/* a damaged GPT, both copies: say so rather than show the
+			 * protective entry */
+			rc = cli_fail("geometry", &err, 1);
+			goto out;
+		} else if (vd_mbr_read(img, m, &err) == 0) {
+			free(pt);
+			pt = NULL;
 			have_table = 1;
 			gp = calloc(m->nparts + 1, sizeof(*gp));
 			if (!gp) {
@@ -153,6 +172,9 @@ int cmd_geometry(int argc, char **argv)
 		} else if (err.code != -ENOENT) {
 			rc = cli_fail("geometry", &err, 1);
 			goto out;
+		} else {
+			free(pt);
+			pt = NULL;
 		}
 	} else if (vd_parse_size(arg, &size) < 0) {
 		cli_err("geometry", "'%s' is neither an existing image nor a size like 4141875200 or 10G", arg);
@@ -174,8 +196,21 @@ int cmd_geometry(int argc, char **argv)
 		       g.legacy_start * 512, g.modern_start * 512);
 		whole_json("whole-disk-legacy", g.legacy_start, g.legacy_sectors);
 		whole_json("whole-disk-modern", g.modern_start, g.modern_sectors);
-		if (have_table) {
-			printf(",\n    \"partitions\": [");
+		if (have_table && pt) {
+			printf(",\n    \"partition-table\": \"gpt\",\n    \"partitions\": [");
+			for (unsigned i = 0; i < pt->nparts; i++) {
+				const struct vd_ptable_part *p = &pt->part[i];
+				printf("%s\n        {\"number\": %u, \"start\": %" PRIu64 ", \"end\": %" PRIu64
+				       ", \"sectors\": %" PRIu64 ", \"offset\": %" PRIu64 ", \"bytes\": %" PRIu64
+				       ", \"blocks_1k\": %" PRIu64 ", \"type\": \"%s\", \"name\": ",
+				       i ? "," : "", p->number, p->start, p->start + p->size - 1, p->size,
+				       p->start * 512, p->size * 512, p->size / 2, p->type_guid);
+				json_str(stdout, p->name);
+				printf("}");
+			}
+			printf("%s]", pt->nparts ? "\n    " : "");
+		} else if (have_table) {
+			printf(",\n    \"partition-table\": \"dos\",\n    \"partitions\": [");
 			for (unsigned i = 0; i < np; i++) {
 				const struct vd_mbr_part *p = gp[i].p;
 				printf("%s\n        {\"number\": %u, \"start\": %" PRIu64 ", \"end\": %" PRIu64
@@ -210,7 +245,25 @@ int cmd_geometry(int argc, char **argv)
 		    g.legacy_start, g.legacy_sectors);
 	whole_human("whole-disk partition, modern (1 MiB aligned, to the end of the disk):",
 		    g.modern_start, g.modern_sectors);
-	if (have_table) {
+	if (have_table && pt) {
+		if (pt->backup_used)
+			cli_err("geometry", "warning: %s", pt->note);
+		printf("partitions (GPT: LBAs only, CHS does not apply; usable sectors %" PRIu64 "..%" PRIu64 "):\n",
+		       pt->first_lba, pt->last_lba);
+		if (!pt->nparts)
+			printf("    none\n");
+		else
+			printf("    %-3s %10s %10s %10s %14s %14s  %s\n", "#", "Start", "End", "Sectors",
+			       "Offset", "Bytes", "Name");
+		for (unsigned i = 0; i < pt->nparts; i++) {
+			const struct vd_ptable_part *p = &pt->part[i];
+			printf("    %-3u %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %14" PRIu64 " %14" PRIu64 "  %s\n",
+			       p->number, p->start, p->start + p->size - 1, p->size, p->start * 512,
+			       p->size * 512, p->name);
+			printf("        losetup -o %" PRIu64 " --sizelimit %" PRIu64 "; mkfs ... %" PRIu64 "\n",
+			       p->start * 512, p->size * 512, p->size / 2);
+		}
+	} else if (have_table) {
 		unsigned bad = 0;
 		printf("partitions (MBR, CHS as cylinder/head/sector, stored | computed):\n");
 		if (!np)
@@ -237,6 +290,7 @@ int cmd_geometry(int argc, char **argv)
 	rc = 0;
 out:
 	free(gp);
+	free(pt);
 	free(m);
 	if (img)
 		vd_close(img, NULL);

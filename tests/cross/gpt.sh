@@ -62,6 +62,21 @@ assert_eq "info: no warning for a sound GPT" "" "$(cat info.err)"
 assert_contains "info: human output names the type and the partition" \
 	'type 0fc63daf-8483-4772-8e79-3d69d8477de4 (Linux filesystem), name "root fs"' info.txt
 
+# ---- geometry: the GPT entries with their offsets, no CHS ----
+"$VDISK" geometry --output=json disk.img >geo.json || fail "geometry failed"
+assert_eq "geometry: GPT named" gpt "$(jq -r '."partition-table"' geo.json)"
+assert_eq "geometry: starts and sizes as sfdisk --json" \
+	"$(sfdisk --json disk.img | jq -c '[.partitiontable.partitions[] | [.start, .size]]')" \
+	"$(jq -c '[.partitions[] | [.start, .sectors]]' geo.json)"
+assert_eq "geometry: byte offsets for losetup -o" \
+	"$(sfdisk --json disk.img | jq -c '[.partitiontable.partitions[] | .start * 512]')" \
+	"$(jq -c '[.partitions[].offset]' geo.json)"
+assert_eq "geometry: no CHS fields for GPT partitions" "[]" "$(jq -c '[.partitions[] | keys[] | select(startswith("chs"))]' geo.json)"
+"$VDISK" geometry disk.img >geo.txt
+assert_contains "geometry: human output says GPT" "partitions (GPT: LBAs only, CHS does not apply" geo.txt
+assert_eq "geometry: no CHS mismatch flagged on the protective MBR" "" "$(grep -i 'mismatch' geo.txt)"
+assert_contains "geometry: the losetup line of partition 1" "losetup -o 1048576 --sizelimit" geo.txt
+
 # check_disk WHAT RAW [SKIP]: partitions 1 and 3 clean, files intact, no
 # stale free blocks; partition 2 untouched (SKIP: partition not zeroed)
 check_disk() {
