@@ -152,13 +152,8 @@ int cmd_geometry(int argc, char **argv)
 		r = vd_ptable_read(img, pt, &err);
 		if (r == 0 && !strcmp(pt->label, "gpt")) {
 			have_table = 1;
-		} else if (r < 0 && err.code != -ENOENT && vd_mbr_read(img, m, &err) == 0 &&
-			   m->nparts && m->part[0].type == 0xee) {
-			/* a damaged GPT, both copies: say so rather than show the
-			 * protective entry */
-			rc = cli_fail("geometry", &err, 1);
-			goto out;
-		} else if (vd_mbr_read(img, m, &err) == 0) {
+		} else if (r == 0 && vd_mbr_read(img, m, &err) == 0) {
+			/* MBR: read again for the CHS fields as stored */
 			free(pt);
 			pt = NULL;
 			have_table = 1;
@@ -170,6 +165,7 @@ int cmd_geometry(int argc, char **argv)
 			for (unsigned i = 0; i < m->nparts; i++)
 				chs_of(&m->part[i], (uint32_t)heads, (uint32_t)sectors, &gp[np++]);
 		} else if (err.code != -ENOENT) {
+			/* a broken EBR chain, or a GPT damaged in both copies */
 			rc = cli_fail("geometry", &err, 1);
 			goto out;
 		} else {
