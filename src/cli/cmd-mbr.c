@@ -292,6 +292,12 @@ int cmd_mbr(int argc, char **argv)
 			rc = cli_fail("mbr", &err, 1);
 			goto out;
 		}
+		for (unsigned i = 0; i < m->nparts; i++)
+			if (m->part[i].type == 0xee) {
+				cli_err("mbr", "note: %s is a GPT disk and this is its protective MBR; vdisk info and vdisk geometry list the GPT partitions",
+					path);
+				break;
+			}
 		if (show == 'd')
 			print_dump(stdout, path, m);
 		else if (show == 'l')

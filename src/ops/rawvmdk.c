@@ -98,6 +98,15 @@ int vd_rawvmdk(const char *dev, const char *out, const struct vd_rawvmdk_opts *o
 					 devpath);
 		if (r < 0)
 			goto out;
+		for (unsigned i = 0; i < mbr->nparts; i++) {
+			if (mbr->part[i].type == 0xee) {
+				/* its partition 1 would be the protective entry
+				 * spanning the disk, not a GPT partition */
+				r = vd_set_error(err, ENOTSUP, "%s: a GPT disk (protective MBR entry %u, type 0xee): --partitions describes MBR partitions only; use the whole device",
+						 devpath, mbr->part[i].number);
+				goto out;
+			}
+		}
 		ptfinal = pt_path(out, &ptbase);
 		if (!ptfinal) {
 			r = vd_set_error(err, ENOMEM, "out of memory");

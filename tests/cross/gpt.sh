@@ -188,6 +188,20 @@ assert_rc "create --script refuses label: gpt" 1 "$VDISK" create -O raw --script
 assert_contains "the message says vdisk writes MBRs" "label 'gpt' is not supported" "$T/.err"
 [ ! -e new.img ] && pass "create --script: nothing created" || fail "create --script: new.img exists"
 
+# ---- MBR-only views of a GPT disk say so ----
+"$VDISK" mbr --list disk.img >list.txt 2>list.err || fail "mbr --list failed"
+assert_contains "mbr --list on a GPT disk: notes the protective MBR" "is a GPT disk and this is its protective MBR" list.err
+if dev=$(losetup -f --show disk.img 2>/dev/null); then
+	# detach only what is still backed by this file (the number may be reused)
+	on_exit "losetup -n -O NAME -j '$PWD/disk.img' | xargs -r -n1 losetup -d"
+	assert_rc "rawvmdk --partitions on a GPT disk: refused" 1 "$VDISK" rawvmdk --partitions 1 "$dev" raw.vmdk
+	assert_contains "rawvmdk --partitions on a GPT disk: says why" "a GPT disk" "$T/.err"
+	[ ! -e raw.vmdk ] && [ ! -e raw-pt.vmdk ] && pass "rawvmdk on a GPT disk: nothing written" || fail "rawvmdk wrote files"
+	losetup -d "$dev"
+else
+	echo "no loop device: the rawvmdk check is skipped"
+fi
+
 # ---- vdisk mbr over a GPT disk: refused, or replaced with --wipe-gpt ----
 truncate -s 64M w.img
 printf 'label: gpt\nsize=10M, name=one\nsize=20M\n' | sfdisk -q w.img
