@@ -14,12 +14,14 @@
 #include <stdlib.h>
 
 /* Probing order: the strongest signatures first.  FAT has no magic number
- * of its own, so it comes last.  mkfs.xfs rewrites the sectors where an
+ * of its own, so it comes last (after NTFS, whose boot sector also ends in
+ * 55 AA).  mkfs.xfs rewrites the sectors where an
  * ext superblock would be, so the two never both match. */
 static const struct vd_fs_walker *const walkers[] = {
 	&vd_fs_ext,
 	&vd_fs_xfs,
 	&vd_fs_swap,
+	&vd_fs_ntfs,
 	&vd_fs_fat,
 };
 
@@ -153,6 +155,6 @@ int vd_fs_free_ranges(struct vd_image *img, uint64_t part_off, uint64_t part_len
 	if (vd_probe_content(img, part_off, part_len, &c, NULL) == 0 && c.type[0])
 		return vd_set_error(err, ENOTSUP, "%s: %s at offset %" PRIu64 ": vdisk has no free-space walker for it",
 				    vd_path(img), c.type, part_off);
-	return vd_set_error(err, ENOTSUP, "%s: no filesystem vdisk knows at offset %" PRIu64 " (ext2/3/4, XFS, FAT, swap)",
+	return vd_set_error(err, ENOTSUP, "%s: no filesystem vdisk knows at offset %" PRIu64 " (ext2/3/4, XFS, NTFS, FAT, swap)",
 			    vd_path(img), part_off);
 }

@@ -58,5 +58,6 @@ extern const struct vd_fs_walker vd_fs_ext;
 extern const struct vd_fs_walker vd_fs_fat;
 extern const struct vd_fs_walker vd_fs_xfs;
 extern const struct vd_fs_walker vd_fs_swap;
+extern const struct vd_fs_walker vd_fs_ntfs;
 
 #endif
