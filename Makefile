@@ -54,7 +54,7 @@ VDISK := $(BUILD)/vdisk
 all: $(VDISK) $(STATIC) $(SHARED)
 
 DEBS := build-essential pkg-config zlib1g-dev uuid-dev libblkid-dev libcmocka-dev \
-	qemu-utils fdisk e2fsprogs dosfstools mtools xfsprogs zerofree jq time xz-utils strace
+	qemu-utils fdisk e2fsprogs dosfstools mtools xfsprogs zerofree jq time xz-utils strace ntfs-3g
 
 # root runs apt-get directly (CI, containers without sudo); others via sudo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
