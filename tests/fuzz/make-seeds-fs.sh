@@ -15,6 +15,10 @@ truncate -s 64K ext4.img && mkfs.ext4 -q -F -b 1024 -N 16 ext4.img >/dev/null 2>
 rm -f fat12.img && mkfs.fat -C fat12.img 64 >/dev/null 2>&1 || rm -f fat12.img
 truncate -s 64K swap.img && mkswap swap.img >/dev/null 2>&1 || rm -f swap.img
 truncate -s 300M "$t/x" && mkfs.xfs -q "$t/x" 2>/dev/null && head -c 65536 "$t/x" >xfs-head.img || true
+# the first 256 KiB of the smallest NTFS mkntfs makes (2 MiB, 512-byte
+# clusters): boot sector, $MFT, $Bitmap (total sectors larger than the
+# cut, so the fuzzer has to shrink it to get past the boot sector)
+truncate -s 2M "$t/n" && mkntfs -F -f -Q -q -c 512 "$t/n" >/dev/null 2>&1 && head -c 262144 "$t/n" >ntfs-head.img || true
 # an MBR disk with the ext2 image in partition 1 at sector 8
 if [ -f ext2.img ]; then
 	truncate -s 68K mbr-ext2.img
@@ -28,9 +32,12 @@ if [ -f ext2.img ]; then
 		dd if=ext2.img of=gpt-ext2.img bs=512 seek=64 conv=notrunc status=none || rm -f gpt-ext2.img
 fi
 # the unit tests' hand-built XFS (v4, v5: two AGs, a two-level btree, a
-# clean log; 256 KiB, so run with -max_len=270000)
+# clean log; 256 KiB, so run with -max_len=270000) and NTFS ($MFT and
+# $Bitmap in two runs each, cut to 500 clusters of 512 bytes)
 # (run from the top of the tree after make unit-tests)
-if [ -x "$REPO/build/tests/test_fs" ]; then
-	VDISK_FUZZ_SEEDS=$PWD "$REPO/build/tests/test_fs" >/dev/null 2>&1 || true
-fi
+for u in test_fs test_ntfs; do
+	if [ -x "$REPO/build/tests/$u" ]; then
+		VDISK_FUZZ_SEEDS=$PWD "$REPO/build/tests/$u" >/dev/null 2>&1 || true
+	fi
+done
 ls -la

@@ -233,11 +233,19 @@ static void test_ntfs(void **state)
 	if (seeds) {
 		char path[4096];
 		FILE *f;
+		/* all the metadata is in the first 256 KiB: a 500-cluster volume
+		 * there fits the fuzzer's -max_len */
+		uint8_t *small = malloc(256 * 1024);
+		assert_non_null(small);
+		memcpy(small, buf, 256 * 1024);
+		le64enc(small + 40, 500);
+		le64enc(small + 56, 300);
 		snprintf(path, sizeof(path), "%s/ntfs-unit.img", seeds);
 		f = fopen(path, "wb");
 		assert_non_null(f);
-		assert_int_equal(fwrite(buf, 1, NSIZE, f), NSIZE);
+		assert_int_equal(fwrite(small, 1, 256 * 1024, f), 256 * 1024);
 		fclose(f);
+		free(small);
 	}
 	assert_ok(vd_fs_free_ranges(img, 0, 0, 0, collect, &r, &info, &err), &err);
 	assert_string_equal(info.type, "ntfs");
