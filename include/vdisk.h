@@ -462,8 +462,9 @@ int vd_rawvmdk(const char *dev, const char *out, const struct vd_rawvmdk_opts *o
  * vd_read (never mounted): ext2/3/4 (block bitmaps; 32- and 64-bit group
  * descriptors, flex_bg, BLOCK_UNINIT, sparse_super), XFS v4/v5 (the
  * by-block-number free-space btree of every allocation group; AGFL blocks
- * count as used), FAT12/16/32 (the first FAT), Linux swap (everything
- * after the header page).  PART_LEN 0 means
+ * count as used), NTFS (the $Bitmap, found through the $MFT's runlist),
+ * FAT12/16/32 (the first FAT), Linux swap (everything after the header
+ * page).  PART_LEN 0 means
  * to the end of the disk.
  *
  * CB gets the free ranges as absolute guest byte offsets, in increasing
@@ -477,18 +478,18 @@ int vd_rawvmdk(const char *dev, const char *out, const struct vd_rawvmdk_opts *o
  * Returns 0, the callback's non-zero value, or -errno: -ENOTSUP (message
  * says what was found) for content no walker knows; -EUCLEAN for an ext
  * filesystem that needs journal recovery or is marked as having errors,
- * or an XFS whose log is not provably clean (or marked NEEDSREPAIR),
- * unless FLAGS has VD_FS_FORCE; -EINVAL for metadata that fails validation
+ * an XFS whose log is not provably clean (or marked NEEDSREPAIR), a FAT
+ * or NTFS volume marked dirty, unless FLAGS has VD_FS_FORCE; -EINVAL for metadata that fails validation
  * (the message names the field). */
 enum {
 	VD_FS_FORCE = 1u << 0, /* walk a filesystem marked dirty or with errors */
 };
 
 struct vd_fs_info {
-	char type[16];        /* "ext2", "ext3", "ext4", "xfs", "fat12", "fat16", "fat32", "swap" */
+	char type[16];        /* "ext2", "ext3", "ext4", "xfs", "ntfs", "fat12", "fat16", "fat32", "swap" */
 	char label[64];       /* "" if none */
-	char uuid[40];        /* "" if none; FAT: the volume id "ABCD-1234" */
-	uint32_t block_size;  /* allocation unit: ext block, FAT cluster, swap page */
+	char uuid[40];        /* "" if none; FAT: the volume id "ABCD-1234"; NTFS: the 64-bit serial in hex */
+	uint32_t block_size;  /* allocation unit: ext block, FAT or NTFS cluster, swap page */
 	uint64_t total_bytes; /* size of the filesystem (<= the partition) */
 	uint64_t free_bytes;  /* sum of the free ranges reported */
 };

@@ -53,7 +53,7 @@ static int on_range(void *ctx, uint64_t off, uint64_t len)
 
 static void walk(struct vd_image *img, uint64_t off, uint64_t len)
 {
-	static const char *const types[] = { "ext2", "ext3", "ext4", "xfs", "fat12", "fat16", "fat32", "swap" };
+	static const char *const types[] = { "ext2", "ext3", "ext4", "xfs", "ntfs", "fat12", "fat16", "fat32", "swap" };
 
 	for (int force = 0; force < 2; force++) {
 		struct vd_error err = { 0 };
