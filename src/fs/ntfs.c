@@ -18,12 +18,13 @@
  * refused for $MFT and $Bitmap).  As a cross-check the boot sector, the
  * first cluster of every $MFT and $Bitmap run must be marked in use.
  *
- * A volume with the dirty flag of $VOLUME_INFORMATION set is refused
- * without VD_FS_FORCE.  Not handled: attribute lists that move $MFT's or
+ * A volume with the dirty flag of $VOLUME_INFORMATION set, or whose
+ * journal ($LogFile, record 2) is not clean, is refused without
+ * VD_FS_FORCE (see check_logfile).  Not handled: attribute lists that move $MFT's or
  * $Bitmap's $DATA out of the base record (refused), compressed or
- * encrypted $Bitmap (refused); a Windows that hibernated or "fast booted"
- * leaves a clean-looking volume whose state lives in hiberfil.sys, which is
- * not detected (the man page says to shut Windows down fully).  Memory: a
+ * encrypted $Bitmap (refused); hiberfil.sys itself is not looked at, so a
+ * hibernated Windows is caught only by its journal (the man page says to
+ * shut Windows down fully).  Memory: a
  * few MFT records (at most 64 KiB each), one runlist per attribute, bounded
  * by the record size, and one 64 KiB bitmap chunk.
  *
@@ -88,6 +89,7 @@
 #define VOL_DIRTY 0x0001
 
 #define REC_MFT 0
+#define REC_LOGFILE 2
 #define REC_VOLUME 3
 #define REC_BITMAP 6
 
@@ -499,6 +501,90 @@ static int check_volume(struct ntfs *n)
 	return 0;
 }
 
+static int load_data(struct ntfs *n, uint64_t num, const char *what, struct runlist *rl, uint64_t *size);
+
+/* $LogFile restart pages (the first two log pages) */
+#define RP_SYS_PAGE 16
+#define RP_LOG_PAGE 20
+#define RP_RA_OFS 24
+#define RA_IN_USE 12     /* client_in_use_list: 0xFFFF = no client */
+#define RA_FLAGS 14
+#define RA_CLEAN 0x0002  /* RESTART_VOLUME_IS_CLEAN */
+
+static int unclean(struct ntfs *n, const char *why)
+{
+	return vd_set_error(n->w->err, EUCLEAN,
+			    "%s: ntfs at offset %" PRIu64 ": the NTFS journal ($LogFile) is not clean (%s): Windows was not shut down cleanly, or it hibernated or used fast startup; boot it and shut it down fully, or use --force",
+			    vd_path(n->w->img), n->w->part_off, why);
+}
+
+/* The volume's journal must hold nothing to replay: a free cluster may be
+ * one a logged transaction allocated, and zeroing it would lose data when
+ * Windows replays the log.  Each of the two restart pages must be empty
+ * (all 0xFF, as mkntfs and ntfs-3g leave it) or an "RSTR" page whose
+ * restart area has no client in use or the volume-is-clean flag. */
+static int check_logfile(struct ntfs *n)
+{
+	struct runlist rl = { 0 };
+	uint64_t size, psize = 4096;
+	uint8_t pg[512];
+	int r;
+
+	if (n->w->flags & VD_FS_FORCE)
+		return 0;
+	r = load_data(n, REC_LOGFILE, "$LogFile", &rl, &size);
+	for (int copy = 0; r == 0 && copy < 2; copy++) {
+		uint64_t off = copy ? psize : 0;
+		uint32_t sys, logp;
+		uint16_t ra;
+		bool empty = true;
+
+		if (off + sizeof(pg) > size) {
+			r = bad(n, "$LogFile data size %" PRIu64 " is too small for two restart pages of %" PRIu64 " bytes",
+				size, psize);
+			break;
+		}
+		r = read_stream(n, &rl, off, pg, sizeof(pg), "$LogFile");
+		if (r < 0)
+			break;
+		for (size_t i = 0; i < sizeof(pg) && empty; i++)
+			empty = pg[i] == 0xFF;
+		if (empty)
+			continue;
+		if (!memcmp(pg, "CHKD", 4)) {
+			r = unclean(n, "chkdsk left a CHKD restart page");
+			break;
+		}
+		if (memcmp(pg, "RSTR", 4)) {
+			r = unclean(n, copy ? "the second restart page is neither empty nor RSTR" :
+					      "the first restart page is neither empty nor RSTR");
+			break;
+		}
+		sys = le32dec(pg + RP_SYS_PAGE);
+		logp = le32dec(pg + RP_LOG_PAGE);
+		ra = le16dec(pg + RP_RA_OFS);
+		if (sys < 512 || sys > 65536 || !vd_is_pow2(sys) || logp < 512 || logp > 65536 || !vd_is_pow2(logp)) {
+			r = bad(n, "$LogFile restart page %d: system page size %" PRIu32 " / log page size %" PRIu32 " are not powers of two in 512..65536",
+				copy, sys, logp);
+			break;
+		}
+		if (ra % 8 || ra < 30 || (size_t)ra + RA_FLAGS + 2 > sizeof(pg)) {
+			r = bad(n, "$LogFile restart page %d: restart area offset %u is not inside its first sector", copy, ra);
+			break;
+		}
+		if (copy == 0)
+			psize = sys;
+		if (le16dec(pg + ra + RA_IN_USE) != 0xFFFF && !(le16dec(pg + ra + RA_FLAGS) & RA_CLEAN)) {
+			char why[96];
+			snprintf(why, sizeof(why), "restart area %d: a client is in use and the clean flag is not set (flags 0x%04x)",
+				 copy, le16dec(pg + ra + RA_FLAGS));
+			r = unclean(n, why);
+		}
+	}
+	free(rl.r);
+	return r;
+}
+
 /* $DATA of record NUM into RL. */
 static int load_data(struct ntfs *n, uint64_t num, const char *what, struct runlist *rl, uint64_t *size)
 {
@@ -607,6 +693,8 @@ static int ntfs_walk(struct vd_fs_walk *w)
 		goto out;
 	}
 	r = check_volume(&n);
+	if (r == 0)
+		r = check_logfile(&n);
 	if (r < 0)
 		goto out;
 	r = load_data(&n, REC_BITMAP, "$Bitmap", &n.bmp, &n.bmp_size);

@@ -24,6 +24,8 @@
 #define BMP_A 200u               /* $Bitmap VCN 0 */
 #define BMP_B 150u               /* $Bitmap VCN 1 */
 #define BMP_BYTES ((NCL + 7) / 8) /* 525 */
+#define LOG_LCN 300u             /* $LogFile: 16 clusters, two 4 KiB restart pages */
+#define LOG_CL 16u
 
 /* image offset of MFT record N */
 static unsigned rec_off(unsigned num)
@@ -105,8 +107,8 @@ static void apply_fixups(uint8_t *r, uint16_t usn)
 
 static void fix_all(uint8_t *img)
 {
-	static const unsigned nums[] = { 0, 3, 6 };
-	for (unsigned i = 0; i < 3; i++)
+	static const unsigned nums[] = { 0, 2, 3, 6 };
+	for (unsigned i = 0; i < VD_ARRAY_SIZE(nums); i++)
 		apply_fixups(img + rec_off(nums[i]), (uint16_t)(0x21 + i));
 }
 
@@ -116,6 +118,7 @@ static uint8_t *make_ntfs_raw(void)
 	uint8_t *img = calloc(1, NSIZE), *b = img, *r, *bm;
 	static const uint8_t mft_runs[] = { 0x11, 8, MFT_A, 0x11, 8, MFT_B - MFT_A };
 	static const uint8_t bmp_runs[] = { 0x21, 1, BMP_A & 0xff, BMP_A >> 8, 0x11, 1, (uint8_t)(BMP_B - BMP_A) };
+	static const uint8_t log_runs[] = { 0x21, LOG_CL, LOG_LCN & 0xff, LOG_LCN >> 8 };
 	static const uint8_t name[] = { 'u', 0, 'n', 0, 'i', 0, 't', 0 };
 	uint8_t volinfo[12] = { 0 };
 	unsigned off;
@@ -137,6 +140,12 @@ static uint8_t *make_ntfs_raw(void)
 	r = img + rec_off(0);
 	off = nonres_data(r, rec_header(r, 0), mft_runs, sizeof(mft_runs), 16, 8 * REC);
 	rec_end(r, off);
+
+	/* $LogFile, empty (all 0xFF) as mkntfs and ntfs-3g leave it */
+	r = img + rec_off(2);
+	off = nonres_data(r, rec_header(r, 2), log_runs, sizeof(log_runs), LOG_CL, LOG_CL * CL);
+	rec_end(r, off);
+	memset(img + LOG_LCN * CL, 0xFF, LOG_CL * CL);
 
 	r = img + rec_off(3);
 	off = resident(r, rec_header(r, 3), 0x60, name, sizeof(name));
@@ -160,6 +169,7 @@ static uint8_t *make_ntfs_raw(void)
 	set_bit(bm, MFT_B, 8);
 	set_bit(bm, BMP_A, 1);
 	set_bit(bm, BMP_B, 1);
+	set_bit(bm, LOG_LCN, LOG_CL);
 	set_bit(bm, 1000, 100);
 	set_bit(bm, 4000, 100);
 	/* bits past NCL stay 0: padding, not free space */
@@ -208,7 +218,7 @@ static int collect(void *ctx, uint64_t off, uint64_t len)
 static void expect_ranges(const struct ranges *r, uint64_t base)
 {
 	static const uint64_t want[][2] = {
-		{ 24, 76 }, { 108, 42 }, { 151, 49 }, { 201, 799 }, { 1100, 2900 }, { 4100, 97 },
+		{ 24, 76 }, { 108, 42 }, { 151, 49 }, { 201, 99 }, { 316, 684 }, { 1100, 2900 }, { 4100, 97 },
 	};
 
 	if (r->n != VD_ARRAY_SIZE(want))
@@ -253,7 +263,7 @@ static void test_ntfs(void **state)
 	assert_string_equal(info.uuid, "0123456789ABCDEF");
 	assert_int_equal(info.block_size, CL);
 	assert_int_equal(info.total_bytes, (uint64_t)NCL * CL);
-	assert_int_equal(info.free_bytes, (76 + 42 + 49 + 799 + 2900 + 97) * CL);
+	assert_int_equal(info.free_bytes, (76 + 42 + 49 + 99 + 684 + 2900 + 97) * CL);
 	expect_ranges(&r, 0);
 	vd_close(img, NULL);
 
@@ -384,12 +394,78 @@ static void test_ntfs_refusals(void **state)
 	}
 }
 
+/* A restart page at byte PAGE of the $LogFile: MAGIC, page sizes SYS,
+ * restart area at 0x30 with client_in_use_list IN_USE and FLAGS. */
+static void restart_page(uint8_t *img, unsigned page, const char *magic, uint32_t sys,
+			 uint16_t in_use, uint16_t flags)
+{
+	uint8_t *p = img + LOG_LCN * CL + page;
+
+	memset(p, 0, 4096);
+	memcpy(p, magic, 4);
+	le32enc(p + 16, sys);
+	le32enc(p + 20, 4096);
+	le16enc(p + 24, 0x30);
+	le16enc(p + 0x30 + 12, in_use);
+	le16enc(p + 0x30 + 14, flags);
+}
+
+/* The journal: empty or clean restart areas pass, anything else is
+ * refused (-EUCLEAN) unless forced; broken restart pages are errors. */
+static void test_ntfs_logfile(void **state)
+{
+	static const struct {
+		const char *m0; uint16_t use0, fl0;
+		const char *m1; uint16_t use1, fl1;
+		uint32_t sys;
+		int want;
+		const char *msg;
+	} cases[] = {
+		{ "RSTR", 0xFFFF, 0, "RSTR", 0xFFFF, 0, 4096, 0, NULL },               /* no client in use */
+		{ "RSTR", 0, 0x0002, "RSTR", 0, 0x0002, 4096, 0, NULL },               /* volume is clean */
+		{ "RSTR", 0, 0, "RSTR", 0, 0, 4096, -EUCLEAN,
+		  "the NTFS journal ($LogFile) is not clean (restart area 0: a client is in use and the clean flag is not set (flags 0x0000))" },
+		{ "RSTR", 0, 0x0002, "RSTR", 0, 0x0001, 4096, -EUCLEAN, "restart area 1: a client is in use" },
+		{ "CHKD", 0, 0, "RSTR", 0xFFFF, 0, 4096, -EUCLEAN, "chkdsk left a CHKD restart page" },
+		{ "XXXX", 0, 0, "RSTR", 0xFFFF, 0, 4096, -EUCLEAN, "the first restart page is neither empty nor RSTR" },
+		{ "RSTR", 0xFFFF, 0, "RSTR", 0xFFFF, 0, 3000, -EINVAL, "system page size 3000" },
+	};
+
+	(void)state;
+	for (unsigned i = 0; i < VD_ARRAY_SIZE(cases); i++) {
+		struct vd_error err = { 0 };
+		struct ranges r = { 0 };
+		uint8_t *buf = make_ntfs();
+		struct vd_image *img;
+		int rc;
+
+		restart_page(buf, 0, cases[i].m0, cases[i].sys, cases[i].use0, cases[i].fl0);
+		restart_page(buf, 4096, cases[i].m1, cases[i].sys, cases[i].use1, cases[i].fl1);
+		img = image_of(buf, 0, NSIZE);
+		rc = vd_fs_free_ranges(img, 0, 0, 0, collect, &r, NULL, &err);
+		if (rc != cases[i].want)
+			fail_msg("case %u: got %d (%s), expected %d", i, rc, err.msg, cases[i].want);
+		if (rc == 0)
+			expect_ranges(&r, 0);
+		else
+			assert_msg_has(&err, cases[i].msg);
+		/* forced: the journal is not looked at */
+		memset(&r, 0, sizeof(r));
+		vd_error_clear(&err);
+		assert_ok(vd_fs_free_ranges(img, 0, 0, VD_FS_FORCE, collect, &r, NULL, &err), &err);
+		expect_ranges(&r, 0);
+		vd_close(img, NULL);
+		free(buf);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ntfs),
 		cmocka_unit_test(test_ntfs_oem),
 		cmocka_unit_test(test_ntfs_refusals),
+		cmocka_unit_test(test_ntfs_logfile),
 	};
 	return unit_run(tests);
 }
