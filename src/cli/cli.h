@@ -35,13 +35,15 @@ const char *cli_human(uint64_t bytes, char *buf, size_t len);
 /* JSON output helpers. */
 void json_str(FILE *f, const char *s);
 
-/* Progress on stderr: -p, or automatically when stderr is a terminal. */
+/* Progress on stderr: -p (ON), -q (OFF), or by default (AUTO) when stderr
+ * is a terminal.  The last of -p and -q on the command line wins. */
+enum { CLI_PROGRESS_OFF = -1, CLI_PROGRESS_AUTO = 0, CLI_PROGRESS_ON = 1 };
 struct cli_progress {
 	int enabled;
 	double start, last;
 	uint64_t last_done;
 };
-void cli_progress_init(struct cli_progress *p, int flag);
+void cli_progress_init(struct cli_progress *p, int mode);
 void cli_progress_cb(void *ctx, uint64_t done, uint64_t total);
 void cli_progress_end(struct cli_progress *p);
 

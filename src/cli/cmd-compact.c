@@ -124,7 +124,7 @@ int cli_rewrite_cmd(const char *cmd, const char *usage_text, bool fs_aware_ok,
 	struct vd_rewrite_result res;
 	struct vd_error err = { 0 };
 	struct cli_progress prog;
-	int c, r, pflag = 0, quiet = 0, json = 0;
+	int c, r, pmode = CLI_PROGRESS_AUTO, json = 0;
 
 	while ((c = getopt_long(argc, argv, "f:pqh", lo, NULL)) != -1) {
 		switch (c) {
@@ -137,8 +137,8 @@ int cli_rewrite_cmd(const char *cmd, const char *usage_text, bool fs_aware_ok,
 			}
 			o.fs_aware = true;
 			break;
-		case 'p': pflag = 1; break;
-		case 'q': quiet = 1; break;
+		case 'p': pmode = CLI_PROGRESS_ON; break;
+		case 'q': pmode = CLI_PROGRESS_OFF; break;
 		case 'o':
 			json = cli_output_mode(cmd, optarg);
 			if (json < 0)
@@ -153,9 +153,7 @@ int cli_rewrite_cmd(const char *cmd, const char *usage_text, bool fs_aware_ok,
 		return 1;
 	}
 	cli_catch_signals();
-	cli_progress_init(&prog, pflag);
-	if (quiet)
-		prog.enabled = 0;
+	cli_progress_init(&prog, pmode);
 	o.progress = cli_progress_cb;
 	o.progress_ctx = &prog;
 	o.cancel = &cli_cancel;

@@ -41,7 +41,7 @@ int cmd_compare(int argc, char **argv)
 	struct vd_image *a = NULL, *b = NULL;
 	struct cli_progress prog;
 	uint64_t diff = 0;
-	int c, r, json = 0, pflag = 0;
+	int c, r, json = 0, pmode = CLI_PROGRESS_OFF; /* only with -p */
 	unsigned flags = 0;
 	bool size_differs;
 
@@ -51,7 +51,7 @@ int cmd_compare(int argc, char **argv)
 		case 'F': fb = optarg; break;
 		case 's': o.strict = true; break;
 		case 'D': flags |= VD_OPEN_ALLOW_DEVICES; break;
-		case 'p': pflag = 1; break;
+		case 'p': pmode = CLI_PROGRESS_ON; break;
 		case 'o':
 			if ((json = cli_output_mode("compare", optarg)) < 0)
 				return 2;
@@ -70,9 +70,7 @@ int cmd_compare(int argc, char **argv)
 		vd_close(a, NULL);
 		return cli_fail("compare", &err, 2);
 	}
-	cli_progress_init(&prog, pflag);
-	if (!pflag)
-		prog.enabled = 0;
+	cli_progress_init(&prog, pmode);
 	o.progress = cli_progress_cb;
 	o.progress_ctx = &prog;
 	o.cancel = &cli_cancel;

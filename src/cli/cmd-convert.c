@@ -96,7 +96,7 @@ static void summary(const char *src, const char *dev, const struct vd_devcopy_re
 static int convert_to_device(const char *src, const char *dst, const char *lv,
 			     const char *rawvmdk, const char *owner,
 			     const struct vd_convert_opts *o, struct vd_devcopy_opts *dev,
-			     int pflag, int quiet)
+			     int pmode)
 {
 	struct vd_devcopy_result res;
 	struct vd_error err = { 0 };
@@ -129,9 +129,7 @@ static int convert_to_device(const char *src, const char *dst, const char *lv,
 	dev->src_open_flags = o->src_open_flags;
 	dev->target_is_zero = o->target_is_zero;
 	cli_catch_signals();
-	cli_progress_init(&prog, pflag);
-	if (quiet)
-		prog.enabled = 0;
+	cli_progress_init(&prog, pmode);
 	dev->progress = cli_progress_cb;
 	dev->progress_ctx = &prog;
 	dev->cancel = &cli_cancel;
@@ -190,7 +188,7 @@ int cmd_convert(int argc, char **argv)
 	const char *lv = NULL, *rawvmdk = NULL, *owner = NULL, *src, *dst;
 	struct stat st;
 	bool to_device;
-	int c, r, pflag = 0, quiet = 0;
+	int c, r, pmode = CLI_PROGRESS_AUTO;
 
 	o.min_sparse = 4096;
 	while ((c = getopt_long(argc, argv, "f:O:o:S:npqh", lo, NULL)) != -1) {
@@ -209,8 +207,8 @@ int cmd_convert(int argc, char **argv)
 		case 'F': o.force = true; break;
 		case 'd': o.create_flags |= VD_CREATE_DETERMINISTIC; break;
 		case 'D': o.src_open_flags |= VD_OPEN_ALLOW_DEVICES; break;
-		case 'p': pflag = 1; break;
-		case 'q': quiet = 1; break;
+		case 'p': pmode = CLI_PROGRESS_ON; break;
+		case 'q': pmode = CLI_PROGRESS_OFF; break;
 		case 'h': cli_usage(stdout, usage); return 0;
 		case 1000: dev.direct = true; break;
 		case 1001: dev.verify = true; break;
@@ -244,7 +242,7 @@ int cmd_convert(int argc, char **argv)
 		return 1;
 	}
 	if (to_device)
-		return convert_to_device(src, dst, lv, rawvmdk, owner, &o, &dev, pflag, quiet);
+		return convert_to_device(src, dst, lv, rawvmdk, owner, &o, &dev, pmode);
 	if (dev.direct || dev.verify || rawvmdk || owner) {
 		cli_err("convert", "--direct, --verify, --rawvmdk and --owner need a block device as DST");
 		return 1;
@@ -262,9 +260,7 @@ int cmd_convert(int argc, char **argv)
 		return 1;
 	}
 	cli_catch_signals();
-	cli_progress_init(&prog, pflag);
-	if (quiet)
-		prog.enabled = 0;
+	cli_progress_init(&prog, pmode);
 	o.progress = cli_progress_cb;
 	o.progress_ctx = &prog;
 	o.cancel = &cli_cancel;

@@ -182,7 +182,7 @@ int cmd_create(int argc, char **argv)
 	struct vd_build_opts bo = { .align = VD_ALIGN_MIB };
 	struct vd_build_part parts[VD_MBR_MAX_PARTS];
 	unsigned flags = VD_CREATE_EXCL, nparts = 0;
-	int json = 0, progress = 0, build;
+	int json = 0, pmode = CLI_PROGRESS_AUTO, build;
 	uint64_t size = 0;
 	int c;
 
@@ -236,7 +236,7 @@ int cmd_create(int argc, char **argv)
 			if ((json = cli_output_mode("create", optarg)) < 0)
 				return 1;
 			break;
-		case 'p': progress = 1; break;
+		case 'p': pmode = CLI_PROGRESS_ON; break;
 		case 'h': cli_usage(stdout, usage); return 0;
 		default: cli_usage(stderr, usage); return 1;
 		}
@@ -287,7 +287,7 @@ int cmd_create(int argc, char **argv)
 		bo.deterministic = flags & VD_CREATE_DETERMINISTIC;
 		bo.force = !(flags & VD_CREATE_EXCL);
 		bo.checksums = json;
-		cli_progress_init(&pr, progress);
+		cli_progress_init(&pr, pmode);
 		if (pr.enabled) {
 			bo.progress = cli_progress_cb;
 			bo.progress_ctx = &pr;

@@ -141,7 +141,7 @@ int cmd_zerofree(int argc, char **argv)
 	struct vd_error err = { 0 };
 	struct cli_progress prog;
 	struct out o = { 0 };
-	int c, r, pflag = -1;
+	int c, r, pmode = CLI_PROGRESS_AUTO;
 	bool list = false;
 	char *end;
 
@@ -160,8 +160,8 @@ int cmd_zerofree(int argc, char **argv)
 		case 'n': opts.dry_run = true; break;
 		case 'F': opts.force = true; break;
 		case 'L': list = true; break;
-		case 'p': pflag = 1; break;
-		case 'q': pflag = 0; break;
+		case 'p': pmode = CLI_PROGRESS_ON; break;
+		case 'q': pmode = CLI_PROGRESS_OFF; break;
 		case 'o':
 			if ((o.json = cli_output_mode("zerofree", optarg)) < 0)
 				return 1;
@@ -183,7 +183,7 @@ int cmd_zerofree(int argc, char **argv)
 	opts.report = report;
 	opts.report_ctx = &o;
 	cli_catch_signals();
-	cli_progress_init(&prog, pflag);
+	cli_progress_init(&prog, pmode);
 	opts.progress = cli_progress_cb;
 	opts.progress_ctx = &prog;
 	opts.cancel = &cli_cancel;

@@ -98,10 +98,10 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-void cli_progress_init(struct cli_progress *p, int flag)
+void cli_progress_init(struct cli_progress *p, int mode)
 {
 	memset(p, 0, sizeof(*p));
-	p->enabled = flag || isatty(STDERR_FILENO);
+	p->enabled = mode == CLI_PROGRESS_ON || (mode == CLI_PROGRESS_AUTO && isatty(STDERR_FILENO));
 	p->start = now();
 	p->last = 0;
 }

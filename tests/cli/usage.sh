@@ -219,4 +219,29 @@ before=$(sha1sum < "$T/self.vdi")
 fails "convert -n onto the source itself" "same file" "$VDISK" convert -n "$T/self.vdi" "$T/self.vdi"
 assert_eq "self-convert left the image untouched" "$before" "$(sha1sum < "$T/self.vdi")"
 
+# ---- progress: -p forces it, -q silences it, by default only on a terminal ----
+# (a progress line is "( 12.5%) 8 MiB of 64 MiB, ..." on stderr)
+progress_lines() { tr '\r' '\n' <"$1" | grep -cE '%\) [0-9.]+ [KMGTPE]?i?B of ' || true; }
+truncate -s 8M "$T/pr.raw"
+if command -v mkfs.ext2 >/dev/null; then mkfs.ext2 -q -F "$T/pr.raw"; fi
+pr_cmds=("convert -O vdi --force $T/pr.raw $T/pr.vdi" "compact $T/pr.vdi")
+command -v mkfs.ext2 >/dev/null && pr_cmds+=("zerofree $T/pr.raw")
+"$VDISK" convert -q -O vdi "$T/pr.raw" "$T/pr.vdi"
+for cmd in "${pr_cmds[@]}"; do
+	name=${cmd%% *}
+	# shellcheck disable=SC2086
+	"$VDISK" $cmd >/dev/null 2>"$T/pr.err"
+	assert_eq "$name: no progress by default when stderr is not a terminal" 0 "$(progress_lines "$T/pr.err")"
+	# shellcheck disable=SC2086
+	"$VDISK" ${cmd%% *} -p ${cmd#* } >/dev/null 2>"$T/pr.err"
+	[ "$(progress_lines "$T/pr.err")" -gt 0 ] && pass "$name -p: progress" || fail "$name -p: no progress line"
+	if command -v script >/dev/null && script -qec true /dev/null >/dev/null 2>&1; then
+		script -qec "$VDISK $name -q ${cmd#* }" /dev/null >"$T/pr.tty" 2>&1
+		assert_eq "$name -q on a terminal: no progress" 0 "$(progress_lines "$T/pr.tty")"
+		script -qec "$VDISK $cmd" /dev/null >"$T/pr.tty" 2>&1
+		[ "$(progress_lines "$T/pr.tty")" -gt 0 ] && pass "$name on a terminal: progress by default" ||
+			fail "$name on a terminal: no progress"
+	fi
+done
+
 finish
