@@ -44,6 +44,11 @@ struct cli_progress {
 	uint64_t last_done;
 };
 void cli_progress_init(struct cli_progress *p, int mode);
+
+/* The text of an sfdisk-style script from PATH (NULL or "-": standard
+ * input), NUL-terminated, at most 16 MiB and without NUL bytes; NULL after
+ * a message naming CMD and the file. */
+char *cli_read_script(const char *cmd, const char *path);
 void cli_progress_cb(void *ctx, uint64_t done, uint64_t total);
 void cli_progress_end(struct cli_progress *p);
 

@@ -54,45 +54,6 @@ static const char usage[] =
 	"  -p, --progress     show progress (default: when stderr is a terminal)\n"
 	"  -h, --help         show this help\n";
 
-static char *read_text(const char *path)
-{
-	FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
-	size_t cap = 4096, n = 0;
-	char *buf;
-
-	if (!f) {
-		cli_err("create", "%s: %s", path, strerror(errno));
-		return NULL;
-	}
-	buf = malloc(cap);
-	while (buf) {
-		size_t r = fread(buf + n, 1, cap - n - 1, f);
-		n += r;
-		if (r == 0)
-			break;
-		if (n + 1 == cap) {
-			char *nb = cap > (16u << 20) ? NULL : realloc(buf, cap * 2);
-			if (!nb) {
-				free(buf);
-				buf = NULL;
-				break;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-	}
-	if (!buf || ferror(f) || memchr(buf, '\0', n)) {
-		cli_err("create", "%s: %s", path, !buf ? "too large" : ferror(f) ? "read error" : "contains NUL bytes");
-		free(buf);
-		buf = NULL;
-	} else {
-		buf[n] = '\0';
-	}
-	if (f != stdin)
-		fclose(f);
-	return buf;
-}
-
 /* 1: bad arguments or inputs; 2: the output could not be written */
 static int build_fail(const struct vd_error *err)
 {
@@ -259,7 +220,7 @@ int cmd_create(int argc, char **argv)
 		char *text = NULL;
 		int r;
 
-		if (script_path && !(text = read_text(script_path)))
+		if (script_path && !(text = cli_read_script("create", script_path)))
 			return 1;
 		if (boot_path) {
 			FILE *f = fopen(boot_path, "rb");

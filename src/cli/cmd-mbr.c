@@ -146,45 +146,6 @@ static void print_list(const char *path, const struct vd_mbr *m, uint64_t size)
 	}
 }
 
-static char *read_all(FILE *f, const char *what)
-{
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
-
-	while (buf) {
-		size_t r = fread(buf + n, 1, cap - n - 1, f);
-		n += r;
-		if (r == 0)
-			break;
-		if (n + 1 == cap) {
-			char *nb = cap > (16u << 20) ? NULL : realloc(buf, cap * 2);
-			if (!nb) {
-				free(buf);
-				cli_err("mbr", "%s: script too large", what);
-				return NULL;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-	}
-	if (!buf) {
-		cli_err("mbr", "out of memory");
-		return NULL;
-	}
-	if (ferror(f)) {
-		cli_err("mbr", "%s: read error", what);
-		free(buf);
-		return NULL;
-	}
-	buf[n] = '\0';
-	if (memchr(buf, '\0', n)) {
-		cli_err("mbr", "%s: the script contains NUL bytes", what);
-		free(buf);
-		return NULL;
-	}
-	return buf;
-}
-
 static int parse_geo(const char *s, unsigned max, uint32_t *out, const char *what)
 {
 	char *e;
@@ -309,17 +270,7 @@ int cmd_mbr(int argc, char **argv)
 	}
 
 	/* everything is read and checked before the image is opened for writing */
-	if (script_path) {
-		FILE *f = fopen(script_path, "r");
-		if (!f) {
-			cli_err("mbr", "%s: %s", script_path, strerror(errno));
-			goto out;
-		}
-		text = read_all(f, script_path);
-		fclose(f);
-	} else {
-		text = read_all(stdin, "standard input");
-	}
+	text = cli_read_script("mbr", script_path);
 	if (!text)
 		goto out;
 	if (boot_path) {

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -148,4 +149,51 @@ int cli_output_mode(const char *cmd, const char *arg)
 void cli_usage(FILE *f, const char *usage)
 {
 	fputs(usage, f);
+}
+
+char *cli_read_script(const char *cmd, const char *path)
+{
+	bool in = !path || !strcmp(path, "-");
+	const char *name = in ? "standard input" : path;
+	FILE *f = in ? stdin : fopen(path, "r");
+	size_t cap = 4096, n = 0;
+	const char *why = NULL;
+	char *buf;
+
+	if (!f) {
+		cli_err(cmd, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	buf = malloc(cap);
+	while (buf) {
+		size_t r = fread(buf + n, 1, cap - n - 1, f);
+		n += r;
+		if (r == 0)
+			break;
+		if (n + 1 == cap) {
+			char *nb = cap > (16u << 20) ? NULL : realloc(buf, cap * 2);
+			if (!nb) {
+				why = "the script is too large (16 MiB at most)";
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	if (!buf)
+		why = "out of memory";
+	else if (!why && ferror(f))
+		why = "read error";
+	else if (!why && memchr(buf, '\0', n))
+		why = "the script contains NUL bytes";
+	if (why) {
+		cli_err(cmd, "%s: %s", name, why);
+		free(buf);
+		buf = NULL;
+	} else {
+		buf[n] = '\0';
+	}
+	if (!in)
+		fclose(f);
+	return buf;
 }

@@ -244,4 +244,17 @@ for cmd in "${pr_cmds[@]}"; do
 	fi
 done
 
+# ---- scripts (one reader for mbr and create): unreadable, NUL bytes ----
+printf 'label: dos\nstart=2048, type=83\0\n' >"$T/nul.sfdisk"
+truncate -s 8M "$T/s.img"
+for cmd in "mbr --script" "create -O raw --script"; do
+	tail=$([ "${cmd%% *}" = mbr ] && echo "$T/s.img" || echo "$T/new.img 8M")
+	# shellcheck disable=SC2086
+	fails "${cmd%% *}: missing script" "$T/none.sfdisk: No such file" "$VDISK" $cmd "$T/none.sfdisk" $tail
+	# shellcheck disable=SC2086
+	fails "${cmd%% *}: script with NUL bytes" "contains NUL bytes" "$VDISK" $cmd "$T/nul.sfdisk" $tail
+done
+[ ! -e "$T/new.img" ] && pass "create: nothing made from a bad script" || fail "create made new.img"
+assert_eq "mbr: image untouched by a bad script" "" "$(tr -d '\0' <"$T/s.img" | head -c 1)"
+
 finish
