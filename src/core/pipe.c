@@ -1,7 +1,8 @@
 /*
  * The reader/writer hand-over used by convert and create --script: a
  * bounded queue of items and a pool of equal buffers, shared by one reader
- * thread and the writing thread.  See vd_pipe in vdisk-int.h.
+ * thread and the writing thread, and vd_pipe_run, which drives both.  See
+ * vd_pipe in vdisk-int.h.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -101,4 +102,47 @@ void vd_pipe_stop(struct vd_pipe *p)
 	p->stop = true;
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
+}
+
+static void *reader_main(void *arg)
+{
+	struct vd_pipe *p = arg;
+
+	p->rerr = p->produce(p->produce_ctx, &p->rerr_obj);
+	vd_pipe_push(p, (struct vd_pipe_item){ .kind = VD_PIPE_END });
+	return NULL;
+}
+
+int vd_pipe_run(struct vd_pipe *p, int (*produce)(void *ctx, struct vd_error *err),
+		void *produce_ctx,
+		int (*consume)(void *ctx, const struct vd_pipe_item *it, struct vd_error *err),
+		void *consume_ctx, const volatile int *cancel, struct vd_error *err)
+{
+	pthread_t th;
+	int r, wr = 0;
+
+	p->produce = produce;
+	p->produce_ctx = produce_ctx;
+	r = pthread_create(&th, NULL, reader_main, p);
+	if (r)
+		return vd_set_error(err, r, "cannot start the reader thread");
+	for (;;) {
+		struct vd_pipe_item it = vd_pipe_pop(p);
+
+		if (it.kind == VD_PIPE_END)
+			break;
+		if (wr == 0 && vd_cancelled(cancel))
+			wr = vd_set_error(err, ECANCELED, "interrupted");
+		if (wr == 0)
+			wr = consume(consume_ctx, &it, err);
+		vd_pipe_put_buf(p, it.buf);
+		if (wr < 0)
+			vd_pipe_stop(p); /* and drain, so the reader can post END */
+	}
+	pthread_join(th, NULL);
+	if (wr < 0)
+		return wr;
+	if (p->rerr < 0 && err)
+		*err = p->rerr_obj;
+	return p->rerr < 0 ? p->rerr : 0;
 }

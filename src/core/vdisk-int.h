@@ -107,6 +107,11 @@ struct vd_pipe {
 	uint8_t *free_bufs[VD_PIPE_DEPTH];
 	unsigned nfree;
 	bool stop;
+	/* the reader thread (vd_pipe_run) */
+	int (*produce)(void *ctx, struct vd_error *err);
+	void *produce_ctx;
+	int rerr;
+	struct vd_error rerr_obj;
 };
 
 /* VD_PIPE_DEPTH buffers of BUF_SIZE bytes (4096-aligned). */
@@ -119,6 +124,15 @@ void vd_pipe_put_buf(struct vd_pipe *p, uint8_t *buf); /* NULL: no-op */
 int vd_pipe_push(struct vd_pipe *p, struct vd_pipe_item it);
 struct vd_pipe_item vd_pipe_pop(struct vd_pipe *p);
 void vd_pipe_stop(struct vd_pipe *p);
+/* Run PRODUCE (pushing items, END excluded) in a reader thread while this
+ * thread pops the items and hands each to CONSUME, returning every buffer
+ * to the pool.  From the first error (CONSUME's, or *CANCEL set:
+ * -ECANCELED) on, the reader is stopped and the rest drained.  Returns the
+ * writer's error first, else the reader's (copied into ERR), else 0. */
+int vd_pipe_run(struct vd_pipe *p, int (*produce)(void *ctx, struct vd_error *err),
+		void *produce_ctx,
+		int (*consume)(void *ctx, const struct vd_pipe_item *it, struct vd_error *err),
+		void *consume_ctx, const volatile int *cancel, struct vd_error *err);
 
 /* Format a 16-byte RFC 4122 UUID as text (37 bytes incl. NUL). */
 void vd_uuid_format(const uint8_t u[16], char out[37]);

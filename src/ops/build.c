@@ -24,7 +24,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
@@ -650,12 +649,11 @@ static void derive_uuid(const uint8_t d[32], const char *label, char out[37])
 struct pipe {
 	struct build *b;
 	struct vd_pipe q;
-	int rerr;
-	struct vd_error rerr_obj;
 	/* writer */
 	struct vd_image *dst;
 	const struct vd_pipe_item *cur;
 	struct vd_error *werr;
+	uint64_t done, total;
 };
 
 static uint8_t *pipe_get(void *ctx)
@@ -676,14 +674,12 @@ static int pipe_put(void *ctx, uint64_t off, uint64_t in_off, uint8_t *buf,
 							  off, len, in_off, part, buf });
 }
 
-static void *reader_main(void *arg)
+static int produce(void *ctx, struct vd_error *err)
 {
-	struct pipe *p = arg;
+	struct pipe *p = ctx;
 	struct sink s = { pipe_get, pipe_put, p };
 
-	p->rerr = walk(p->b, &s, &p->rerr_obj);
-	vd_pipe_push(&p->q, (struct vd_pipe_item){ .kind = VD_PIPE_END });
-	return NULL;
+	return walk(p->b, &s, err);
 }
 
 static int write_run(void *ctx, size_t pos, size_t n)
@@ -723,69 +719,47 @@ static int plan_total(struct build *b, uint64_t *total, struct vd_error *err)
 	return 0;
 }
 
+static int consume(void *ctx, const struct vd_pipe_item *it, struct vd_error *err)
+{
+	struct pipe *p = ctx;
+	const struct vd_build_opts *o = p->b->o;
+	int r;
+
+	p->cur = it;
+	p->werr = err;
+	if (it->kind == VD_PIPE_SECTOR)
+		r = write_run(p, 0, it->len);
+	else
+		r = data_runs(it->aux, it->buf, it->len, write_run, p);
+	if (r < 0)
+		return r;
+	p->done += it->len;
+	if (o->progress)
+		o->progress(o->progress_ctx, VD_MIN(p->done, p->total), p->total);
+	return 0;
+}
+
 static int write_all(struct build *b, struct vd_image *dst, struct vd_error *err)
 {
 	const struct vd_build_opts *o = b->o;
 	struct pipe *p;
-	pthread_t th;
-	uint64_t total = 0, done = 0;
-	int r, wr = 0;
+	int r;
 
-	r = plan_total(b, &total, err);
-	if (r < 0)
-		return r;
 	p = vd_calloc(1, sizeof(*p), err);
 	if (!p)
 		return -ENOMEM;
 	p->b = b;
 	p->dst = dst;
-	p->werr = err;
-	r = vd_pipe_init(&p->q, CHUNK, err);
+	r = plan_total(b, &p->total, err);
+	if (r == 0)
+		r = vd_pipe_init(&p->q, CHUNK, err);
 	if (r < 0) {
 		free(p);
 		return r;
 	}
 	if (o->progress)
-		o->progress(o->progress_ctx, 0, total);
-	r = pthread_create(&th, NULL, reader_main, p);
-	if (r) {
-		r = vd_set_error(err, r, "cannot start the reader thread");
-		goto out;
-	}
-	for (;;) {
-		struct vd_pipe_item it = vd_pipe_pop(&p->q);
-
-		if (it.kind == VD_PIPE_END)
-			break;
-		if (wr == 0 && vd_cancelled(o->cancel))
-			wr = vd_set_error(err, ECANCELED, "interrupted");
-		if (wr == 0) {
-			p->cur = &it;
-			if (it.kind == VD_PIPE_SECTOR)
-				wr = write_run(p, 0, it.len);
-			else
-				wr = data_runs(it.aux, it.buf, it.len, write_run, p);
-		}
-		vd_pipe_put_buf(&p->q, it.buf);
-		if (wr < 0) {
-			vd_pipe_stop(&p->q);
-			continue;
-		}
-		done += it.len;
-		if (o->progress)
-			o->progress(o->progress_ctx, VD_MIN(done, total), total);
-	}
-	pthread_join(th, NULL);
-	if (wr < 0) {
-		r = wr;
-	} else if (p->rerr < 0) {
-		r = p->rerr;
-		if (err)
-			*err = p->rerr_obj;
-	} else {
-		r = 0;
-	}
-out:
+		o->progress(o->progress_ctx, 0, p->total);
+	r = vd_pipe_run(&p->q, produce, p, consume, p, o->cancel, err);
 	vd_pipe_destroy(&p->q);
 	free(p);
 	return r;

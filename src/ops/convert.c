@@ -14,7 +14,6 @@
 #include "../core/vdisk-int.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -29,14 +28,13 @@ struct pipeline {
 	uint64_t min_sparse;
 	const volatile int *cancel;
 	struct vd_pipe q;
-	int rerr;               /* reader result */
-	struct vd_error rerr_obj;
+	/* writer */
+	struct vd_image *dst;
+	bool fill_zeros, target_zero;
+	struct vd_copy_stats *st;
+	const struct vd_convert_opts *o;
+	uint64_t done, total;
 };
-
-static bool cancelled(const volatile int *c)
-{
-	return c && *c;
-}
 
 static int push(struct pipeline *p, int kind, uint64_t off, uint64_t len,
 		uint64_t progress, uint8_t *buf)
@@ -114,9 +112,11 @@ static int push_chunk(struct pipeline *p, uint64_t off, uint64_t len, uint8_t *b
 	return 0;
 }
 
-static void *reader_main(void *arg)
+/* Reader: the source in guest order, skipping what block status says
+ * reads as zeros. */
+static int produce(void *ctx, struct vd_error *err)
 {
-	struct pipeline *p = arg;
+	struct pipeline *p = ctx;
 	struct vd_image *src = p->src;
 	uint64_t off = 0, size = vd_size(src);
 	int r = 0;
@@ -124,11 +124,11 @@ static void *reader_main(void *arg)
 	while (off < size && r == 0) {
 		struct vd_extent e;
 
-		if (cancelled(p->cancel)) {
-			r = vd_set_error(&p->rerr_obj, ECANCELED, "interrupted");
+		if (vd_cancelled(p->cancel)) {
+			r = vd_set_error(err, ECANCELED, "interrupted");
 			break;
 		}
-		r = vd_block_status(src, off, size - off, &e, &p->rerr_obj);
+		r = vd_block_status(src, off, size - off, &e, err);
 		if (r < 0)
 			break;
 		if (e.flags & VD_BS_ZERO) {
@@ -144,12 +144,12 @@ static void *reader_main(void *arg)
 				r = -ECANCELED;
 				break;
 			}
-			if (cancelled(p->cancel)) {
+			if (vd_cancelled(p->cancel)) {
 				vd_pipe_put_buf(&p->q, buf);
-				r = vd_set_error(&p->rerr_obj, ECANCELED, "interrupted");
+				r = vd_set_error(err, ECANCELED, "interrupted");
 				break;
 			}
-			r = vd_read(src, off, buf, (size_t)n, &p->rerr_obj);
+			r = vd_read(src, off, buf, (size_t)n, err);
 			if (r < 0) {
 				vd_pipe_put_buf(&p->q, buf);
 				break;
@@ -158,9 +158,7 @@ static void *reader_main(void *arg)
 			off += n;
 		}
 	}
-	p->rerr = r;
-	push(p, VD_PIPE_END, 0, 0, 0, NULL);
-	return NULL;
+	return r;
 }
 
 /* Bytes of work: data to read plus zero ranges that must be written. */
@@ -182,86 +180,69 @@ static int plan(struct vd_image *src, bool write_zero_ranges, uint64_t *total,
 	return 0;
 }
 
-/* Writer side: the calling thread.  ST (may be NULL) counts what was done. */
+/* Writer: one item into the target. */
+static int consume(void *ctx, const struct vd_pipe_item *it, struct vd_error *err)
+{
+	struct pipeline *p = ctx;
+	uint64_t progress = it->aux;
+	int r = 0;
+
+	if (it->kind == VD_PIPE_DATA) {
+		r = vd_write(p->dst, it->off, it->buf, (size_t)it->len, err);
+		if (r == 0 && p->st)
+			p->st->data_bytes += it->len;
+	} else if (p->fill_zeros) {
+		for (uint64_t o2 = 0; o2 < it->len && r == 0;) {
+			uint64_t n = VD_MIN(it->len - o2, (uint64_t)VD_ZERO_BUF_SIZE);
+			r = vd_write(p->dst, it->off + o2, vd_zero_buf(), (size_t)n, err);
+			o2 += n;
+		}
+		progress = it->len;
+	} else if (!p->target_zero) {
+		r = vd_write_zeroes(p->dst, it->off, it->len, VD_ZERO_MAY_UNMAP, err);
+		progress = it->len;
+		if (r == 0 && p->st)
+			p->st->zero_bytes += it->len;
+	}
+	if (r < 0)
+		return r;
+	if (p->st)
+		p->st->reached = it->off + it->len; /* items come in guest order */
+	p->done += progress;
+	if (p->o->progress && progress)
+		p->o->progress(p->o->progress_ctx, p->done, p->total);
+	return 0;
+}
+
+/* ST (may be NULL) counts what was done. */
 static int copy(struct vd_image *src, struct vd_image *dst, bool target_zero,
 		const struct vd_convert_opts *o, struct vd_copy_stats *st,
 		struct vd_error *err)
 {
 	struct pipeline *p;
-	pthread_t th;
-	uint64_t done = 0, total = 0;
-	bool fill_zeros = o->min_sparse == 0;   /* allocate everything */
-	int r, wr = 0;
+	int r;
 
-	r = plan(src, fill_zeros || !target_zero, &total, err);
-	if (r < 0)
-		return r;
 	p = vd_calloc(1, sizeof(*p), err);
 	if (!p)
 		return -ENOMEM;
 	p->src = src;
 	p->min_sparse = o->min_sparse;
 	p->cancel = o->cancel;
-	r = vd_pipe_init(&p->q, CHUNK, err);
+	p->dst = dst;
+	p->fill_zeros = o->min_sparse == 0; /* allocate everything */
+	p->target_zero = target_zero;
+	p->st = st;
+	p->o = o;
+	r = plan(src, p->fill_zeros || !target_zero, &p->total, err);
+	if (r == 0)
+		r = vd_pipe_init(&p->q, CHUNK, err);
 	if (r < 0) {
 		free(p);
 		return r;
 	}
 	if (o->progress)
-		o->progress(o->progress_ctx, 0, total);
-	r = pthread_create(&th, NULL, reader_main, p);
-	if (r) {
-		r = vd_set_error(err, r, "cannot start reader thread");
-		goto out_free;
-	}
-	for (;;) {
-		struct vd_pipe_item it = vd_pipe_pop(&p->q);
-		if (it.kind == VD_PIPE_END)
-			break;
-		if (wr == 0 && cancelled(o->cancel))
-			wr = vd_set_error(err, ECANCELED, "interrupted");
-		if (wr == 0 && it.kind == VD_PIPE_DATA) {
-			wr = vd_write(dst, it.off, it.buf, (size_t)it.len, err);
-			if (wr == 0 && st)
-				st->data_bytes += it.len;
-		} else if (wr == 0 && it.kind == VD_PIPE_ZERO) {
-			if (fill_zeros) {
-				for (uint64_t o2 = 0; o2 < it.len && wr == 0;) {
-					uint64_t n = VD_MIN(it.len - o2, (uint64_t)VD_ZERO_BUF_SIZE);
-					wr = vd_write(dst, it.off + o2, vd_zero_buf(), (size_t)n, err);
-					o2 += n;
-				}
-				it.aux = it.len;
-			} else if (!target_zero) {
-				wr = vd_write_zeroes(dst, it.off, it.len, VD_ZERO_MAY_UNMAP, err);
-				it.aux = it.len;
-				if (wr == 0 && st)
-					st->zero_bytes += it.len;
-			}
-		}
-		if (wr == 0 && st)
-			st->reached = it.off + it.len; /* items come in guest order */
-		vd_pipe_put_buf(&p->q, it.buf);
-		if (wr < 0) {
-			vd_pipe_stop(&p->q);
-			/* drain so the reader can post its END */
-			continue;
-		}
-		done += it.aux;
-		if (o->progress && it.aux)
-			o->progress(o->progress_ctx, done, total);
-	}
-	pthread_join(th, NULL);
-	if (wr < 0) {
-		r = wr;
-	} else if (p->rerr < 0) {
-		r = p->rerr;
-		if (err)
-			*err = p->rerr_obj;
-	} else {
-		r = 0;
-	}
-out_free:
+		o->progress(o->progress_ctx, 0, p->total);
+	r = vd_pipe_run(&p->q, produce, p, consume, p, o->cancel, err);
 	vd_pipe_destroy(&p->q);
 	free(p);
 	return r;
