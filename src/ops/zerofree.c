@@ -18,9 +18,9 @@
  * A dynamic VDI appends new blocks at slot cBlocksAllocated, so a released
  * block leaves a hole in the slot sequence that the header still counts.
  * When blocks were released, the format's own repair (vd_check with
- * REPAIR: move the last slots into the holes, then lower the count and
- * truncate, each step valid) closes those holes before the image is
- * closed; it runs only when the check finds leaks and nothing worse.
+ * REPAIR; for VDI: move the last slots into the holes, then lower the
+ * count and truncate, each step valid) closes those holes before the
+ * image is closed; it leaves an image with corruption as it is.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -306,12 +306,11 @@ static int reclaim(struct zf *z, struct vd_zerofree_result *res)
 	struct vd_info info;
 	int r;
 
-	if (strcmp(res->format, "vdi"))
+	/* formats without metadata (raw) have no slots to give back; the
+	 * repair changes nothing when it finds no leak, or finds corruption
+	 * (then it leaves everything as it is) */
+	if (!z->img->drv->check)
 		return 0;
-	r = vd_check(z->img, false, &c, z->err);
-	if (r < 0 || c.corruptions || !c.leaks)
-		return r;
-	memset(&c, 0, sizeof(c));
 	c.note = count_moves;
 	c.ctx = res;
 	r = vd_check(z->img, true, &c, z->err);
