@@ -73,7 +73,8 @@ static int open_extent_file(struct vd_image *img, const char *name, bool rdwr,
 	bool allow = (img->flags & VD_OPEN_ALLOW_DEVICES) != 0;
 	char *dup = strdup(dpath), *dir, *full = NULL, rdir[PATH_MAX], rfull[PATH_MAX];
 	unsigned hflags = (rdwr ? VD_HOST_RDWR : 0) | (allow ? VD_HOST_ALLOW_DEV : 0) |
-			  (img->flags & VD_OPEN_NO_SYNC ? VD_HOST_NO_SYNC : 0);
+			  (img->flags & VD_OPEN_NO_SYNC ? VD_HOST_NO_SYNC : 0) |
+			  (rdwr || (img->flags & (VD_OPEN_RDWR | VD_OPEN_EXCLUSIVE)) ? VD_HOST_GUARD : 0);
 	int r;
 
 	if (!dup)

@@ -43,6 +43,10 @@ enum {
 	/* never flush to stable storage (qemu-img's cache=unsafe): faster,
 	 * but a crash of the host may lose what was written */
 	VD_OPEN_NO_SYNC = 1u << 3,
+	/* take the in-use guard on every file of the image (implied by
+	 * VD_OPEN_RDWR): an operation that replaces the image (compact,
+	 * defrag) opens it read-only with this */
+	VD_OPEN_EXCLUSIVE = 1u << 4,
 };
 
 /* Open PATH. FORMAT NULL probes the contents (raw scores lowest). */

@@ -212,6 +212,7 @@ enum {
 	VD_HOST_EXCL = 1u << 3,    /* block devices: O_EXCL (EBUSY when mounted or in use) */
 	VD_HOST_DIRECT = 1u << 4,  /* O_DIRECT */
 	VD_HOST_NO_SYNC = 1u << 5, /* see vd_host.no_sync */
+	VD_HOST_GUARD = 1u << 6,   /* take the in-use guard (src/core/guard.c) */
 };
 
 int vd_host_open_file(struct vd_host **out, const char *path, unsigned flags,
