@@ -394,7 +394,11 @@ int vd_host_extents(struct vd_image *img, vd_host_extent_fn fn, void *ctx,
 
 /* Copy the guest contents of SRC onto the block device DEV, in place (no
  * temporary file).  DEV is opened with O_EXCL: -EBUSY when it is mounted or
- * in use.  A device smaller than the image is refused (-ENOSPC) before
+ * in use, and the in-use guard refuses it when it or a partition of it is
+ * mounted or swap, held by another device, open by another process (FORCE:
+ * a warning), or a loop device backed by a file of SRC (always).  A device
+ * that holds a filesystem or partition-table signature (libblkid) is
+ * refused with -EEXIST unless FORCE.  A device smaller than the image is refused (-ENOSPC) before
  * anything is written; the bytes of a larger one past the image (from the
  * sector after the image's last byte) are not touched.  The device is never
  * assumed to be zero: ranges that read as zeros in SRC are zeroed with a
@@ -407,6 +411,10 @@ struct vd_devcopy_opts {
 	bool target_is_zero;        /* DEV already reads as zeros */
 	bool direct;                /* O_DIRECT (sector-aligned transfers) */
 	bool verify;                /* read back and compare after the copy */
+	/* write over a device that holds a filesystem or partition-table
+	 * signature, or that another process has open (a warning in
+	 * RES->warning); never over a mounted or swap device */
+	bool force;
 	vd_progress_fn progress;    /* copy, then (VERIFY) the read-back */
 	void *progress_ctx;
 	const volatile int *cancel; /* non-zero: stop with -ECANCELED */
@@ -426,6 +434,7 @@ struct vd_devcopy_result {
 	bool verified;            /* VERIFY ran and found the device equal */
 	uint64_t verify_diff;     /* first differing offset when verification failed */
 	double copy_seconds, flush_seconds, verify_seconds;
+	char warning[512];        /* what FORCE let through, "" if nothing */
 };
 
 /* RES (required) is filled as far as the copy got, also on failure.  A
@@ -504,18 +513,21 @@ int vd_fs_free_ranges(struct vd_image *img, uint64_t part_off, uint64_t part_len
 		      unsigned flags, vd_fs_free_fn cb, void *ctx,
 		      struct vd_fs_info *info, struct vd_error *err);
 
-/* Guard against changing an image that is in use: takes an exclusive
- * flock(2) on PATH (held until vd_guard_release; another process holding
- * it: -EBUSY "in use by another vdisk process"), then refuses with -EBUSY,
- * naming the device and the mount point, when PATH itself is mounted (as a
- * mount source or a bind-mounted file) or when a loop device backed by
- * PATH (same device and inode), one of its partitions or a device-mapper
- * device on top of it is mounted.  PATH must exist.  Release with
- * vd_guard_release (NULL is fine). */
-struct vd_guard; /* opaque */
-int vd_guard_acquire(const char *path, struct vd_guard **out,
-		     struct vd_error *err);
-void vd_guard_release(struct vd_guard *g);
+/* The in-use guard is not a call of its own: every file of an image
+ * opened with VD_OPEN_RDWR or VD_OPEN_EXCLUSIVE (the descriptor and each
+ * extent) is locked and checked before it is opened for writing, and held
+ * until vd_close.  The open fails with -EBUSY, naming the file and what
+ * uses it, when the file is: open in this command already (as another
+ * path to the same inode); locked by another vdisk (flock LOCK_EX; readers
+ * hold LOCK_SH, so an image being changed cannot be read and an image
+ * being read cannot be changed); locked by QEMU (its OFD lock bytes
+ * 100..299; vdisk takes them too, so QEMU sees vdisk); a mount source or
+ * mount point; an active swap file; backing a loop device (any offset),
+ * mounted or not, or one whose partition or stacked device is mounted or
+ * swap; open for writing by another process (the PID is named).  A block
+ * device is refused when it or one of its partitions is mounted, active
+ * swap, held by another device, or open by another process (the last one
+ * only a warning for device copies with VD_DEVCOPY force). */
 
 /* Make the free space of the guest filesystems in PATH read as zeros,
  * with the cheapest correct action per range (block status decides; what

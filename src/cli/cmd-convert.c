@@ -128,6 +128,7 @@ static int convert_to_device(const char *src, const char *dst, const char *lv,
 	dev->src_format = o->src_format;
 	dev->src_open_flags = o->src_open_flags;
 	dev->target_is_zero = o->target_is_zero;
+	dev->force = o->force;
 	cli_catch_signals();
 	cli_progress_init(&prog, pmode);
 	dev->progress = cli_progress_cb;
@@ -135,6 +136,8 @@ static int convert_to_device(const char *src, const char *dst, const char *lv,
 	dev->cancel = &cli_cancel;
 	r = vd_devcopy(src, dst, dev, &res, &err);
 	cli_progress_end(&prog);
+	if (res.warning[0])
+		cli_err("convert", "warning: %s", res.warning);
 	if (r < 0) {
 		int rc = cli_fail("convert", &err, 1);
 		if (res.started && res.reached < res.image_size)

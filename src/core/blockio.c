@@ -133,6 +133,8 @@ int vd_open(struct vd_image **out, const char *path, const char *format,
 		hflags |= VD_HOST_RDWR;
 	if (flags & VD_OPEN_ALLOW_DEVICES)
 		hflags |= VD_HOST_ALLOW_DEV;
+	if (flags & (VD_OPEN_RDWR | VD_OPEN_EXCLUSIVE))
+		hflags |= VD_HOST_GUARD;
 	r = vd_host_open_file(&h, path, hflags, err);
 	if (r < 0)
 		return r;

@@ -12,6 +12,7 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -200,6 +201,7 @@ static void file_close(struct vd_host *h)
 {
 	if (h->fd >= 0)
 		close(h->fd);
+	vd_guard_drop(h->guard);
 	free(h->path);
 	free(h);
 }
@@ -222,10 +224,12 @@ static const struct vd_host_ops file_ops = {
 int vd_host_open_file(struct vd_host **out, const char *path, unsigned flags,
 		      struct vd_error *err)
 {
+	struct vd_guard *guard = NULL;
 	struct vd_host *h;
 	struct stat st;
-	int oflags = O_CLOEXEC;
-	int fd;
+	int oflags = O_CLOEXEC | O_NONBLOCK; /* a FIFO must not hang the open */
+	char warn[256] = "";
+	int fd, r;
 
 	*out = NULL;
 	if (flags & VD_HOST_CREATE)
@@ -234,40 +238,67 @@ int vd_host_open_file(struct vd_host **out, const char *path, unsigned flags,
 		oflags |= (flags & VD_HOST_RDWR) ? O_RDWR : O_RDONLY;
 	if (flags & VD_HOST_DIRECT)
 		oflags |= O_DIRECT;
+	/* The guard before the file is opened for writing: its checks look
+	 * for other writers, which our own descriptor would count as. */
+	if ((flags & VD_HOST_GUARD) && !(flags & VD_HOST_CREATE)) {
+		r = vd_guard_take(path, NULL,
+				  VD_GUARD_EXCL | (flags & VD_HOST_FORCE_BUSY ? VD_GUARD_FORCE_BUSY : 0),
+				  &guard, warn, sizeof(warn), err);
+		if (r < 0)
+			return r;
+	}
 	/* O_EXCL without O_CREAT is only defined for block devices */
 	if ((flags & VD_HOST_EXCL) && stat(path, &st) == 0 && S_ISBLK(st.st_mode))
 		oflags |= O_EXCL;
 	fd = open(path, oflags, 0644);
-	if (fd < 0 && errno == EBUSY && (oflags & O_EXCL))
-		return vd_set_error(err, EBUSY,
-				    "%s: device is in use (mounted, or held open exclusively by another program)",
-				    path);
-	if (fd < 0 && errno == EINVAL && (oflags & O_DIRECT))
-		return vd_set_error(err, EINVAL, "%s: direct I/O (O_DIRECT) is not supported here", path);
-	if (fd < 0)
-		return vd_set_error(err, errno, "%s: %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0) {
+	if (fd < 0) {
 		int e = errno;
-		close(fd);
+		vd_guard_drop(guard);
+		if (e == EBUSY && (oflags & O_EXCL))
+			return vd_set_error(err, EBUSY,
+					    "%s: device is in use (mounted, or held open exclusively by another program)",
+					    path);
+		if (e == EINVAL && (oflags & O_DIRECT))
+			return vd_set_error(err, EINVAL, "%s: direct I/O (O_DIRECT) is not supported here", path);
 		return vd_set_error(err, e, "%s: %s", path, strerror(e));
 	}
+	if (fstat(fd, &st) < 0) {
+		r = vd_set_error(err, errno, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-		close(fd);
-		return vd_set_error(err, EINVAL, "%s: not a regular file or block device", path);
+		r = vd_set_error(err, EINVAL, "%s: not a regular file or block device", path);
+		goto fail;
 	}
 	if (S_ISBLK(st.st_mode) && !(flags & VD_HOST_ALLOW_DEV)) {
-		close(fd);
-		return vd_set_error(err, EPERM,
-				    "%s: is a block device (pass --allow-devices to use it)", path);
+		r = vd_set_error(err, EPERM,
+				 "%s: is a block device (pass --allow-devices to use it)", path);
+		goto fail;
+	}
+	if (guard && !vd_guard_same(guard, &st)) {
+		r = vd_set_error(err, EAGAIN, "%s: the file changed while it was being opened", path);
+		goto fail;
+	}
+	/* readers keep out of an image a vdisk process is changing */
+	if (!guard && !(oflags & (O_RDWR | O_CREAT))) {
+		r = vd_guard_take(path, &st, 0, &guard, NULL, 0, err);
+		if (r < 0)
+			goto fail;
+	}
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+		r = vd_set_error(err, errno, "%s: %s", path, strerror(errno));
+		goto fail;
 	}
 	h = calloc(1, sizeof(*h));
 	if (!h || !(h->path = strdup(path))) {
 		free(h);
-		close(fd);
-		return vd_set_error(err, ENOMEM, "out of memory");
+		r = vd_set_error(err, ENOMEM, "out of memory");
+		goto fail;
 	}
 	h->ops = &file_ops;
 	h->fd = fd;
+	h->guard = guard;
+	snprintf(h->warning, sizeof(h->warning), "%s", warn);
 	h->is_blockdev = S_ISBLK(st.st_mode);
 	h->writable = (oflags & O_ACCMODE) == O_RDWR;
 	h->direct = (oflags & O_DIRECT) != 0;
@@ -280,6 +311,10 @@ int vd_host_open_file(struct vd_host **out, const char *path, unsigned flags,
 	}
 	*out = h;
 	return 0;
+fail:
+	close(fd);
+	vd_guard_drop(guard);
+	return r;
 }
 
 void vd_host_close(struct vd_host *h)

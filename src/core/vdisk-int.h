@@ -202,6 +202,9 @@ struct vd_host {
 	uint32_t sector_size;
 	bool direct;
 	uint64_t zeroed_fast, zeroed_written;
+	/* the in-use guard held while the file is open (NULL: none) */
+	struct vd_guard *guard;
+	char warning[256]; /* "" or what the guard let through (VD_HOST_FORCE_BUSY) */
 };
 #define VD_WRITEBACK_STEP (32ull << 20)
 
@@ -213,7 +216,28 @@ enum {
 	VD_HOST_DIRECT = 1u << 4,  /* O_DIRECT */
 	VD_HOST_NO_SYNC = 1u << 5, /* see vd_host.no_sync */
 	VD_HOST_GUARD = 1u << 6,   /* take the in-use guard (src/core/guard.c) */
+	VD_HOST_FORCE_BUSY = 1u << 7, /* guard: a device open by another process is a warning */
 };
+
+/* ---- the in-use guard (src/core/guard.c) ----
+ * Taken by vd_host_open_file for an existing file: exclusive (VD_HOST_GUARD:
+ * flock LOCK_EX, QEMU's OFD lock bytes, and the host checks: mounted, swap,
+ * loop devices, holders, other processes) or shared (readers: flock
+ * LOCK_SH only).  ST (may be NULL) is the file as the caller opened it: a
+ * different file at PATH now gives -EAGAIN.  Non-regular, non-block files
+ * (FIFOs, sockets) are refused without blocking.  WARN (may be NULL) gets a
+ * warning when VD_GUARD_FORCE_BUSY let a busy device through. */
+struct vd_guard;
+enum {
+	VD_GUARD_EXCL = 1u << 0,
+	VD_GUARD_FORCE_BUSY = 1u << 1,
+};
+struct stat;
+int vd_guard_take(const char *path, const struct stat *st, unsigned flags,
+		  struct vd_guard **out, char *warn, size_t wlen, struct vd_error *err);
+void vd_guard_drop(struct vd_guard *g);
+/* True when ST is the guarded file. */
+bool vd_guard_same(const struct vd_guard *g, const struct stat *st);
 
 int vd_host_open_file(struct vd_host **out, const char *path, unsigned flags,
 		      struct vd_error *err);

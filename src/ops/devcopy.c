@@ -15,8 +15,10 @@
 #define _GNU_SOURCE
 #include "../core/vdisk-int.h"
 
+#include <blkid/blkid.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -41,6 +43,31 @@ static bool same_device(const struct vd_host *a, const struct vd_host *b)
 	return false;
 }
 
+/* What libblkid finds on the device: "an ext4 filesystem", "a dos
+ * partition table"; "" when nothing (or libblkid cannot tell). */
+static void signature(int fd, char *out, size_t len)
+{
+	blkid_probe pr = blkid_new_probe();
+	const char *v = NULL;
+
+	out[0] = '\0';
+	if (!pr)
+		return;
+	if (blkid_probe_set_device(pr, fd, 0, 0) == 0) {
+		blkid_probe_enable_superblocks(pr, 1);
+		blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE);
+		blkid_probe_enable_partitions(pr, 1);
+		blkid_probe_set_partitions_flags(pr, BLKID_PARTS_MAGIC);
+		if (blkid_do_safeprobe(pr) == 0) {
+			if (blkid_probe_lookup_value(pr, "TYPE", &v, NULL) == 0 && v)
+				snprintf(out, len, "a %s signature (filesystem or volume)", v);
+			else if (blkid_probe_lookup_value(pr, "PTTYPE", &v, NULL) == 0 && v)
+				snprintf(out, len, "a %s partition table", v);
+		}
+	}
+	blkid_free_probe(pr);
+}
+
 int vd_devcopy(const char *src_path, const char *dev_path,
 	       const struct vd_devcopy_opts *o, struct vd_devcopy_result *res,
 	       struct vd_error *err)
@@ -62,13 +89,14 @@ int vd_devcopy(const char *src_path, const char *dev_path,
 	res->image_size = isize;
 	if (o->direct)
 		hflags |= VD_HOST_DIRECT;
+	/* the guard (mounted, swap, holders, other openers, a loop device on
+	 * a file of the source) before anything is opened for writing */
+	hflags |= VD_HOST_GUARD | (o->force ? VD_HOST_FORCE_BUSY : 0);
 	r = vd_host_open_file(&h, dev_path, hflags, err);
-	if (r == -EBUSY)
-		r = vd_set_error(err, EBUSY,
-				 "%s: device is in use (mounted, or held open exclusively by another program); nothing was written",
-				 dev_path);
-	if (r < 0)
+	if (r < 0) {
+		vd_prefix_error(err, "nothing was written");
 		goto out;
+	}
 	if (!h->is_blockdev) {
 		vd_host_close(h);
 		r = vd_set_error(err, ENOTBLK, "%s: not a block device", dev_path);
@@ -78,6 +106,23 @@ int vd_devcopy(const char *src_path, const char *dev_path,
 		vd_host_close(h);
 		r = vd_set_error(err, EINVAL, "%s: source and target are the same device", dev_path);
 		goto out;
+	}
+	snprintf(res->warning, sizeof(res->warning), "%s", h->warning);
+	{
+		char sig[128];
+		signature(h->fd, sig, sizeof(sig));
+		if (sig[0] && !o->force) {
+			vd_host_close(h);
+			r = vd_set_error(err, EEXIST,
+					 "%s: the device holds %s; --force overwrites it; nothing was written",
+					 dev_path, sig);
+			goto out;
+		}
+		if (sig[0]) {
+			size_t n = strlen(res->warning);
+			snprintf(res->warning + n, sizeof(res->warning) - n, "%s%s: overwriting %s (--force)",
+				 n ? "; " : "", dev_path, sig);
+		}
 	}
 	r = vd_open_host(&dst, h, "raw", VD_OPEN_RDWR | VD_OPEN_ALLOW_DEVICES, err);
 	if (r < 0)

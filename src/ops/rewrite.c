@@ -114,44 +114,6 @@ static uint64_t host_bytes_of(const char *path)
 	return stat(path, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
 }
 
-/* ---- the in-use guard ---- */
-
-/* vd_guard_acquire keeps other vdisk processes out (flock) and refuses a
- * guest disk mounted on this host.  On top of that, refuse an image QEMU
- * has open (its OFD locks on bytes 100..299) or that any process has open
- * for writing (a read lease cannot be taken then). */
-static int guard_take(const char *path, struct vd_guard **g, struct vd_error *err)
-{
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 100, .l_len = 200 };
-	int fd, r;
-
-	r = vd_guard_acquire(path, g, err);
-	if (r < 0)
-		return r;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		r = vd_set_error(err, errno, "%s: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK) {
-		r = vd_set_error(err, EBUSY,
-				 "%s: locked by another program (QEMU holds such locks while it uses an image)",
-				 path);
-	} else if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
-		fcntl(fd, F_SETLEASE, F_UNLCK);
-	} else if (errno == EAGAIN) {
-		r = vd_set_error(err, EBUSY, "%s: open for writing by another process", path);
-	}
-	/* EPERM (not the owner), EINVAL (no leases here): cannot tell */
-	close(fd);
-	if (r == 0)
-		return 0;
-fail:
-	vd_guard_release(*g);
-	*g = NULL;
-	return r;
-}
-
 /* ---- space ---- */
 
 static int check_space(struct rw *w, uint64_t needed, struct vd_error *err)
@@ -868,7 +830,6 @@ static int rewrite(const char *path, int mode, const struct vd_rewrite_opts *o,
 	static const struct vd_rewrite_opts none = { 0 };
 	struct rw w = { 0 };
 	struct stat st;
-	struct vd_guard *guard = NULL;
 	int r;
 
 	memset(res, 0, sizeof(*res));
@@ -892,7 +853,9 @@ static int rewrite(const char *path, int mode, const struct vd_rewrite_opts *o,
 				 path, mode == MODE_COMPACT ? "compacted" : "defragmented");
 		goto out;
 	}
-	r = vd_open(&w.src, path, w.o->format, w.o->open_flags, err);
+	/* the in-use guard on every file of the image, held until the new
+	 * image has replaced it */
+	r = vd_open(&w.src, path, w.o->format, w.o->open_flags | VD_OPEN_EXCLUSIVE, err);
 	if (r < 0)
 		goto out;
 	w.size = vd_size(w.src);
@@ -917,9 +880,6 @@ static int rewrite(const char *path, int mode, const struct vd_rewrite_opts *o,
 		r = 0;
 		goto out;
 	}
-	r = guard_take(path, &guard, err);
-	if (r < 0)
-		goto out;
 	w.data_bytes = w.si->allocated_bytes;
 	w.total = mode == MODE_COMPACT && w.kind == KIND_BLOCKS ? 2 * w.data_bytes : w.data_bytes;
 	if (w.o->progress)
@@ -948,7 +908,6 @@ static int rewrite(const char *path, int mode, const struct vd_rewrite_opts *o,
 		vd_close(img, NULL);
 	}
 out:
-	vd_guard_release(guard);
 	vd_close(w.dst, NULL);
 	vd_close(w.src, NULL);
 	free(w.keep);

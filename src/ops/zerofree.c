@@ -329,7 +329,6 @@ int vd_zerofree(const char *path, const struct vd_zerofree_opts *opts,
 		struct vd_zerofree_result *res, struct vd_error *err)
 {
 	struct vd_zerofree_opts none = { 0 };
-	struct vd_guard *g = NULL;
 	struct vd_image *img = NULL;
 	struct vd_info info;
 	struct zf z = { 0 };
@@ -338,10 +337,10 @@ int vd_zerofree(const char *path, const struct vd_zerofree_opts *opts,
 	if (!opts)
 		opts = &none;
 	memset(res, 0, sizeof(*res));
-	r = vd_guard_acquire(path, &g, err);
-	if (r < 0)
-		return r;
-	r = vd_open(&img, path, opts->format, opts->dry_run ? 0 : VD_OPEN_RDWR, err);
+	/* the guard (every file of the image) is taken by the open, before
+	 * anything is opened for writing; a dry run takes it too, so it
+	 * reports the same refusals */
+	r = vd_open(&img, path, opts->format, opts->dry_run ? VD_OPEN_EXCLUSIVE : VD_OPEN_RDWR, err);
 	if (r < 0)
 		goto out;
 	memset(&info, 0, sizeof(info));
@@ -374,6 +373,5 @@ out:
 	r2 = vd_close(img, r < 0 ? NULL : err);
 	if (r == 0)
 		r = r2;
-	vd_guard_release(g);
 	return r;
 }

@@ -254,7 +254,7 @@ fi
 cp "$T/a-orig.vdi" "$T/busy.vdi"
 exec 9>>"$T/busy.vdi"
 assert_rc "open for writing elsewhere: refused" 1 "$VDISK" compact "$T/busy.vdi"
-assert_contains "open for writing: says so" "open for writing by another process" "$T/.err"
+assert_contains "open for writing: names the process" "in use: process $$ (bash) has it open for writing" "$T/.err"
 exec 9>&-
 exec 8<"$T/busy.vdi"
 flock -n 8

@@ -10,6 +10,10 @@
  */
 #include "unit.h"
 #include "../../src/fs/fs.h"
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -837,13 +841,40 @@ static void test_zerofree_vdi(void **state)
 	assert_ok(vd_zerofree(path, &o, &res, &err), &err);
 	assert_int_equal(res.total.zeroed_bytes + res.total.released_bytes, 0);
 
-	/* the guard: a second holder is refused */
+	/* the guard: the same file open for writing in this process ... */
+	assert_ok(vd_open(&img, path, "vdi", VD_OPEN_RDWR, &err), &err);
+	assert_int_equal(vd_zerofree(path, &o, &res, &err), -EBUSY);
+	assert_msg_has(&err, "already open in this command");
+	vd_close(img, NULL);
+	/* ... or locked by another vdisk process (a child holding the flock)
+	 * is refused, and a reader is kept out while a writer holds it */
 	{
-		struct vd_guard *g;
-		assert_ok(vd_guard_acquire(path, &g, &err), &err);
+		int pfd[2];
+		char c;
+		pid_t pid;
+		assert_int_equal(pipe(pfd), 0);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			int lfd = open(path, O_RDONLY);
+			if (lfd < 0 || flock(lfd, LOCK_EX) < 0)
+				_exit(1);
+			if (write(pfd[1], "x", 1) != 1)
+				_exit(1);
+			pause();
+			_exit(0);
+		}
+		assert_int_equal(read(pfd[0], &c, 1), 1);
 		assert_int_equal(vd_zerofree(path, &o, &res, &err), -EBUSY);
 		assert_msg_has(&err, "in use by another vdisk process");
-		vd_guard_release(g);
+		assert_int_equal(vd_open(&img, path, "vdi", 0, &err), -EBUSY);
+		assert_msg_has(&err, "being changed by another vdisk process");
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		close(pfd[0]);
+		close(pfd[1]);
+		/* released with the process: both work again */
+		assert_ok(vd_zerofree(path, &o, &res, &err), &err);
 	}
 	unlink(path);
 	free(buf);
