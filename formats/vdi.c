@@ -421,10 +421,14 @@ static int allocate_block(struct vd_image *img, uint32_t b, uint64_t in_block,
 	}
 	/* From here on the slot may hold bytes of this write even if it fails:
 	 * remember that, so a retry clears it first. */
-	old_size = s->file_size;
 	s->file_size = VD_MAX(s->file_size, end);
-	if (old_size < end && (in_block != 0 || len != s->block_size)) {
-		r = vd_host_truncate(img->host, end, err);
+	if (in_block != 0 || len != s->block_size) {
+		/* The rest of the slot must exist in the file.  Ask the host, not
+		 * file_size: after a failed extension or a short write file_size
+		 * is past the real end (fuzz finding vdi-write-readback-eof). */
+		r = vd_host_size(img->host, &old_size, err);
+		if (r == 0 && old_size < end)
+			r = vd_host_truncate(img->host, end, err);
 		if (r < 0)
 			return r;
 	}

@@ -66,6 +66,25 @@ static int probe(struct vd_host *h, const struct vd_driver **out,
 	}
 	if (!*out)
 		return vd_set_error(err, EINVAL, "%s: unknown image format", h->path);
+	if (*out == vd_driver_find("raw")) {
+		/* No backend claimed it: refuse formats vdisk cannot read rather
+		 * than copy their container bytes as a raw disk.  A fixed VHD
+		 * has its only magic in the last 512 (or 511) bytes. */
+		uint8_t tail[VD_SECTOR];
+		const uint8_t *t = buf + len - VD_MIN(len, sizeof(tail));
+		size_t tlen = VD_MIN(len, sizeof(tail));
+
+		if (size > len) {
+			r = vd_host_pread(h, tail, sizeof(tail), size - sizeof(tail), err);
+			if (r < 0)
+				return r;
+			t = tail;
+			tlen = sizeof(tail);
+		}
+		r = vd_foreign_refuse(h->path, buf, len, t, tlen, err);
+		if (r < 0)
+			return r;
+	}
 	return 0;
 }
 

@@ -347,6 +347,16 @@ struct vd_driver {
 extern const struct vd_driver *const vd_drivers[];
 const struct vd_driver *vd_driver_find(const char *name);
 
+/* Foreign formats (src/core/foreign.c): the name of the format vdisk has
+ * no backend for whose magic is in HEAD (the first HLEN bytes) or TAIL (the
+ * last TLEN bytes of the file), or NULL; *COMPRESSED (may be NULL) tells a
+ * compressed container from an image format. */
+const char *vd_foreign_probe(const uint8_t *head, size_t hlen, const uint8_t *tail,
+			     size_t tlen, bool *compressed);
+/* 0, or -EMEDIUMTYPE with a message naming PATH and the format. */
+int vd_foreign_refuse(const char *path, const uint8_t *head, size_t hlen,
+		      const uint8_t *tail, size_t tlen, struct vd_error *err);
+
 /* Open an image on an already open host (takes ownership of H, also on
  * failure).  Used by vd_open and by the unit tests with memory hosts. */
 int vd_open_host(struct vd_image **out, struct vd_host *h, const char *format,

@@ -10,6 +10,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define MiB (1ull << 20)
 #define KiB (1ull << 10)
@@ -1167,6 +1170,153 @@ static void test_check_unrepairable(void **state)
 	free(before);
 }
 
+/* ---- defect 11: the block map is checked against the file before it is
+ * allocated ---- */
+
+/* A 4 KiB file whose header claims 64 Mi blocks (a 256 MiB map) and puts
+ * offData past that map: the open must fail naming the block map, the
+ * field and the file size, before allocating anything of that size. */
+static struct vd_host *huge_map_host(void)
+{
+	struct vd_host *h = vd_host_mem_new(BAD_NAME, 4096);
+	uint8_t *p = hdata(h, NULL);
+
+	memcpy(p, tmpl, 4096 < tmpl_size ? 4096 : tmpl_size);
+	le32enc(p + O_OFFBLOCKS, 512);
+	le32enc(p + O_CBLOCKS, 64u << 20);
+	le32enc(p + O_CBLOCKSALLOC, 0);
+	le32enc(p + O_OFFDATA, 512 + (256u << 20));
+	le64enc(p + O_CBDISK, (64ull << 20) * MiB);
+	return h;
+}
+
+static void test_huge_map_small_file(void **state)
+{
+	(void)state;
+	expect_reject(huge_map_host(), 0, "block map", "cBlocks 67108864");
+	expect_reject(huge_map_host(), VD_OPEN_RDWR, "block map", "past the end of the file (4096 bytes)");
+	expect_reject(huge_map_host(), VD_OPEN_CHECK, "block map", "cBlocks");
+}
+
+#ifndef __SANITIZE_ADDRESS__
+/* The same open in a child limited to 64 MiB more address space than it
+ * has: an allocation of the claimed map (256 MiB) would fail with ENOMEM
+ * there instead of the header check (ASan reserves too much address space
+ * for RLIMIT_AS, so this part runs only in the plain build). */
+static void test_huge_map_no_allocation(void **state)
+{
+	pid_t pid;
+	int status;
+
+	(void)state;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct vd_host *h = huge_map_host();
+		struct vd_image *img = NULL;
+		struct vd_error err = { 0 };
+		struct rlimit rl;
+		unsigned long vm = 0;
+		FILE *f = fopen("/proc/self/statm", "r");
+		int r;
+
+		if (!f || fscanf(f, "%lu", &vm) != 1)
+			_exit(3);
+		fclose(f);
+		rl.rlim_cur = rl.rlim_max = (rlim_t)vm * (rlim_t)sysconf(_SC_PAGESIZE) + (64u << 20);
+		if (setrlimit(RLIMIT_AS, &rl) < 0)
+			_exit(3);
+		r = vd_open_host(&img, h, "vdi", 0, &err);
+		_exit(r == -EINVAL && strstr(err.msg, "block map") ? 0 : r == -ENOMEM ? 2 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 2)
+		fail_msg("the open allocated the claimed block map (ENOMEM under RLIMIT_AS)");
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+#else
+static void test_huge_map_no_allocation(void **state)
+{
+	(void)state;
+	skip();
+}
+#endif
+
+/* ---- fuzz finding testdata/vdi-write-readback-eof.vdi ----
+ * fuzz_image: after repairing the image (cBlocksAllocated 2 -> 0, file cut
+ * to 1024 bytes), a write needing a new 64 MiB block failed (the memory host
+ * refuses to grow past 64 MiB) but left the backend believing the file
+ * covered the slot; the next allocation then put the block in a slot the
+ * file did not hold, and reading back what was written hit end of file. */
+static uint8_t *read_testdata(const char *name, size_t *len)
+{
+	static const char *const dirs[] = { "testdata", "../testdata", "../../testdata" };
+	char path[512];
+	FILE *f = NULL;
+	uint8_t *p = malloc(1 << 20);
+
+	assert_non_null(p);
+	for (size_t i = 0; i < VD_ARRAY_SIZE(dirs) && !f; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dirs[i], name);
+		f = fopen(path, "rb");
+	}
+	if (!f) {
+		/* relative to this source file (tests/unit/) */
+		snprintf(path, sizeof(path), "%s", __FILE__);
+		if (strrchr(path, '/'))
+			*strrchr(path, '/') = '\0';
+		snprintf(path + strlen(path), sizeof(path) - strlen(path), "/../../testdata/%s", name);
+		f = fopen(path, "rb");
+	}
+	if (!f)
+		fail_msg("cannot open testdata/%s (run from the source tree)", name);
+	*len = fread(p, 1, 1 << 20, f);
+	fclose(f);
+	return p;
+}
+
+static void test_fuzz_write_readback_eof(void **state)
+{
+	struct vd_error err = { 0 };
+	struct vd_check chk = { 0 };
+	struct vd_image *img;
+	struct vd_host *h;
+	uint8_t buf[3000], got[3000];
+	size_t n;
+	uint8_t *data = read_testdata("vdi-write-readback-eof.vdi", &n);
+	int r;
+
+	(void)state;
+	assert_int_equal(n, 635);
+	h = host_from(data, n, "fuzz.img");
+	free(data);
+	vd_host_mem_faults(h)->capacity = 64 * MiB; /* as the harness */
+	assert_ok(open_host(h, VD_OPEN_RDWR, &img, &err), &err);
+	assert_int_equal(vd_size(img), 4096);
+	assert_ok(vd_check(img, true, &chk, &err), &err);
+	assert_int_equal(chk.corruptions, 0);
+	/* block 0's slot (64 MiB + 66048 bytes at 1024) does not fit in the host */
+	fill_pattern(buf, sizeof(buf), 9);
+	r = vd_write(img, 1365 & ~511u, buf, 512, &err);
+	assert_int_equal(r, -ENOSPC);
+	/* any later write must either fail or read back, and so must the
+	 * harness's 3000 bytes at 100 */
+	r = vd_write(img, 1536, buf, 512, &err);
+	if (r == 0) {
+		assert_ok(vd_read(img, 1536, got, 512, &err), &err);
+		assert_same(got, buf, 512, "512 bytes at 1536");
+	}
+	r = vd_write(img, 100, buf, sizeof(buf), &err);
+	if (r == 0) {
+		assert_ok(vd_read(img, 100, got, sizeof(got), &err), &err);
+		assert_same(got, buf, sizeof(got), "3000 bytes at 100");
+	}
+	/* every in-bounds read works, whatever was refused */
+	assert_ok(vd_read(img, 0, got, sizeof(got), &err), &err);
+	vd_close(img, &err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1210,6 +1360,9 @@ int main(void)
 		cmocka_unit_test(test_check_trailing_junk),
 		cmocka_unit_test(test_check_low_nalloc_repair),
 		cmocka_unit_test(test_check_unrepairable),
+		cmocka_unit_test(test_huge_map_small_file),
+		cmocka_unit_test(test_huge_map_no_allocation),
+		cmocka_unit_test(test_fuzz_write_readback_eof),
 	};
 	return unit_run_setup(tests, setup_template, teardown_template);
 }
