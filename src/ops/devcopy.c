@@ -94,7 +94,9 @@ int vd_devcopy(const char *src_path, const char *dev_path,
 	hflags |= VD_HOST_GUARD | (o->force ? VD_HOST_FORCE_BUSY : 0);
 	r = vd_host_open_file(&h, dev_path, hflags, err);
 	if (r < 0) {
-		vd_prefix_error(err, "nothing was written");
+		char msg[VD_ERROR_MSG_MAX];
+		snprintf(msg, sizeof(msg), "%s", err ? err->msg : "");
+		r = vd_set_error(err, -r, "%s; nothing was written", msg);
 		goto out;
 	}
 	if (!h->is_blockdev) {

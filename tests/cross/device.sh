@@ -123,7 +123,9 @@ time.sleep(30)' "$D" "$T/held" &
 	holder=$!
 	on_exit "kill $holder 2>/dev/null"
 	for ((i = 0; i < 500; i++)); do [ -e "$T/held" ] && break; sleep 0.01; done
-	refused "held O_EXCL by another process" "device is in use" "$D" "$VDISK" convert "$T/src.vdi" "$D"
+	refused "held O_EXCL by another process" "in use: process $holder (python3) has $D open" "$D" "$VDISK" convert "$T/src.vdi" "$D"
+	# --force passes the guard's "open by another process", not O_EXCL
+	refused "held O_EXCL, --force" "device is in use (mounted, or held open exclusively" "$D" "$VDISK" convert --force "$T/src.vdi" "$D"
 	kill $holder 2>/dev/null; wait $holder 2>/dev/null
 else
 	echo "note: python3 missing: O_EXCL holder case skipped"
@@ -133,7 +135,8 @@ fi
 if command -v mkfs.ext4 >/dev/null && mkdir "$T/mnt" && mkfs.ext4 -q -F "$D" >/dev/null 2>&1 &&
 	mount -o ro,noload "$D" "$T/mnt" 2>/dev/null; then
 	on_exit "umount '$T/mnt' 2>/dev/null"
-	refused "mounted" "device is in use" "$D" "$VDISK" convert "$T/src.vdi" "$D"
+	refused "mounted" "in use: $D is mounted on $T/mnt; nothing was written" "$D" "$VDISK" convert "$T/src.vdi" "$D"
+	refused "mounted, --force" "is mounted on $T/mnt" "$D" "$VDISK" convert --force "$T/src.vdi" "$D"
 	umount "$T/mnt"
 else
 	echo "note: cannot mount an ext4 loop device here: mounted case skipped"
