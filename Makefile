@@ -4,6 +4,7 @@
 #   make          build libvdisk (static + shared) and the vdisk CLI
 #   make check    run every test group (SANITIZE=1: under ASan + UBSan)
 #   make bench    compare speed and memory with qemu-img
+#   make fuzz     run each libFuzzer harness for FUZZ_SECONDS (default 180)
 #   make install  PREFIX=/usr/local DESTDIR=
 
 PREFIX ?= /usr/local
@@ -49,12 +50,13 @@ STATIC := $(BUILD)/libvdisk.a
 SHARED := $(BUILD)/libvdisk.so.$(VERSION)
 VDISK := $(BUILD)/vdisk
 
-.PHONY: all deps check unit-tests bench install uninstall clean rebase
+.PHONY: all deps check unit-tests bench fuzz install uninstall clean rebase
 
 all: $(VDISK) $(STATIC) $(SHARED)
 
 DEBS := build-essential pkg-config zlib1g-dev uuid-dev libblkid-dev libcmocka-dev \
-	qemu-utils fdisk e2fsprogs dosfstools mtools xfsprogs zerofree jq time xz-utils strace ntfs-3g
+	qemu-utils fdisk e2fsprogs dosfstools mtools xfsprogs zerofree jq time xz-utils strace ntfs-3g \
+	clang libclang-rt-14-dev
 
 # root runs apt-get directly (CI, containers without sudo); others via sudo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
@@ -90,6 +92,18 @@ rebase: all
 
 bench: all
 	@VDISK=$(abspath $(VDISK)) bash tests/bench/bench.sh
+
+# Each harness in turn (clang's libFuzzer); corpora and crashes in tests/fuzz/out.
+FUZZ_SECONDS ?= 180
+FUZZ_HARNESSES := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+fuzz:
+	@for h in $(FUZZ_HARNESSES); do \
+		echo "== $$h ($(FUZZ_SECONDS) s)"; \
+		mkdir -p tests/fuzz/out; HARNESS=$$h sh tests/fuzz/run.sh $(FUZZ_SECONDS) 2>&1 | tee tests/fuzz/out/$$h.log | \
+			grep -E '^(stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY)' || true; \
+		! grep -qE '==[0-9]+==ERROR|deadly signal|Test unit written' tests/fuzz/out/$$h.log || exit 1; \
+		grep -q 'stat::number_of_executed_units' tests/fuzz/out/$$h.log || exit 1; \
+	done
 
 vdisk.pc: Makefile
 	@printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: libvdisk\nDescription: virtual disk images (raw, VDI) behind one block-I/O layer\nVersion: %s\nLibs: -L$${libdir} -lvdisk\nLibs.private: -luuid -lpthread -lz -lblkid\nCflags: -I$${includedir}\n' \

@@ -250,7 +250,7 @@ int vd_host_open_file(struct vd_host **out, const char *path, unsigned flags,
 	/* O_EXCL without O_CREAT is only defined for block devices */
 	if ((flags & VD_HOST_EXCL) && stat(path, &st) == 0 && S_ISBLK(st.st_mode))
 		oflags |= O_EXCL;
-	fd = open(path, oflags, 0644);
+	fd = open(path, oflags, 0666);
 	if (fd < 0) {
 		int e = errno;
 		vd_guard_drop(guard);
