@@ -94,8 +94,32 @@ static bool reads_zero(const struct vd_extent *e)
 	return !(e->flags & VD_BS_DATA) || (e->flags & VD_BS_ZERO);
 }
 
-/* Whole units [OFF, OFF+LEN) of stored data: discard, then see what the
- * format released. */
+/* Partly free units [OFF, END) (the edges of a free range): what is
+ * stored and not known to read as zeros is read and zeroed. */
+static int zero_edge(struct zf *z, uint64_t off, uint64_t end)
+{
+	while (off < end) {
+		struct vd_extent e;
+		int r;
+
+		if (vd_cancelled(z->o->cancel))
+			return vd_set_error(z->err, ECANCELED, "%s: interrupted", vd_path(z->img));
+		r = vd_block_status(z->img, off, end - off, &e, z->err);
+		if (r < 0)
+			return r;
+		if (reads_zero(&e))
+			z->p->zero_bytes += e.length;
+		else if ((r = zero_stored(z, off, e.length)) < 0)
+			return r;
+		off += e.length;
+	}
+	return 0;
+}
+
+/* Whole free units [OFF, OFF+LEN), each holding stored data somewhere:
+ * discard, then see what the format released.  Released is what no
+ * longer holds data; what still does (fixed VDI, flat VMDK) is zeroed
+ * where it does not read as zeros already. */
 static int release(struct zf *z, uint64_t off, uint64_t len)
 {
 	uint64_t end = off + len;
@@ -103,7 +127,7 @@ static int release(struct zf *z, uint64_t off, uint64_t len)
 
 	if (z->o->dry_run) {
 		if (!z->predict_release)
-			return zero_stored(z, off, len);
+			return zero_edge(z, off, end);
 		z->p->released_bytes += len;
 		z->p->released_blocks += len / z->unit;
 		return 0;
@@ -117,11 +141,11 @@ static int release(struct zf *z, uint64_t off, uint64_t len)
 		r = vd_block_status(z->img, off, end - off, &e, z->err);
 		if (r < 0)
 			return r;
-		if (reads_zero(&e)) {
+		if (!(e.flags & VD_BS_DATA)) {
 			z->p->released_bytes += e.length;
 			z->p->released_blocks += e.length / z->unit;
 		} else {
-			r = zero_stored(z, off, e.length);
+			r = zero_edge(z, off, off + e.length);
 			if (r < 0)
 				return r;
 		}
@@ -130,45 +154,64 @@ static int release(struct zf *z, uint64_t off, uint64_t len)
 	return 0;
 }
 
-/* One free range from the walker. */
+/* One free range from the walker.  The decision to release is taken per
+ * whole unit, from whether the unit stores data anywhere, not from the
+ * extents block status returns: those split a unit where its host file
+ * has a hole, and a unit kept for that reason would be released by the
+ * next run once something (the slot moves of reclaim) filled the hole.
+ * So one run reaches the fixed point. */
 static int free_range(void *ctx, uint64_t off, uint64_t len)
 {
 	struct zf *z = ctx;
-	uint64_t end = off + len;
+	uint64_t end = off + len, ws, we, pos, rs = 0, re = 0, rel = 0;
 	int r;
 
 	z->p->free_bytes += len;
 	if (z->o->range)
 		z->o->range(z->o->range_ctx, off, len);
-	while (off < end) {
+	ws = VD_ALIGN_UP(off, z->unit);
+	we = VD_ALIGN_DOWN(end, z->unit);
+	if (ws >= we)
+		ws = we = end;
+	r = zero_edge(z, off, ws);
+	/* runs of whole units that store data: [rs, re) pending */
+	for (pos = ws; r == 0 && pos < we;) {
 		struct vd_extent e;
-		uint64_t ws, we;
+		uint64_t s, t;
 
 		if (vd_cancelled(z->o->cancel))
 			return vd_set_error(z->err, ECANCELED, "%s: interrupted", vd_path(z->img));
-		r = vd_block_status(z->img, off, end - off, &e, z->err);
+		r = vd_block_status(z->img, pos, we - pos, &e, z->err);
 		if (r < 0)
 			return r;
-		if (reads_zero(&e)) {
-			z->p->zero_bytes += e.length;
-			off += e.length;
+		if (!(e.flags & VD_BS_DATA)) {
+			pos += e.length;
 			continue;
 		}
-		ws = VD_ALIGN_UP(off, z->unit);
-		we = VD_ALIGN_DOWN(off + e.length, z->unit);
-		if (ws < we) {
-			r = zero_stored(z, off, ws - off);
-			if (r == 0)
-				r = release(z, ws, we - ws);
-			if (r == 0)
-				r = zero_stored(z, we, off + e.length - we);
+		s = VD_ALIGN_DOWN(pos, z->unit);
+		t = VD_MIN(VD_ALIGN_UP(pos + e.length, z->unit), we);
+		if (re == s && re > rs) {
+			re = t;
 		} else {
-			r = zero_stored(z, off, e.length);
+			if (re > rs) {
+				r = release(z, rs, re - rs);
+				rel += re - rs;
+			}
+			rs = s;
+			re = t;
 		}
-		if (r < 0)
-			return r;
-		off += e.length;
+		pos = t;
 	}
+	if (r == 0 && re > rs) {
+		r = release(z, rs, re - rs);
+		rel += re - rs;
+	}
+	if (r == 0) {
+		z->p->zero_bytes += (we - ws) - rel; /* whole units not stored */
+		r = zero_edge(z, we, end);
+	}
+	if (r < 0)
+		return r;
 	if (z->o->progress)
 		z->o->progress(z->o->progress_ctx, z->prog_base + (end - z->part_off), z->prog_total);
 	return 0;
