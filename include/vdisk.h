@@ -503,6 +503,13 @@ typedef int (*vd_fs_free_fn)(void *ctx, uint64_t off, uint64_t len);
 int vd_fs_free_ranges(struct vd_image *img, uint64_t part_off, uint64_t part_len,
 		      unsigned flags, vd_fs_free_fn cb, void *ctx,
 		      struct vd_fs_info *info, struct vd_error *err);
+/* vd_fs_free_ranges that stops with -ECANCELED ("interrupted") as soon as
+ * *CANCEL is non-zero (NULL: never); every walker checks it in each of
+ * its loops (each read, each range, each group or allocation group). */
+int vd_fs_free_ranges_cancel(struct vd_image *img, uint64_t part_off, uint64_t part_len,
+			     unsigned flags, const volatile int *cancel,
+			     vd_fs_free_fn cb, void *ctx,
+			     struct vd_fs_info *info, struct vd_error *err);
 
 /* Guard against changing an image that is in use: takes an exclusive
  * flock(2) on PATH (held until vd_guard_release; another process holding

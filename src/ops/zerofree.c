@@ -236,8 +236,8 @@ static int do_part(struct zf *z, struct vd_zerofree_result *res, struct vd_zerof
 
 	z->p = p;
 	z->part_off = p->offset;
-	r = vd_fs_free_ranges(z->img, p->offset, p->length, z->o->force ? VD_FS_FORCE : 0,
-			      free_range, z, &p->fs, z->err);
+	r = vd_fs_free_ranges_cancel(z->img, p->offset, p->length, z->o->force ? VD_FS_FORCE : 0,
+				     z->o->cancel, free_range, z, &p->fs, z->err);
 	if (r == -ENOTSUP && alone_ok) {
 		p->status = r;
 		snprintf(p->note, sizeof(p->note), "%s", z->err->msg);
