@@ -261,6 +261,37 @@ static int do_part(struct zf *z, struct vd_zerofree_result *res, struct vd_zerof
 	return 0;
 }
 
+/* Overlapping partitions: a stale entry over another partition would
+ * have that partition's data zeroed as its own free space.  Walking every
+ * partition is refused; one partition named explicitly is walked alone,
+ * with a warning when it is one of the overlapping ones. */
+static int overlaps(struct zf *z, const struct vd_ptable *pt, const char *tname,
+		    struct vd_zerofree_result *res)
+{
+	char t[200];
+	size_t n;
+
+	if (pt->noverlaps == 0)
+		return 0;
+	if (z->o->part == 0) {
+		vd_ptable_overlap_text(pt, &pt->overlap[0], t, sizeof(t));
+		return vd_set_error(z->err, EINVAL, "%s: overlapping partitions in the %s: %s%s; refusing to walk them all (name one with --partition N)",
+				    vd_path(z->img), tname, t, pt->noverlaps > 1 ? " (and more)" : "");
+	}
+	for (unsigned i = 0; i < VD_MIN(pt->noverlaps, (unsigned)VD_PTABLE_MAX_OVERLAPS); i++) {
+		const struct vd_ptable_overlap *o = &pt->overlap[i];
+
+		if (o->a != z->o->part && (o->b != z->o->part || o->b_ebr))
+			continue;
+		vd_ptable_overlap_text(pt, o, t, sizeof(t));
+		n = strlen(res->table_note);
+		snprintf(res->table_note + n, sizeof(res->table_note) - n, "%s%s (only partition %u is touched)",
+			 n ? "; " : "", t, z->o->part);
+		break;
+	}
+	return 0;
+}
+
 static int run(struct zf *z, struct vd_zerofree_result *res)
 {
 	struct vd_zerofree_part p;
@@ -285,7 +316,7 @@ static int run(struct zf *z, struct vd_zerofree_result *res)
 			goto out;
 		}
 	}
-	r = vd_ptable_read(z->img, pt, z->err);
+	r = vd_ptable_read_overlaps(z->img, pt, z->err);
 	if (r == -ENOENT && z->o->part == 0) {
 		r = vd_fs_free_ranges(z->img, 0, 0, 0, NULL, NULL, &info, z->err);
 		goto out; /* -ENOTSUP with the walker's message */
@@ -298,6 +329,9 @@ static int run(struct zf *z, struct vd_zerofree_result *res)
 	for (unsigned i = 0; i < pt->nparts; i++)
 		if (!pt->part[i].extended && (z->o->part == 0 || pt->part[i].number == z->o->part))
 			z->prog_total += pt->part[i].size * VD_SECTOR;
+	r = overlaps(z, pt, tname, res);
+	if (r < 0)
+		goto out;
 	if (z->o->part) {
 		const struct vd_ptable_part *sel = vd_ptable_find(pt, z->o->part);
 		if (!sel) {
