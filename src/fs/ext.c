@@ -278,6 +278,8 @@ static int load_flex_meta(struct ext *e, uint32_t fg, uint32_t itable_blocks)
 		    (r = meta_add(e, desc_field(e, d, BG_INODE_TABLE_LO, BG_INODE_TABLE_HI), itable_blocks)) < 0)
 			return r;
 	}
+	if (e->nmeta < 2)
+		return 0;
 	qsort(e->meta, e->nmeta, sizeof(*e->meta), cmp_meta);
 	for (size_t i = 1; i < e->nmeta; i++) {
 		if (e->meta[i].start <= e->meta[j].end)
@@ -285,8 +287,7 @@ static int load_flex_meta(struct ext *e, uint32_t fg, uint32_t itable_blocks)
 		else
 			e->meta[++j] = e->meta[i];
 	}
-	if (e->nmeta)
-		e->nmeta = j + 1;
+	e->nmeta = j + 1;
 	return 0;
 }
 

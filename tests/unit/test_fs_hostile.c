@@ -156,6 +156,31 @@ static void test_ext_uninit_scattered(void **state)
 	free(d);
 }
 
+/* No metadata inside the filesystem at all (every pointer past
+ * s_blocks_count): an empty list, only the superblock and descriptor
+ * copies are used (found by fuzz_fs: qsort of an empty, NULL list). */
+static void test_ext_uninit_no_meta(void **state)
+{
+	struct vd_error err = { 0 };
+	uint8_t *d = hostile_ext();
+	struct vd_image *img;
+	struct vd_fs_info info;
+	struct got g = { 0 };
+
+	(void)state;
+	for (uint32_t k = 0; k < H_GROUPS; k++) {
+		uint8_t *x = d + 2 * KiB + (size_t)k * 32;
+		put32(x + 0, 0, 0xffffff00u);
+		put32(x + 4, 0, 0xffffff00u);
+		put32(x + 8, 0, 0xffffff00u);
+	}
+	img = image_of(d, (size_t)H_BLOCKS * KiB, NULL);
+	assert_ok(vd_fs_free_ranges(img, 0, 0, 0, collect, &g, &info, &err), &err);
+	assert_int_equal(info.free_bytes, 7806 * KiB);
+	vd_close(img, NULL);
+	free(d);
+}
+
 /* Cancellation: set by the first range, the walk stops with -ECANCELED
  * at its next step instead of walking the other groups. */
 static void test_ext_cancel(void **state)
@@ -234,6 +259,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ext_uninit_flex_bounded),
 		cmocka_unit_test(test_ext_uninit_scattered),
+		cmocka_unit_test(test_ext_uninit_no_meta),
 		cmocka_unit_test(test_ext_cancel),
 		cmocka_unit_test(test_swap_cancel),
 		cmocka_unit_test(test_write_seed),
