@@ -512,6 +512,13 @@ typedef int (*vd_fs_free_fn)(void *ctx, uint64_t off, uint64_t len);
 int vd_fs_free_ranges(struct vd_image *img, uint64_t part_off, uint64_t part_len,
 		      unsigned flags, vd_fs_free_fn cb, void *ctx,
 		      struct vd_fs_info *info, struct vd_error *err);
+/* vd_fs_free_ranges that stops with -ECANCELED ("interrupted") as soon as
+ * *CANCEL is non-zero (NULL: never); every walker checks it in each of
+ * its loops (each read, each range, each group or allocation group). */
+int vd_fs_free_ranges_cancel(struct vd_image *img, uint64_t part_off, uint64_t part_len,
+			     unsigned flags, const volatile int *cancel,
+			     vd_fs_free_fn cb, void *ctx,
+			     struct vd_fs_info *info, struct vd_error *err);
 
 /* The in-use guard is not a call of its own: every file of an image
  * opened with VD_OPEN_RDWR or VD_OPEN_EXCLUSIVE (the descriptor and each
@@ -685,6 +692,14 @@ struct vd_ptable_part {
 	uint64_t attrs;
 };
 
+#define VD_PTABLE_MAX_OVERLAPS 16
+struct vd_ptable_overlap {
+	unsigned a, b;            /* partition numbers; B 0: the table itself (B_EBR: the EBR of partition B) */
+	bool b_ebr;
+	uint64_t a_start, a_end;  /* sectors, inclusive */
+	uint64_t b_start, b_end;
+};
+
 struct vd_ptable {
 	char label[4];            /* "dos" or "gpt" */
 	uint32_t disk_id;         /* dos */
@@ -697,6 +712,13 @@ struct vd_ptable {
 	char note[320];           /* why the backup is used, "" otherwise */
 	unsigned nparts;          /* dos: as vd_mbr_read; gpt: in entry order */
 	struct vd_ptable_part part[VD_PTABLE_MAX_PARTS];
+	/* vd_ptable_read_overlaps: partitions sharing sectors (dos: two
+	 * primaries, a primary and the extended partition, two logicals, a
+	 * primary and a logical; a partition over sector 0 or over an EBR;
+	 * gpt: two entries).  NOVERLAPS counts them all, OVERLAP holds the
+	 * first VD_PTABLE_MAX_OVERLAPS in table order. */
+	unsigned noverlaps;
+	struct vd_ptable_overlap overlap[VD_PTABLE_MAX_OVERLAPS];
 };
 
 /* Read the partition table of IMG (512-byte sectors).  When sector 0 is a
@@ -711,6 +733,20 @@ struct vd_ptable {
  * is no partition table; -EINVAL (the message names the field and value)
  * when both GPT copies fail validation, or for a broken EBR chain. */
 int vd_ptable_read(struct vd_image *img, struct vd_ptable *pt, struct vd_error *err);
+/* The same, but overlapping partitions (in an MBR or a GPT) are listed in
+ * PT->overlap instead of failing: for commands that show a table (info,
+ * geometry, check) or touch one partition the user named.  vd_ptable_read
+ * itself refuses them with -EINVAL naming both partitions and their
+ * sectors, so that a writer walking every partition never touches one
+ * partition's data because another, stale entry covers it. */
+int vd_ptable_read_overlaps(struct vd_image *img, struct vd_ptable *pt, struct vd_error *err);
+/* "partition 2 (sectors 6144..20479) overlaps partition 1 (sectors
+ * 2048..10239)" (GPT: LBAs), or "... overlaps the EBR of partition 6
+ * (sector N)", "... overlaps the MBR (sector 0)". */
+void vd_ptable_overlap_text(const struct vd_ptable *pt, const struct vd_ptable_overlap *o,
+			    char *buf, size_t len);
+/* Is partition NUMBER one of PT's overlaps? */
+bool vd_ptable_part_overlaps(const struct vd_ptable *pt, unsigned number);
 
 /* The partition numbered NUMBER, NULL if none. */
 const struct vd_ptable_part *vd_ptable_find(const struct vd_ptable *pt, unsigned number);

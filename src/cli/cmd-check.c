@@ -68,6 +68,30 @@ static void note(void *ctx, int kind, const char *msg)
 	}
 }
 
+/* Overlapping partitions are not image corruption, but every writer that
+ * walks partitions refuses them: say so (a note, the exit status stays). */
+static void partition_notes(struct vd_image *img, struct notes *n)
+{
+	struct vd_ptable *pt = calloc(1, sizeof(*pt));
+	struct vd_error e = { 0 };
+	char text[256], msg[320];
+
+	if (pt && vd_ptable_read_overlaps(img, pt, &e) == 0) {
+		for (unsigned i = 0; i < pt->noverlaps && i < VD_PTABLE_MAX_OVERLAPS; i++) {
+			vd_ptable_overlap_text(pt, &pt->overlap[i], text, sizeof(text));
+			snprintf(msg, sizeof(msg), "partition table: %s (zerofree and compact --fs-aware refuse this disk)",
+				 text);
+			note(n, VD_CHECK_NOTE_INFO, msg);
+		}
+		if (pt->noverlaps > VD_PTABLE_MAX_OVERLAPS) {
+			snprintf(msg, sizeof(msg), "partition table: %u more overlaps",
+				 pt->noverlaps - VD_PTABLE_MAX_OVERLAPS);
+			note(n, VD_CHECK_NOTE_INFO, msg);
+		}
+	}
+	free(pt);
+}
+
 int cmd_check(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -112,6 +136,8 @@ int cmd_check(int argc, char **argv)
 	res.note = note;
 	res.ctx = &notes;
 	r = vd_check(img, repair, &res, &err);
+	if (r == 0 || (r == -ENOTSUP && !notes.json))
+		partition_notes(img, &notes);
 	if (r == 0)
 		r = vd_close(img, &err);
 	else

@@ -29,6 +29,13 @@ static const char usage[] =
 	"      --allow-devices  allow a block device as IMAGE\n"
 	"  -h, --help           show this help\n";
 
+/* overlaps held in the list (the count may be larger) */
+static unsigned ov_listed(const struct vd_ptable *pt)
+{
+	return pt->noverlaps < VD_PTABLE_MAX_OVERLAPS ? pt->noverlaps : VD_PTABLE_MAX_OVERLAPS;
+}
+
+
 struct gpart {
 	const struct vd_mbr_part *p;
 	struct vd_chs s_st, s_en, c_st, c_en; /* stored, computed */
@@ -75,6 +82,22 @@ static void chs_json(const char *key, const struct vd_chs *c)
 	printf(", \"%s\": [%" PRIu32 ", %" PRIu32 ", %" PRIu32 "]", key, c->cylinder, c->head, c->sector);
 }
 
+/* As vdisk info: "overlap-count" and "overlaps" (see vdisk-info(1)). */
+static void overlaps_json(const struct vd_ptable *pt)
+{
+	unsigned n = ov_listed(pt);
+
+	printf(",\n    \"overlap-count\": %u,\n    \"overlaps\": [", pt->noverlaps);
+	for (unsigned i = 0; i < n; i++) {
+		const struct vd_ptable_overlap *o = &pt->overlap[i];
+		printf("%s\n        {\"partition\": %u, \"start\": %" PRIu64 ", \"end\": %" PRIu64
+		       ", \"with\": \"%s\", \"other\": %u, \"other-start\": %" PRIu64 ", \"other-end\": %" PRIu64 "}",
+		       i ? "," : "", o->a, o->a_start, o->a_end, o->b == 0 ? "mbr" : o->b_ebr ? "ebr" : "partition",
+		       o->b, o->b_start, o->b_end);
+	}
+	printf("%s]", n ? "\n    " : "");
+}
+
 int cmd_geometry(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -90,12 +113,12 @@ int cmd_geometry(int argc, char **argv)
 	struct vd_image *img = NULL;
 	struct vd_geometry g;
 	struct vd_mbr *m = NULL;
-	struct vd_ptable *pt = NULL; /* set for a GPT disk */
+	struct vd_ptable *pt = NULL; /* the table (GPT entries, MBR overlaps) */
 	struct gpart *gp = NULL;
 	const char *fmt = NULL, *arg;
 	unsigned long heads = 255, sectors = 63;
 	unsigned flags = 0, np = 0;
-	int json = 0, c, r, rc = 1, have_table = 0;
+	int json = 0, c, r, rc = 1, have_table = 0, gpt = 0;
 	uint64_t size;
 	struct stat st;
 	char h[32];
@@ -149,13 +172,13 @@ int cmd_geometry(int argc, char **argv)
 		}
 		/* a GPT disk: its protective MBR entry says nothing (its CHS
 		 * fields are 0xFFFFFF by definition); list the GPT entries */
-		r = vd_ptable_read(img, pt, &err);
+		r = vd_ptable_read_overlaps(img, pt, &err);
 		if (r == 0 && !strcmp(pt->label, "gpt")) {
 			have_table = 1;
+			gpt = 1;
 		} else if (r == 0 && vd_mbr_read(img, m, &err) == 0) {
-			/* MBR: read again for the CHS fields as stored */
-			free(pt);
-			pt = NULL;
+			/* MBR: read again for the CHS fields as stored; PT
+			 * stays for its overlaps */
 			have_table = 1;
 			gp = calloc(m->nparts + 1, sizeof(*gp));
 			if (!gp) {
@@ -192,7 +215,7 @@ int cmd_geometry(int argc, char **argv)
 		       g.legacy_start * 512, g.modern_start * 512);
 		whole_json("whole-disk-legacy", g.legacy_start, g.legacy_sectors);
 		whole_json("whole-disk-modern", g.modern_start, g.modern_sectors);
-		if (have_table && pt) {
+		if (have_table && gpt) {
 			printf(",\n    \"partition-table\": \"gpt\",\n    \"partitions\": [");
 			for (unsigned i = 0; i < pt->nparts; i++) {
 				const struct vd_ptable_part *p = &pt->part[i];
@@ -222,6 +245,8 @@ int cmd_geometry(int argc, char **argv)
 			}
 			printf("%s]", np ? "\n    " : "");
 		}
+		if (have_table)
+			overlaps_json(pt);
 		printf("\n}\n");
 		rc = 0;
 		goto out;
@@ -241,7 +266,7 @@ int cmd_geometry(int argc, char **argv)
 		    g.legacy_start, g.legacy_sectors);
 	whole_human("whole-disk partition, modern (1 MiB aligned, to the end of the disk):",
 		    g.modern_start, g.modern_sectors);
-	if (have_table && pt) {
+	if (have_table && gpt) {
 		if (pt->backup_used)
 			cli_err("geometry", "warning: %s", pt->note);
 		printf("partitions (GPT: LBAs only, CHS does not apply; usable sectors %" PRIu64 "..%" PRIu64 "):\n",
@@ -282,6 +307,16 @@ int cmd_geometry(int argc, char **argv)
 		}
 		if (bad)
 			printf("%u partition(s) have CHS fields that disagree with their LBA fields\n", bad);
+	}
+	if (have_table && pt->noverlaps) {
+		char t[200];
+
+		printf("overlapping partitions (%u):\n", pt->noverlaps);
+		for (unsigned i = 0; i < ov_listed(pt); i++) {
+			vd_ptable_overlap_text(pt, &pt->overlap[i], t, sizeof(t));
+			printf("    %s\n", t);
+			cli_err("geometry", "warning: %s", t);
+		}
 	}
 	rc = 0;
 out:

@@ -24,6 +24,13 @@ static const char usage[] =
 	"      --allow-devices  allow a block device as IMAGE\n"
 	"  -h, --help           show this help\n";
 
+/* overlaps held in the list (the count may be larger) */
+static unsigned ov_listed(const struct vd_ptable *pt)
+{
+	return pt->noverlaps < VD_PTABLE_MAX_OVERLAPS ? pt->noverlaps : VD_PTABLE_MAX_OVERLAPS;
+}
+
+
 /* ---- partitions and content (libblkid through the block-I/O layer) ---- */
 
 struct layout {
@@ -38,10 +45,16 @@ static void probe_layout(struct vd_image *img, struct layout *l)
 {
 	struct vd_error err = { 0 };
 
-	if (vd_ptable_read(img, &l->pt, &err) == 0) {
+	if (vd_ptable_read_overlaps(img, &l->pt, &err) == 0) {
+		char t[200];
+
 		l->has_table = true;
 		if (l->pt.note[0])
 			cli_err("info", "warning: %s", l->pt.note);
+		for (unsigned i = 0; i < ov_listed(&l->pt); i++) {
+			vd_ptable_overlap_text(&l->pt, &l->pt.overlap[i], t, sizeof(t));
+			cli_err("info", "warning: %s", t);
+		}
 		for (unsigned i = 0; i < l->pt.nparts; i++) {
 			const struct vd_ptable_part *p = &l->pt.part[i];
 			if (p->extended || (p->start + p->size) * 512 > vd_size(img))
@@ -121,6 +134,32 @@ static void layout_human(const struct layout *l)
 				printf("        content: nothing recognised\n");
 		}
 	}
+	if (l->pt.noverlaps) {
+		char t[200];
+
+		printf("overlapping partitions (%u):\n", l->pt.noverlaps);
+		for (unsigned i = 0; i < ov_listed(&l->pt); i++) {
+			vd_ptable_overlap_text(&l->pt, &l->pt.overlap[i], t, sizeof(t));
+			printf("    %s\n", t);
+		}
+	}
+}
+
+/* "overlaps": [{"partition": 2, "start": S, "end": E, "with": "partition"
+ * | "ebr" | "mbr", "other": 1, "other-start": S, "other-end": E}, ...] */
+static void overlaps_json(const struct vd_ptable *pt)
+{
+	unsigned n = ov_listed(pt);
+
+	printf(",\n    \"overlap-count\": %u,\n    \"overlaps\": [", pt->noverlaps);
+	for (unsigned i = 0; i < n; i++) {
+		const struct vd_ptable_overlap *o = &pt->overlap[i];
+		printf("%s\n        {\"partition\": %u, \"start\": %" PRIu64 ", \"end\": %" PRIu64
+		       ", \"with\": \"%s\", \"other\": %u, \"other-start\": %" PRIu64 ", \"other-end\": %" PRIu64 "}",
+		       i ? "," : "", o->a, o->a_start, o->a_end, o->b == 0 ? "mbr" : o->b_ebr ? "ebr" : "partition",
+		       o->b, o->b_start, o->b_end);
+	}
+	printf("%s]", n ? "\n    " : "");
 }
 
 static void content_json(const struct vd_content *c)
@@ -178,6 +217,7 @@ static void layout_json(const struct layout *l)
 		printf("}");
 	}
 	printf("%s]", l->pt.nparts ? "\n    " : "");
+	overlaps_json(&l->pt);
 }
 
 static void print_human(const char *path, const struct vd_info *in, const struct layout *l)

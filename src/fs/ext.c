@@ -110,7 +110,17 @@ struct ext {
 	uint8_t *dbuf;
 	uint64_t dblock;          /* block number in dbuf, UINT64_MAX if none */
 	uint8_t *bitmap;          /* one block */
+	/* bitmaps and inode tables of the flex group META_FG (its first
+	 * group), sorted and merged: what BLOCK_UNINIT groups mark used */
+	uint32_t meta_fg;         /* UINT32_MAX if none loaded */
+	struct meta { uint64_t start, end; } *meta;
+	size_t nmeta, capmeta;
 };
+
+/* At most this many separate metadata extents in one flex group (mkfs
+ * places each kind contiguously: a handful); more is refused rather than
+ * using unbounded memory. */
+#define MAX_META (1u << 20)
 
 static bool is_power_of(uint32_t n, uint32_t base)
 {
@@ -205,17 +215,90 @@ static void mark_blocks(const struct ext *e, uint8_t *bm, uint32_t g, uint64_t b
 	set_bits(bm, (s - first) / e->ratio, (t - first + e->ratio - 1) / e->ratio - (s - first) / e->ratio);
 }
 
-/* The bitmap of a BLOCK_UNINIT group, as the kernel builds it. */
-static int uninit_bitmap(struct ext *e, uint32_t g, uint8_t *bm)
+static int cmp_meta(const void *a, const void *b)
 {
-	uint64_t first = group_first_block(e, g), n = 0;
-	uint32_t m = g % e->descs_per_block, fg;
-	uint32_t itable_blocks = (uint32_t)(((uint64_t)e->inodes_per_group * e->inode_size + e->bs - 1) / e->bs);
-	bool sup = has_super(e, g);
+	const struct meta *x = a, *y = b;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
 
-	memset(bm, 0, e->bs);
-	if (sup)
-		n = 1;
+/* Add [B, B+N) (clipped to the filesystem) to the metadata list. */
+static int meta_add(struct ext *e, uint64_t b, uint64_t n)
+{
+	struct meta *last = e->nmeta ? &e->meta[e->nmeta - 1] : NULL;
+	uint64_t t;
+
+	if (b >= e->blocks || n == 0)
+		return 0;
+	t = b + VD_MIN(n, e->blocks - b);
+	if (last && b >= last->start && b <= last->end) {
+		last->end = VD_MAX(last->end, t);
+		return 0;
+	}
+	if (e->nmeta == e->capmeta) {
+		size_t cap = e->capmeta ? 2 * e->capmeta : 64;
+		struct meta *m;
+
+		if (e->nmeta >= MAX_META)
+			return vd_set_error(e->w->err, EINVAL,
+					    "%s: ext at offset %" PRIu64 ": the bitmaps and inode tables of flex group %" PRIu32 " (s_log_groups_per_flex) are scattered over more than %u extents",
+					    vd_path(e->w->img), e->w->part_off, e->meta_fg / e->flex, MAX_META);
+		m = realloc(e->meta, cap * sizeof(*m));
+		if (!m)
+			return vd_set_error(e->w->err, ENOMEM, "out of memory");
+		e->meta = m;
+		e->capmeta = cap;
+	}
+	e->meta[e->nmeta].start = b;
+	e->meta[e->nmeta].end = t;
+	e->nmeta++;
+	return 0;
+}
+
+/* Collect the metadata of the flex group starting at group FG: one pass
+ * over its members' descriptors, however many BLOCK_UNINIT groups it has
+ * (s_log_groups_per_flex can name 2^31 groups: the members are bounded by
+ * the group count). */
+static int load_flex_meta(struct ext *e, uint32_t fg, uint32_t itable_blocks)
+{
+	uint64_t lim = VD_MIN((uint64_t)fg + e->flex, (uint64_t)e->ngroups);
+	size_t j = 0;
+	int r;
+
+	e->meta_fg = fg;
+	e->nmeta = 0;
+	for (uint64_t k = fg; k < lim; k++) {
+		const uint8_t *d;
+
+		if ((k - fg) % 4096 == 4095 && (r = vd_fs_cancelled(e->w)) < 0)
+			return r;
+		if ((r = get_desc(e, (uint32_t)k, &d)) < 0)
+			return r;
+		if ((r = meta_add(e, desc_field(e, d, BG_BLOCK_BITMAP_LO, BG_BLOCK_BITMAP_HI), 1)) < 0 ||
+		    (r = meta_add(e, desc_field(e, d, BG_INODE_BITMAP_LO, BG_INODE_BITMAP_HI), 1)) < 0 ||
+		    (r = meta_add(e, desc_field(e, d, BG_INODE_TABLE_LO, BG_INODE_TABLE_HI), itable_blocks)) < 0)
+			return r;
+	}
+	if (e->nmeta < 2)
+		return 0;
+	qsort(e->meta, e->nmeta, sizeof(*e->meta), cmp_meta);
+	for (size_t i = 1; i < e->nmeta; i++) {
+		if (e->meta[i].start <= e->meta[j].end)
+			e->meta[j].end = VD_MAX(e->meta[j].end, e->meta[i].end);
+		else
+			e->meta[++j] = e->meta[i];
+	}
+	e->nmeta = j + 1;
+	return 0;
+}
+
+/* Blocks at the start of group G holding a superblock (copy) and group
+ * descriptors (sparse_super, sparse_super2 and meta_bg decide). */
+static uint64_t sb_gdt_blocks(const struct ext *e, uint32_t g)
+{
+	uint32_t m = g % e->descs_per_block;
+	bool sup = has_super(e, g);
+	uint64_t n = sup ? 1 : 0;
+
 	if (!(e->incompat & INCOMPAT_META_BG) || g / e->descs_per_block < e->first_meta_bg) {
 		if (sup)
 			n += (e->incompat & INCOMPAT_META_BG) ? e->first_meta_bg
@@ -223,18 +306,42 @@ static int uninit_bitmap(struct ext *e, uint32_t g, uint8_t *bm)
 	} else if (m == 0 || m == 1 || m == e->descs_per_block - 1) {
 		n += 1;
 	}
-	mark_blocks(e, bm, g, first, n);
-	/* bitmaps and inode tables of this flex group's members */
+	return n;
+}
+
+/* The bitmap of a BLOCK_UNINIT group, as the kernel builds it; SPAN_END:
+ * the end of the superblock and descriptor copies of the groups up to G,
+ * which can reach past their own group (e2fsprogs marks them across). */
+static int uninit_bitmap(struct ext *e, uint32_t g, uint64_t span_end, uint8_t *bm)
+{
+	uint64_t first = group_first_block(e, g), last = first + group_blocks(e, g);
+	uint32_t fg;
+	uint32_t itable_blocks = (uint32_t)VD_MIN(((uint64_t)e->inodes_per_group * e->inode_size + e->bs - 1) / e->bs,
+						  (uint64_t)UINT32_MAX);
+	size_t lo, hi;
+
+	memset(bm, 0, e->bs);
+	if (span_end > first)
+		mark_blocks(e, bm, g, first, span_end - first);
+	/* bitmaps and inode tables of this flex group's members that lie in
+	 * this group: the first extent ending after FIRST, by bisection */
 	fg = g - g % e->flex;
-	for (uint32_t k = fg; k < fg + e->flex && k < e->ngroups; k++) {
-		const uint8_t *d;
-		int r = get_desc(e, k, &d);
+	if (e->meta_fg != fg) {
+		int r = load_flex_meta(e, fg, itable_blocks);
 		if (r < 0)
 			return r;
-		mark_blocks(e, bm, g, desc_field(e, d, BG_BLOCK_BITMAP_LO, BG_BLOCK_BITMAP_HI), 1);
-		mark_blocks(e, bm, g, desc_field(e, d, BG_INODE_BITMAP_LO, BG_INODE_BITMAP_HI), 1);
-		mark_blocks(e, bm, g, desc_field(e, d, BG_INODE_TABLE_LO, BG_INODE_TABLE_HI), itable_blocks);
 	}
+	lo = 0;
+	hi = e->nmeta;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (e->meta[mid].end <= first)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t i = lo; i < e->nmeta && e->meta[i].start < last; i++)
+		mark_blocks(e, bm, g, e->meta[i].start, e->meta[i].end - e->meta[i].start);
 	return 0;
 }
 
@@ -389,7 +496,8 @@ static int parse_super(struct ext *e, const uint8_t *sb)
 
 static int ext_walk(struct vd_fs_walk *w)
 {
-	struct ext e = { .w = w, .dblock = UINT64_MAX };
+	struct ext e = { .w = w, .dblock = UINT64_MAX, .meta_fg = UINT32_MAX };
+	uint64_t span_end = 0;
 	uint8_t sb[SB_LEN];
 	int r;
 
@@ -409,17 +517,21 @@ static int ext_walk(struct vd_fs_walk *w)
 		goto out;
 	}
 	for (uint32_t g = 0; g < e.ngroups; g++) {
+		uint64_t first = group_first_block(&e, g);
 		const uint8_t *d;
 		uint64_t bb;
 		uint16_t flags;
 
-		r = get_desc(&e, g, &d);
+		r = vd_fs_cancelled(w);
+		if (r == 0)
+			r = get_desc(&e, g, &d);
 		if (r < 0)
 			goto out;
 		flags = le16dec(d + BG_FLAGS);
 		bb = desc_field(&e, d, BG_BLOCK_BITMAP_LO, BG_BLOCK_BITMAP_HI);
+		span_end = VD_MAX(span_end, first + sb_gdt_blocks(&e, g));
 		if (e.uninit_ok && (flags & BG_BLOCK_UNINIT)) {
-			r = uninit_bitmap(&e, g, e.bitmap);
+			r = uninit_bitmap(&e, g, span_end, e.bitmap);
 		} else {
 			if (bb < e.first_data_block || bb >= e.blocks) {
 				r = vd_set_error(w->err, EINVAL,
@@ -436,6 +548,7 @@ static int ext_walk(struct vd_fs_walk *w)
 			goto out;
 	}
 out:
+	free(e.meta);
 	free(e.dbuf);
 	free(e.bitmap);
 	return r;

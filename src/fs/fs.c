@@ -25,11 +25,21 @@ static const struct vd_fs_walker *const walkers[] = {
 	&vd_fs_fat,
 };
 
+int vd_fs_cancelled(struct vd_fs_walk *w)
+{
+	if (!vd_cancelled(w->cancel))
+		return 0;
+	return vd_set_error(w->err, ECANCELED, "%s: interrupted while walking the filesystem at offset %" PRIu64,
+			    vd_path(w->img), w->part_off);
+}
+
 int vd_fs_read(struct vd_fs_walk *w, uint64_t off, void *buf, size_t len,
 	       const char *what)
 {
-	int r;
+	int r = vd_fs_cancelled(w);
 
+	if (r < 0)
+		return r;
 	if (off > w->part_len || len > w->part_len - off)
 		return vd_set_error(w->err, EINVAL,
 				    "%s: %s at partition offset %" PRIu64 " (+%zu) is beyond the partition (%" PRIu64 " bytes at %" PRIu64 ")",
@@ -55,7 +65,10 @@ static int flush_pending(struct vd_fs_walk *w)
 int vd_fs_emit(struct vd_fs_walk *w, uint64_t off, uint64_t len)
 {
 	uint64_t lim = VD_MIN(w->info->total_bytes, w->part_len);
+	int r = vd_fs_cancelled(w);
 
+	if (r < 0)
+		return r;
 	if (off >= lim || len == 0)
 		return 0;
 	len = VD_MIN(len, lim - off);
@@ -69,11 +82,9 @@ int vd_fs_emit(struct vd_fs_walk *w, uint64_t off, uint64_t len)
 		w->pend_len += len;
 		return 0;
 	}
-	{
-		int r = flush_pending(w);
-		if (r)
-			return r;
-	}
+	r = flush_pending(w);
+	if (r)
+		return r;
 	w->pend_off = off;
 	w->pend_len = len;
 	return 0;
@@ -106,6 +117,14 @@ int vd_fs_free_ranges(struct vd_image *img, uint64_t part_off, uint64_t part_len
 		      unsigned flags, vd_fs_free_fn cb, void *ctx,
 		      struct vd_fs_info *info, struct vd_error *err)
 {
+	return vd_fs_free_ranges_cancel(img, part_off, part_len, flags, NULL, cb, ctx, info, err);
+}
+
+int vd_fs_free_ranges_cancel(struct vd_image *img, uint64_t part_off, uint64_t part_len,
+			     unsigned flags, const volatile int *cancel,
+			     vd_fs_free_fn cb, void *ctx,
+			     struct vd_fs_info *info, struct vd_error *err)
+{
 	struct vd_fs_info local;
 	struct vd_fs_walk w = { 0 };
 	struct vd_content c;
@@ -128,6 +147,7 @@ int vd_fs_free_ranges(struct vd_image *img, uint64_t part_off, uint64_t part_len
 	w.part_off = part_off;
 	w.part_len = part_len;
 	w.flags = flags;
+	w.cancel = cancel;
 	w.cb = cb;
 	w.ctx = ctx;
 	w.info = info;

@@ -19,6 +19,7 @@ struct vd_fs_walk {
 	struct vd_image *img;
 	uint64_t part_off, part_len;
 	unsigned flags;              /* VD_FS_* */
+	const volatile int *cancel;  /* non-zero: stop with -ECANCELED */
 	vd_fs_free_fn cb;
 	void *ctx;
 	struct vd_fs_info *info;     /* never NULL inside a walk */
@@ -27,6 +28,11 @@ struct vd_fs_walk {
 	uint64_t pend_off, pend_len;
 	uint64_t last_end;           /* end of the last range emitted (relative) */
 };
+
+/* -ECANCELED ("interrupted") when the caller asked to stop, else 0.
+ * vd_fs_read and vd_fs_emit check it; a walker loop that does neither
+ * calls it itself. */
+int vd_fs_cancelled(struct vd_fs_walk *w);
 
 /* Read LEN bytes at partition-relative OFF; -EINVAL naming WHAT when the
  * range leaves the partition. */

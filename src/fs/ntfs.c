@@ -630,7 +630,9 @@ static int walk_bitmap(struct ntfs *n)
 		return -ENOMEM;
 	for (uint64_t off = 0; off < need && r == 0; off += CHUNK) {
 		size_t len = (size_t)VD_MIN((uint64_t)CHUNK, need - off);
-		r = read_stream(n, &n->bmp, off, buf, len, "$Bitmap");
+		r = vd_fs_cancelled(n->w);
+		if (r == 0)
+			r = read_stream(n, &n->bmp, off, buf, len, "$Bitmap");
 		for (size_t i = 0; r == 0 && i < len; i++) {
 			uint8_t b = buf[i];
 			unsigned bits = (unsigned)VD_MIN((uint64_t)8, n->nclusters - c);

@@ -531,7 +531,10 @@ static int walk_node(struct xfs *x, uint32_t agbno, unsigned level, uint64_t lo,
 {
 	uint8_t *b = NULL;
 	uint16_t n;
-	int r = read_node(x, agbno, level, &b);
+	int r = vd_fs_cancelled(x->w);
+
+	if (r == 0)
+		r = read_node(x, agbno, level, &b);
 
 	if (r)
 		return r;
@@ -691,7 +694,9 @@ static int xfs_walk(struct vd_fs_walk *w)
 		goto out;
 	}
 	for (uint32_t g = 0; g < x.agcount; g++) {
-		r = walk_ag(&x, g, buf);
+		r = vd_fs_cancelled(w);
+		if (r == 0)
+			r = walk_ag(&x, g, buf);
 		if (r)
 			goto out;
 	}

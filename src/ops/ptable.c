@@ -2,7 +2,9 @@
  * Partition tables for reading: the MBR (through vd_mbr_read) or, behind a
  * protective or hybrid MBR, the GPT (UEFI specification, chapter 5): the
  * primary header at LBA 1, else the backup, each with its entry array,
- * every field validated before use.  Read only; vdisk writes MBRs alone.
+ * every field validated before use; partitions that share sectors are
+ * listed (vd_ptable_read_overlaps) or refused (vd_ptable_read).  Read
+ * only; vdisk writes MBRs alone.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -203,19 +205,11 @@ static int hdr_check(const uint8_t *s, uint64_t lba, uint64_t disk, struct hdr *
 	return 0;
 }
 
-static int cmp_start(const void *a, const void *b)
-{
-	const struct vd_ptable_part *x = *(const struct vd_ptable_part *const *)a;
-	const struct vd_ptable_part *y = *(const struct vd_ptable_part *const *)b;
-	return x->start < y->start ? -1 : x->start > y->start;
-}
-
 /* Entries array E of header H into PT. */
 static int entries_parse(const uint8_t *e, const struct hdr *h, struct vd_ptable *pt,
 			 struct vd_error *err)
 {
 	static const uint8_t zero[16];
-	const struct vd_ptable_part *sorted[VD_PTABLE_MAX_PARTS];
 	uint32_t crc = (uint32_t)crc32(0, e, (uInt)((size_t)h->nentries * h->entry_size));
 
 	if (crc != h->entries_crc)
@@ -247,15 +241,6 @@ static int entries_parse(const uint8_t *e, const struct hdr *h, struct vd_ptable
 		p->attrs = le64dec(x + E_ATTRS);
 		vd_gpt_name_decode(x + E_NAME, E_NAME_UNITS, p->name, sizeof(p->name));
 	}
-	for (unsigned i = 0; i < pt->nparts; i++)
-		sorted[i] = &pt->part[i];
-	qsort(sorted, pt->nparts, sizeof(sorted[0]), cmp_start);
-	for (unsigned i = 1; i < pt->nparts; i++)
-		if (sorted[i]->start < sorted[i - 1]->start + sorted[i - 1]->size)
-			return vd_set_error(err, EINVAL, "partition %u (LBAs %" PRIu64 "..%" PRIu64 ") overlaps partition %u (LBAs %" PRIu64 "..%" PRIu64 ")",
-					    sorted[i]->number, sorted[i]->start, sorted[i]->start + sorted[i]->size - 1,
-					    sorted[i - 1]->number, sorted[i - 1]->start,
-					    sorted[i - 1]->start + sorted[i - 1]->size - 1);
 	return 0;
 }
 
@@ -329,11 +314,91 @@ out:
 	return r;
 }
 
+/* ---- overlaps ---- */
+
+static void overlap_add(struct vd_ptable *pt, const struct vd_ptable_part *a, unsigned b, bool ebr,
+			uint64_t b_start, uint64_t b_end)
+{
+	if (pt->noverlaps < VD_PTABLE_MAX_OVERLAPS) {
+		struct vd_ptable_overlap *o = &pt->overlap[pt->noverlaps];
+		o->a = a->number;
+		o->a_start = a->start;
+		o->a_end = a->start + a->size - 1;
+		o->b = b;
+		o->b_ebr = ebr;
+		o->b_start = b_start;
+		o->b_end = b_end;
+	}
+	pt->noverlaps++;
+}
+
+static bool meets(uint64_t s1, uint64_t e1, uint64_t s2, uint64_t e2)
+{
+	return s1 <= e2 && s2 <= e1;
+}
+
+/* Every pair of partitions that share a sector (at most 256 x 255 / 2
+ * comparisons).  The extended partition holds the logicals and their
+ * EBRs: it only conflicts with primaries.  EBRS[i] is the EBR sector of
+ * logical partition i (0 for the others). */
+static void find_overlaps(struct vd_ptable *pt, const uint64_t *ebrs)
+{
+	bool dos = strcmp(pt->label, "gpt") != 0;
+
+	pt->noverlaps = 0;
+	for (unsigned i = 0; i < pt->nparts; i++) {
+		const struct vd_ptable_part *p = &pt->part[i];
+		uint64_t pe = p->start + p->size - 1;
+
+		if (dos && p->start == 0)
+			overlap_add(pt, p, 0, false, 0, 0);
+		for (unsigned j = 0; j < i; j++) {
+			const struct vd_ptable_part *q = &pt->part[j];
+			bool logical_p = dos && p->number > 4, logical_q = dos && q->number > 4;
+
+			if ((p->extended && logical_q) || (q->extended && logical_p))
+				continue;
+			if (meets(p->start, pe, q->start, q->start + q->size - 1))
+				overlap_add(pt, p, q->number, false, q->start, q->start + q->size - 1);
+		}
+		if (!dos || p->extended)
+			continue;
+		for (unsigned j = 0; j < pt->nparts; j++)
+			if (ebrs[j] && j != i && ebrs[j] >= p->start && ebrs[j] <= pe)
+				overlap_add(pt, p, pt->part[j].number, true, ebrs[j], ebrs[j]);
+	}
+}
+
+void vd_ptable_overlap_text(const struct vd_ptable *pt, const struct vd_ptable_overlap *o,
+			    char *buf, size_t len)
+{
+	const char *u = strcmp(pt->label, "gpt") ? "sectors" : "LBAs";
+
+	if (o->b == 0)
+		snprintf(buf, len, "partition %u (%s %" PRIu64 "..%" PRIu64 ") overlaps the MBR (sector 0)",
+			 o->a, u, o->a_start, o->a_end);
+	else if (o->b_ebr)
+		snprintf(buf, len, "partition %u (%s %" PRIu64 "..%" PRIu64 ") overlaps the EBR of partition %u (sector %" PRIu64 ")",
+			 o->a, u, o->a_start, o->a_end, o->b, o->b_start);
+	else
+		snprintf(buf, len, "partition %u (%s %" PRIu64 "..%" PRIu64 ") overlaps partition %u (%s %" PRIu64 "..%" PRIu64 ")",
+			 o->a, u, o->a_start, o->a_end, o->b, u, o->b_start, o->b_end);
+}
+
+bool vd_ptable_part_overlaps(const struct vd_ptable *pt, unsigned number)
+{
+	for (unsigned i = 0; i < VD_MIN(pt->noverlaps, (unsigned)VD_PTABLE_MAX_OVERLAPS); i++)
+		if (pt->overlap[i].a == number || (pt->overlap[i].b == number && !pt->overlap[i].b_ebr))
+			return true;
+	return false;
+}
+
 /* ---- either ---- */
 
-int vd_ptable_read(struct vd_image *img, struct vd_ptable *pt, struct vd_error *err)
+int vd_ptable_read_overlaps(struct vd_image *img, struct vd_ptable *pt, struct vd_error *err)
 {
 	struct vd_mbr *mbr;
+	uint64_t *ebrs = NULL;
 	bool gpt = false;
 	int r;
 
@@ -348,8 +413,15 @@ int vd_ptable_read(struct vd_image *img, struct vd_ptable *pt, struct vd_error *
 	for (unsigned i = 0; i < mbr->nparts; i++)
 		if (mbr->part[i].number <= 4 && mbr->part[i].type == 0xee)
 			gpt = true;
+	ebrs = vd_calloc(VD_PTABLE_MAX_PARTS, sizeof(*ebrs), err);
+	if (!ebrs) {
+		r = -ENOMEM;
+		goto out;
+	}
 	if (gpt) {
 		r = gpt_read(img, pt, err);
+		if (r == 0)
+			find_overlaps(pt, ebrs);
 		goto out;
 	}
 	snprintf(pt->label, sizeof(pt->label), "dos");
@@ -365,9 +437,27 @@ int vd_ptable_read(struct vd_image *img, struct vd_ptable *pt, struct vd_error *
 		p->mbr_type = m->type;
 		p->extended = vd_mbr_is_extended(m->type);
 		p->bootable = m->bootable;
+		ebrs[i] = m->number > 4 ? m->ebr : 0;
 	}
+	find_overlaps(pt, ebrs);
 out:
+	free(ebrs);
 	free(mbr);
+	return r;
+}
+
+int vd_ptable_read(struct vd_image *img, struct vd_ptable *pt, struct vd_error *err)
+{
+	char t[200];
+	int r = vd_ptable_read_overlaps(img, pt, err);
+
+	if (r < 0 || pt->noverlaps == 0)
+		return r;
+	vd_ptable_overlap_text(pt, &pt->overlap[0], t, sizeof(t));
+	r = vd_set_error(err, EINVAL, "%s: %s partition table: %s%s", vd_path(img),
+			 strcmp(pt->label, "gpt") ? "MBR" : "GPT", t,
+			 pt->noverlaps > 1 ? " (and more overlaps)" : "");
+	pt->nparts = 0;
 	return r;
 }
 

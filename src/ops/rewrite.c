@@ -399,7 +399,7 @@ static int walk_fs(struct rw *w, struct vd_image *img, bool raw, struct vd_error
 			snprintf(name, sizeof(name), "whole disk");
 		}
 		vd_error_clear(&e2);
-		r = vd_fs_free_ranges(img, off, len, 0, on_free, &c, &fi, &e2);
+		r = vd_fs_free_ranges_cancel(img, off, len, 0, w->o->cancel, on_free, &c, &fi, &e2);
 		if (r == -ENOTSUP) {
 			note_add(w, "%s: no filesystem vdisk can read, left alone", name);
 			continue;

@@ -94,8 +94,32 @@ static bool reads_zero(const struct vd_extent *e)
 	return !(e->flags & VD_BS_DATA) || (e->flags & VD_BS_ZERO);
 }
 
-/* Whole units [OFF, OFF+LEN) of stored data: discard, then see what the
- * format released. */
+/* Partly free units [OFF, END) (the edges of a free range): what is
+ * stored and not known to read as zeros is read and zeroed. */
+static int zero_edge(struct zf *z, uint64_t off, uint64_t end)
+{
+	while (off < end) {
+		struct vd_extent e;
+		int r;
+
+		if (vd_cancelled(z->o->cancel))
+			return vd_set_error(z->err, ECANCELED, "%s: interrupted", vd_path(z->img));
+		r = vd_block_status(z->img, off, end - off, &e, z->err);
+		if (r < 0)
+			return r;
+		if (reads_zero(&e))
+			z->p->zero_bytes += e.length;
+		else if ((r = zero_stored(z, off, e.length)) < 0)
+			return r;
+		off += e.length;
+	}
+	return 0;
+}
+
+/* Whole free units [OFF, OFF+LEN), each holding stored data somewhere:
+ * discard, then see what the format released.  Released is what no
+ * longer holds data; what still does (fixed VDI, flat VMDK) is zeroed
+ * where it does not read as zeros already. */
 static int release(struct zf *z, uint64_t off, uint64_t len)
 {
 	uint64_t end = off + len;
@@ -103,7 +127,7 @@ static int release(struct zf *z, uint64_t off, uint64_t len)
 
 	if (z->o->dry_run) {
 		if (!z->predict_release)
-			return zero_stored(z, off, len);
+			return zero_edge(z, off, end);
 		z->p->released_bytes += len;
 		z->p->released_blocks += len / z->unit;
 		return 0;
@@ -117,11 +141,11 @@ static int release(struct zf *z, uint64_t off, uint64_t len)
 		r = vd_block_status(z->img, off, end - off, &e, z->err);
 		if (r < 0)
 			return r;
-		if (reads_zero(&e)) {
+		if (!(e.flags & VD_BS_DATA)) {
 			z->p->released_bytes += e.length;
 			z->p->released_blocks += e.length / z->unit;
 		} else {
-			r = zero_stored(z, off, e.length);
+			r = zero_edge(z, off, off + e.length);
 			if (r < 0)
 				return r;
 		}
@@ -130,45 +154,64 @@ static int release(struct zf *z, uint64_t off, uint64_t len)
 	return 0;
 }
 
-/* One free range from the walker. */
+/* One free range from the walker.  The decision to release is taken per
+ * whole unit, from whether the unit stores data anywhere, not from the
+ * extents block status returns: those split a unit where its host file
+ * has a hole, and a unit kept for that reason would be released by the
+ * next run once something (the slot moves of reclaim) filled the hole.
+ * So one run reaches the fixed point. */
 static int free_range(void *ctx, uint64_t off, uint64_t len)
 {
 	struct zf *z = ctx;
-	uint64_t end = off + len;
+	uint64_t end = off + len, ws, we, pos, rs = 0, re = 0, rel = 0;
 	int r;
 
 	z->p->free_bytes += len;
 	if (z->o->range)
 		z->o->range(z->o->range_ctx, off, len);
-	while (off < end) {
+	ws = VD_ALIGN_UP(off, z->unit);
+	we = VD_ALIGN_DOWN(end, z->unit);
+	if (ws >= we)
+		ws = we = end;
+	r = zero_edge(z, off, ws);
+	/* runs of whole units that store data: [rs, re) pending */
+	for (pos = ws; r == 0 && pos < we;) {
 		struct vd_extent e;
-		uint64_t ws, we;
+		uint64_t s, t;
 
 		if (vd_cancelled(z->o->cancel))
 			return vd_set_error(z->err, ECANCELED, "%s: interrupted", vd_path(z->img));
-		r = vd_block_status(z->img, off, end - off, &e, z->err);
+		r = vd_block_status(z->img, pos, we - pos, &e, z->err);
 		if (r < 0)
 			return r;
-		if (reads_zero(&e)) {
-			z->p->zero_bytes += e.length;
-			off += e.length;
+		if (!(e.flags & VD_BS_DATA)) {
+			pos += e.length;
 			continue;
 		}
-		ws = VD_ALIGN_UP(off, z->unit);
-		we = VD_ALIGN_DOWN(off + e.length, z->unit);
-		if (ws < we) {
-			r = zero_stored(z, off, ws - off);
-			if (r == 0)
-				r = release(z, ws, we - ws);
-			if (r == 0)
-				r = zero_stored(z, we, off + e.length - we);
+		s = VD_ALIGN_DOWN(pos, z->unit);
+		t = VD_MIN(VD_ALIGN_UP(pos + e.length, z->unit), we);
+		if (re == s && re > rs) {
+			re = t;
 		} else {
-			r = zero_stored(z, off, e.length);
+			if (re > rs) {
+				r = release(z, rs, re - rs);
+				rel += re - rs;
+			}
+			rs = s;
+			re = t;
 		}
-		if (r < 0)
-			return r;
-		off += e.length;
+		pos = t;
 	}
+	if (r == 0 && re > rs) {
+		r = release(z, rs, re - rs);
+		rel += re - rs;
+	}
+	if (r == 0) {
+		z->p->zero_bytes += (we - ws) - rel; /* whole units not stored */
+		r = zero_edge(z, we, end);
+	}
+	if (r < 0)
+		return r;
 	if (z->o->progress)
 		z->o->progress(z->o->progress_ctx, z->prog_base + (end - z->part_off), z->prog_total);
 	return 0;
@@ -193,8 +236,8 @@ static int do_part(struct zf *z, struct vd_zerofree_result *res, struct vd_zerof
 
 	z->p = p;
 	z->part_off = p->offset;
-	r = vd_fs_free_ranges(z->img, p->offset, p->length, z->o->force ? VD_FS_FORCE : 0,
-			      free_range, z, &p->fs, z->err);
+	r = vd_fs_free_ranges_cancel(z->img, p->offset, p->length, z->o->force ? VD_FS_FORCE : 0,
+				     z->o->cancel, free_range, z, &p->fs, z->err);
 	if (r == -ENOTSUP && alone_ok) {
 		p->status = r;
 		snprintf(p->note, sizeof(p->note), "%s", z->err->msg);
@@ -215,6 +258,37 @@ static int do_part(struct zf *z, struct vd_zerofree_result *res, struct vd_zerof
 		z->o->progress(z->o->progress_ctx, z->prog_base, z->prog_total);
 	if (z->o->report)
 		z->o->report(z->o->report_ctx, p);
+	return 0;
+}
+
+/* Overlapping partitions: a stale entry over another partition would
+ * have that partition's data zeroed as its own free space.  Walking every
+ * partition is refused; one partition named explicitly is walked alone,
+ * with a warning when it is one of the overlapping ones. */
+static int overlaps(struct zf *z, const struct vd_ptable *pt, const char *tname,
+		    struct vd_zerofree_result *res)
+{
+	char t[200];
+	size_t n;
+
+	if (pt->noverlaps == 0)
+		return 0;
+	if (z->o->part == 0) {
+		vd_ptable_overlap_text(pt, &pt->overlap[0], t, sizeof(t));
+		return vd_set_error(z->err, EINVAL, "%s: overlapping partitions in the %s: %s%s; refusing to walk them all (name one with --partition N)",
+				    vd_path(z->img), tname, t, pt->noverlaps > 1 ? " (and more)" : "");
+	}
+	for (unsigned i = 0; i < VD_MIN(pt->noverlaps, (unsigned)VD_PTABLE_MAX_OVERLAPS); i++) {
+		const struct vd_ptable_overlap *o = &pt->overlap[i];
+
+		if (o->a != z->o->part && (o->b != z->o->part || o->b_ebr))
+			continue;
+		vd_ptable_overlap_text(pt, o, t, sizeof(t));
+		n = strlen(res->table_note);
+		snprintf(res->table_note + n, sizeof(res->table_note) - n, "%s%s (only partition %u is touched)",
+			 n ? "; " : "", t, z->o->part);
+		break;
+	}
 	return 0;
 }
 
@@ -242,7 +316,7 @@ static int run(struct zf *z, struct vd_zerofree_result *res)
 			goto out;
 		}
 	}
-	r = vd_ptable_read(z->img, pt, z->err);
+	r = vd_ptable_read_overlaps(z->img, pt, z->err);
 	if (r == -ENOENT && z->o->part == 0) {
 		r = vd_fs_free_ranges(z->img, 0, 0, 0, NULL, NULL, &info, z->err);
 		goto out; /* -ENOTSUP with the walker's message */
@@ -255,6 +329,9 @@ static int run(struct zf *z, struct vd_zerofree_result *res)
 	for (unsigned i = 0; i < pt->nparts; i++)
 		if (!pt->part[i].extended && (z->o->part == 0 || pt->part[i].number == z->o->part))
 			z->prog_total += pt->part[i].size * VD_SECTOR;
+	r = overlaps(z, pt, tname, res);
+	if (r < 0)
+		goto out;
 	if (z->o->part) {
 		const struct vd_ptable_part *sel = vd_ptable_find(pt, z->o->part);
 		if (!sel) {

@@ -93,7 +93,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	walk(img, 0, 0);
 	/* the partition tables are fuzzed too: MBR with its EBR chain, GPT */
 	pt = malloc(sizeof(*pt));
-	if (pt && vd_ptable_read(img, pt, &err) == 0) {
+	if (pt && vd_ptable_read_overlaps(img, pt, &err) == 0) {
+		/* the strict reader refuses exactly the tables with overlaps */
+		struct vd_ptable *strict = malloc(sizeof(*strict));
+		if (strict) {
+			int rs = vd_ptable_read(img, strict, &err);
+			FUZZ_ASSERT((rs == 0) == (pt->noverlaps == 0), "vd_ptable_read %d with %u overlaps",
+				    rs, pt->noverlaps);
+			free(strict);
+		}
 		for (unsigned i = 0; i < pt->nparts; i++) {
 			const struct vd_ptable_part *p = &pt->part[i];
 			uint64_t o = p->start * VD_SECTOR, l = p->size * VD_SECTOR;

@@ -33,9 +33,10 @@ if [ -f ext2.img ]; then
 fi
 # the unit tests' hand-built XFS (v4, v5: two AGs, a two-level btree, a
 # clean log; 256 KiB, so run with -max_len=270000) and NTFS ($MFT and
-# $Bitmap in two runs each, cut to 500 clusters of 512 bytes)
+# $Bitmap in two runs each, cut to 500 clusters of 512 bytes), and an ext4
+# with 8 BLOCK_UNINIT groups and s_log_groups_per_flex 31 (issue 12)
 # (run from the top of the tree after make unit-tests)
-for u in test_fs test_ntfs; do
+for u in test_fs test_ntfs test_fs_hostile; do
 	if [ -x "$REPO/build/tests/$u" ]; then
 		VDISK_FUZZ_SEEDS=$PWD "$REPO/build/tests/$u" >/dev/null 2>&1 || true
 	fi

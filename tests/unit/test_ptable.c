@@ -296,6 +296,16 @@ static void test_gpt_rejections(void **state)
 	fix_crcs(f->d);
 	assert_int_equal(vd_ptable_read(f->img, &pt, &err), -EINVAL);
 	assert_msg_has(&err, "partition 3 (LBAs 4000..6143) overlaps partition 1 (LBAs 2048..4095)");
+	/* listed, not refused, for the commands that show the table */
+	assert_ok(vd_ptable_read_overlaps(f->img, &pt, &err), &err);
+	assert_int_equal(pt.nparts, 3);
+	assert_int_equal(pt.noverlaps, 1);
+	assert_int_equal(pt.overlap[0].a, 3);
+	assert_int_equal(pt.overlap[0].b, 1);
+	assert_int_equal(pt.overlap[0].a_start, 4000);
+	assert_int_equal(pt.overlap[0].b_end, 4095);
+	assert_true(vd_ptable_part_overlaps(&pt, 1));
+	assert_false(vd_ptable_part_overlaps(&pt, 2));
 	RESTORE();
 	assert_ok(vd_ptable_read(f->img, &pt, &err), &err);
 	assert_parts(&pt);
@@ -333,6 +343,68 @@ static void test_mbr_through_ptable(void **state)
 	assert_true(pt.part[1].extended);
 	assert_true(pt.part[0].bootable);
 	assert_int_equal(pt.part[3].number, 6);
+	vd_close(img, NULL);
+}
+
+/* Overlapping MBR entries (issue 12, defect 5): vd_ptable_read refuses
+ * them naming both sides, vd_ptable_read_overlaps lists every pair: a
+ * primary over the extended partition, over a logical and over its EBR;
+ * two logicals; never the extended partition and its own logicals. */
+static void test_mbr_overlaps(void **state)
+{
+	struct vd_error err = { 0 };
+	struct vd_host *h = vd_host_mem_new("dos", 64 * MiB);
+	struct vd_image *img = NULL;
+	static struct vd_mbr_script s;
+	static struct vd_mbr m;
+	uint8_t b[4];
+	char t[200];
+
+	(void)state;
+	assert_ok(vd_open_host(&img, h, "raw", VD_OPEN_RDWR, &err), &err);
+	assert_ok(vd_mbr_parse_script("label: dos\n,8M,83\n,,5\n,4M,82\n,4M,83\n", &s, &err), &err);
+	assert_ok(vd_mbr_layout(&s, 64 * MiB / 512, VD_ALIGN_MIB, 0, 0, 1, &m, &err), &err);
+	assert_ok(vd_mbr_write(img, &m, NULL, 0, 0, &err), &err);
+	assert_ok(vd_ptable_read(img, &pt, &err), &err);
+	assert_int_equal(pt.noverlaps, 0);
+	/* 1: 2048..18431, 2 (extended) 18432.., EBR of 5 at 18432, 5:
+	 * 20480..28671, EBR of 6 at 28672, 6: 30720..38911 */
+	assert_int_equal(m.part[2].start, 20480);
+	assert_int_equal(m.part[3].ebr, 28672);
+	le32enc(b, 16384 + 4096); /* partition 1 to 22527 */
+	assert_ok(vd_write(img, 446 + 12, b, 4, &err), &err);
+	assert_int_equal(vd_ptable_read(img, &pt, &err), -EINVAL);
+	assert_msg_has(&err, "partition 1 (sectors 2048..22527) overlaps the EBR of partition 5 (sector 18432) (and more overlaps)");
+	assert_int_equal(pt.nparts, 0);
+	assert_ok(vd_ptable_read_overlaps(img, &pt, &err), &err);
+	assert_int_equal(pt.nparts, 4);
+	assert_int_equal(pt.noverlaps, 3);
+	vd_ptable_overlap_text(&pt, &pt.overlap[1], t, sizeof(t));
+	assert_string_equal(t, "partition 2 (sectors 18432..131071) overlaps partition 1 (sectors 2048..22527)");
+	vd_ptable_overlap_text(&pt, &pt.overlap[2], t, sizeof(t));
+	assert_string_equal(t, "partition 5 (sectors 20480..28671) overlaps partition 1 (sectors 2048..22527)");
+	assert_true(vd_ptable_part_overlaps(&pt, 5));
+	assert_false(vd_ptable_part_overlaps(&pt, 6));
+	/* back, and logical 5 grown over the EBR of 6 and logical 6 */
+	le32enc(b, 16384);
+	assert_ok(vd_write(img, 446 + 12, b, 4, &err), &err);
+	le32enc(b, 8192 + 4096);
+	assert_ok(vd_write(img, 18432 * 512 + 446 + 12, b, 4, &err), &err);
+	assert_ok(vd_ptable_read_overlaps(img, &pt, &err), &err);
+	assert_int_equal(pt.noverlaps, 2);
+	vd_ptable_overlap_text(&pt, &pt.overlap[0], t, sizeof(t));
+	assert_string_equal(t, "partition 5 (sectors 20480..32767) overlaps the EBR of partition 6 (sector 28672)");
+	vd_ptable_overlap_text(&pt, &pt.overlap[1], t, sizeof(t));
+	assert_string_equal(t, "partition 6 (sectors 30720..38911) overlaps partition 5 (sectors 20480..32767)");
+	/* a partition over sector 0 */
+	le32enc(b, 8192);
+	assert_ok(vd_write(img, 18432 * 512 + 446 + 12, b, 4, &err), &err);
+	le32enc(b, 0);
+	assert_ok(vd_write(img, 446 + 8, b, 4, &err), &err);
+	assert_ok(vd_ptable_read_overlaps(img, &pt, &err), &err);
+	assert_true(pt.noverlaps >= 1);
+	vd_ptable_overlap_text(&pt, &pt.overlap[0], t, sizeof(t));
+	assert_string_equal(t, "partition 1 (sectors 0..16383) overlaps the MBR (sector 0)");
 	vd_close(img, NULL);
 }
 
@@ -374,6 +446,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_gpt_backup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gpt_rejections, setup, teardown),
 		cmocka_unit_test(test_mbr_through_ptable),
+		cmocka_unit_test(test_mbr_overlaps),
 		cmocka_unit_test(test_name_decode),
 	};
 	return unit_run(tests);
