@@ -106,12 +106,17 @@ FMT=vdi writers "locked by another vdisk" "$T/d.vdi" "in use by another vdisk pr
 assert_rc "a reader is kept out while a writer holds it" 1 "$VDISK" info "$T/d.vdi"
 assert_contains "the reader says why" "being changed by another vdisk process" "$T/.err"
 exec 8<&-
+# the lock goes with the last descriptor of it: wait until /proc/locks
+# shows none on the image (a child of this shell may still be exiting)
+ino=$(stat -c %i "$T/d.vdi")
+for _ in $(seq 100); do grep -q "FLOCK.*:$ino " /proc/locks || break; sleep 0.05; done
+grep "FLOCK.*:$ino " /proc/locks && fail "the flock on the image outlived its descriptor"
 # a real vdisk writer, held inside its flush by strace (defect 1: zerofree
 # and check -r on one image at the same time corrupted it)
 strace -f -o /dev/null -e trace=fsync,fdatasync -e inject=fsync,fdatasync:delay_enter=4000000 \
-	"$VDISK" mbr --script "$T/mbr.txt" "$T/d.vdi" >/dev/null 2>&1 &
+	"$VDISK" mbr --script "$T/mbr.txt" "$T/d.vdi" >"$T/mbr.out" 2>&1 &
 spid=$!
-for _ in $(seq 50); do grep -q FLOCK /proc/locks && break; sleep 0.1; done
+for _ in $(seq 50); do grep -q "FLOCK.*:$ino " /proc/locks && break; sleep 0.1; done
 assert_rc "zerofree while mbr runs: refused" 1 "$VDISK" zerofree "$T/d.vdi"
 assert_contains "zerofree while mbr runs: says so" "in use by another vdisk process (PID" "$T/.err"
 assert_rc "check -r while mbr runs: refused" 1 "$VDISK" check -r "$T/d.vdi"
@@ -119,14 +124,16 @@ assert_contains "check -r while mbr runs: says so" "in use by another vdisk proc
 assert_rc "qemu-img sees vdisk's lock" 1 qemu-img info "$T/d.vdi"
 assert_contains "qemu-img says it is locked" "lock" "$T/.err"
 wait "$spid"
-assert_eq "the mbr run itself succeeded" 0 $?
+rc=$?
+assert_eq "the mbr run itself succeeded" 0 "$rc"
+[ "$rc" = 0 ] || cat "$T/mbr.out"
 assert_rc "after it: vdisk check clean" 0 "$VDISK" check "$T/d.vdi"
 assert_rc "after it: qemu-img check clean" 0 qemu-img check -f vdi "$T/d.vdi"
 
 # ---------------------------------------------------------------- QEMU
 (sleep 6 | qemu-io -f vdi "$T/d.vdi" >/dev/null 2>&1) &
 qpid=$!
-for _ in $(seq 50); do grep -q OFDLCK /proc/locks && break; sleep 0.1; done
+for _ in $(seq 50); do grep -q "OFDLCK.*:$ino " /proc/locks && break; sleep 0.1; done
 FMT=vdi writers "held by qemu-io" "$T/d.vdi" "in use by QEMU"
 kill "$qpid" 2>/dev/null; pkill -f "qemu-io -f vdi $T/d.vdi" 2>/dev/null; wait "$qpid" 2>/dev/null
 
