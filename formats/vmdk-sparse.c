@@ -117,7 +117,19 @@ static int load_gd(struct vmdk_sparse *sp, uint64_t off, uint32_t **out,
 	return 0;
 }
 
-int vmdk_sparse_open(struct vmdk_sparse **out, struct vd_host *h, struct vd_error *err)
+/* The most memory the metadata of SP can take: what load_gd, load_gt (the
+ * cache at its fullest) and inflate_grain allocate. */
+static uint64_t meta_bytes(const struct vmdk_sparse *sp)
+{
+	uint64_t n = (uint64_t)sp->gd_entries * 4 * 2 + (uint64_t)VMDK_GT_CACHE * sp->gtes * 4;
+
+	if (sp->compressed)
+		n += grain_bytes(sp) * 3 + 4096;
+	return n;
+}
+
+int vmdk_sparse_open(struct vmdk_sparse **out, struct vd_host *h, uint64_t *budget,
+		     struct vd_error *err)
 {
 	struct vmdk_sparse *sp;
 	uint8_t hd[VD_SECTOR];
@@ -180,6 +192,17 @@ int vmdk_sparse_open(struct vmdk_sparse **out, struct vd_host *h, struct vd_erro
 				(unsigned long long)sp->capacity, (unsigned long long)sp->grain);
 			goto fail;
 		}
+	}
+	if (budget) {
+		uint64_t need = meta_bytes(sp);
+		if (need > *budget) {
+			r = vd_set_error(err, EFBIG,
+					 "%s: the VMDK metadata (grain directories of %u entries, grain tables of %u entries) needs %llu bytes of memory, more than the %llu left of the %llu MiB limit for one image",
+					 h->path, sp->gd_entries, sp->gtes, (unsigned long long)need,
+					 (unsigned long long)*budget, (unsigned long long)(VMDK_META_MAX >> 20));
+			goto fail;
+		}
+		*budget -= need;
 	}
 	r = load_gd(sp, sp->gd_off, &sp->gd, "grain directory (gdOffset)", err);
 	if (r < 0)

@@ -29,6 +29,16 @@
 #define VMDK_SPLIT_SECTORS 4192256ull
 #define VMDK_DESC_MAX (1u << 20)
 #define VMDK_MAX_EXTENTS 4096
+/* The largest disk (sum of the extents) and extent: 64 PiB.  Far above any
+ * product's limit (ESXi: 62 TiB), far below where byte offsets wrap. */
+#define VMDK_MAX_SECTORS (1ull << 47)
+/* Memory for the metadata of all sparse extents of one image: grain
+ * directories (both copies), the grain-table cache at its fullest and the
+ * compressed-grain buffers.  A real 62 TiB disk needs a few MiB; 1 GiB
+ * leaves room for any genuine layout while a hostile descriptor (many
+ * extents with huge sparse directories) fails cleanly instead of taking
+ * the machine's memory. */
+#define VMDK_META_MAX (1ull << 30)
 
 /* Header field offsets (one sector). */
 enum {
@@ -71,8 +81,11 @@ struct vmdk_sparse {
 enum { GRAIN_UNALLOCATED, GRAIN_ZERO, GRAIN_DATA, GRAIN_COMPRESSED };
 
 /* Parse and validate the header at sector 0 (and, for GD-at-end streams,
- * the footer); load the grain directories.  NAME is used in messages. */
-int vmdk_sparse_open(struct vmdk_sparse **out, struct vd_host *h,
+ * the footer); load the grain directories.  BUDGET (NULL: no limit) is
+ * the metadata memory left for the image (VMDK_META_MAX): the open fails
+ * with -EFBIG, before allocating, if this extent would need more, and
+ * subtracts what it may use. */
+int vmdk_sparse_open(struct vmdk_sparse **out, struct vd_host *h, uint64_t *budget,
 		     struct vd_error *err);
 void vmdk_sparse_close(struct vmdk_sparse *sp);
 /* Where guest sector SECTOR of the extent lives: kind and file sector. */
@@ -122,6 +135,7 @@ struct vmdk_desc_extent {
 	uint64_t offset;    /* sectors, FLAT only */
 	bool has_offset;
 	char *file;         /* NULL for ZERO */
+	unsigned line;      /* descriptor line, for messages */
 };
 
 struct vmdk_desc {
