@@ -206,6 +206,41 @@ static int open_resolved(struct vd_image *img, const char *name, const struct re
 	return 0;
 }
 
+/* streamOptimized is write-once: a stream holding no grain yet (what
+ * vmdk_stream_create writes: convert, create --script and create make one,
+ * then open it to write) is written by the stream writer, front to back;
+ * one with data cannot be changed in place (its grains are compressed in
+ * guest order; there is nowhere to put a changed grain).  A stream that
+ * ends after its header (its writer never finished) is refused except to
+ * check it.  Returns 1 when the caller is to start the stream writer
+ * (WHOLE: SP is the whole image), 0 to go on, or -errno. */
+static int stream_policy(struct vd_image *img, struct vmdk_sparse *sp, bool whole,
+			 struct vd_error *err)
+{
+	const char *path = sp->h->path;
+	bool empty = false;
+	int r;
+
+	if (!sp->compressed)
+		return 0;
+	if (sp->stream_incomplete && !(img->flags & VD_OPEN_CHECK))
+		return vd_set_error(err, EINVAL,
+				    "%s: invalid streamOptimized VMDK: it ends after its header, with no grain directory, footer or end-of-stream marker (its writer did not finish)",
+				    path);
+	if (!img->writable)
+		return 0;
+	if (whole && !sp->stream_incomplete) {
+		r = vmdk_sparse_stream_empty(sp, &empty, err);
+		if (r < 0)
+			return r;
+		if (empty)
+			return 1;
+	}
+	return vd_set_error(err, EROFS,
+			    "%s: streamOptimized VMDK images are write-once; convert it to another subformat to change it",
+			    path);
+}
+
 static void vmdk_close(struct vd_image *img)
 {
 	struct vmdk *v = img->priv;
@@ -333,6 +368,8 @@ static int open_descriptor_extents(struct vd_image *img, struct vmdk *v, struct 
 			r = vmdk_sparse_open(&e.sp, e.h, &budget, err);
 			if (r == -EFBIG)
 				vd_prefix_error(err, "%s: extent %u (line %u)", path, i + 1, de->line);
+			if (r == 0 && de->access == VMDK_RW)
+				r = stream_policy(img, e.sp, false, err);
 			if (r == 0 && e.sp->capacity < de->sectors)
 				r = vd_set_error(err, EINVAL,
 						 "%s: extent %u (\"%s\") has a capacity of %llu sectors, the descriptor says %llu",
@@ -414,11 +451,11 @@ static int vmdk_open(struct vd_image *img, struct vd_error *err)
 			vmdk_sparse_close(e.sp);
 			goto fail;
 		}
-		if (e.sp->fresh_stream && img->writable) {
+		r = stream_policy(img, e.sp, true, err);
+		if (r == 1)
 			r = vmdk_stream_begin(&v->stream, img->host, e.sp, err);
-			if (r < 0)
-				goto fail;
-		}
+		if (r < 0)
+			goto fail;
 	} else {
 		char *text;
 

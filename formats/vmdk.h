@@ -62,7 +62,8 @@ struct vmdk_sparse {
 	uint32_t gd_entries;
 	uint32_t *gd, *rgd;  /* sector offsets of the grain tables */
 	bool compressed;
-	bool fresh_stream;   /* a stream with nothing after its header: to be written */
+	bool stream_incomplete; /* a stream with nothing after its header */
+	bool gd_at_end;      /* the header said GD_AT_END (a footer holds gdOffset) */
 	uint64_t file_size;
 	uint64_t alloc_end;  /* bytes: where the next grain goes */
 	/* grain table cache, direct-mapped by table index */
@@ -112,6 +113,13 @@ int vmdk_sparse_discard(struct vmdk_sparse *sp, uint64_t off, struct vd_error *e
 /* Status of the range at OFF (bytes, extent-relative), at most LEN. */
 int vmdk_sparse_status(struct vmdk_sparse *sp, uint64_t off, uint64_t len,
 		       struct vd_extent *ext, struct vd_error *err);
+/* Inflate guest grain GI stored at FILE_SECTOR (compressed extents) into
+ * sp->zgrain, checking the record's size and the inflated length. */
+int vmdk_sparse_inflate(struct vmdk_sparse *sp, uint64_t gi, uint64_t file_sector,
+			struct vd_error *err);
+/* A stream holding no grain (every table entry 0) and no more bytes than
+ * the empty stream vmdk_stream_create writes: *EMPTY. */
+int vmdk_sparse_stream_empty(struct vmdk_sparse *sp, bool *empty, struct vd_error *err);
 /* Read the embedded descriptor (NULL if none): malloc'ed, NUL-terminated. */
 int vmdk_sparse_descriptor(struct vmdk_sparse *sp, char **text, struct vd_error *err);
 /* Check grain directories and tables; notes go to RES. */

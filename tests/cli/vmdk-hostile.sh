@@ -5,6 +5,8 @@
 #     deterministic cases: a symlink pointing outside, a FIFO extent;
 #   many SPARSE lines naming one file: refused quickly, in bounded memory,
 #     naming both lines; FLAT lines on one file (raw-device style) still work;
+#   the stream writer's write-once rule: zerofree, mbr, check -r and
+#     convert -n refuse a streamOptimized image and leave it byte-identical;
 #   new images honour the umask.
 . "$(dirname "$0")/../lib.sh"
 need python3 openssl cmp sha256sum timeout
@@ -131,6 +133,28 @@ assert_rc "FLAT lines on one file: convert -n into it" 0 "$VDISK" convert -q -n 
 assert_rc "FLAT lines on one file: reads back" 0 "$VDISK" compare "$T/new.raw" "$D/flat2.vmdk"
 { tail -c $MiB "$T/new.raw"; head -c $MiB "$T/new.raw"; } >"$T/disk.want"
 cmp -s "$T/disk.want" "$D/disk.bin" && pass "FLAT lines on one file: the file holds both halves" || fail "FLAT lines on one file: file contents differ"
+
+# ---------------------------------------------------------------- streamOptimized is write-once
+S=$T/st
+mkdir "$S"
+truncate -s $((20 * MiB)) "$S/src.raw"
+rand_bytes st1 $MiB | dd of="$S/src.raw" bs=64K seek=16 conv=notrunc status=none
+if command -v mkfs.ext4 >/dev/null; then
+	mkfs.ext4 -q -F -E offset=$MiB "$S/src.raw" 18M >/dev/null 2>&1 || true
+fi
+printf 'label: dos\nstart=2048, type=83\n' >"$S/mbr.script"
+assert_rc "stream: convert" 0 "$VDISK" convert -q -O vmdk -o subformat=streamOptimized "$S/src.raw" "$S/s.vmdk"
+sum0=$(sha256sum <"$S/s.vmdk")
+for cmd in "zerofree" "check -r" "mbr --script $S/mbr.script" "convert -q -n $S/src.raw"; do
+	rc=0
+	# shellcheck disable=SC2086
+	"$VDISK" $cmd "$S/s.vmdk" >"$T/.out" 2>"$T/.err" || rc=$?
+	assert_eq "stream: $cmd fails" 1 "$((rc != 0 && rc < 128))"
+	assert_contains "stream: $cmd: write-once message" "streamOptimized VMDK images are write-once; convert it to another subformat to change it" "$T/.err"
+	assert_eq "stream: $cmd leaves the file byte-identical" "$sum0" "$(sha256sum <"$S/s.vmdk")"
+done
+assert_rc "stream: still checks clean" 0 "$VDISK" check "$S/s.vmdk"
+assert_rc "stream: still reads the source" 0 "$VDISK" compare "$S/src.raw" "$S/s.vmdk"
 
 # ---------------------------------------------------------------- umask
 U=$T/umask
