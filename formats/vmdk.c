@@ -718,6 +718,8 @@ static int vmdk_info(struct vd_image *img, struct vd_info *info, struct vd_error
 	const struct vmdk_desc *d = &v->desc;
 	struct vmdk_sparse *sp = NULL;
 	uint64_t off = 0;
+	unsigned room, nplain = 0, nother = 0;
+	bool cut;
 	int r;
 
 	for (unsigned i = 0; i < v->n && !sp; i++)
@@ -751,9 +753,31 @@ static int vmdk_info(struct vd_image *img, struct vd_info *info, struct vd_error
 		vd_info_add(info, "compressed", false, "%s", sp->compressed ? "yes" : "no");
 	}
 	vd_info_add(info, "extents", true, "%u", v->n);
-	for (unsigned i = 0; i < v->n && info->nextra + 1 < VD_INFO_MAX_EXTRA; i++) {
+	/* The extent list may not fit the extra keys.  Then say so
+	 * ("extents_listed") and list the extents that are not plain RW
+	 * (RDONLY, NOACCESS) first: an operation that must keep them (compact
+	 * and defrag refuse any listed extent that is not RW) then always
+	 * sees one, instead of missing it past the cut. */
+	room = VD_INFO_MAX_EXTRA - info->nextra;
+	cut = v->n > room;
+	if (cut) {
+		room--; /* for extents_listed */
+		for (unsigned i = 0; i < v->n; i++)
+			nother += v->ext[i].access != VMDK_RW;
+		nother = VD_MIN(nother, room);
+		nplain = room - nother; /* the plain RW extents that fit after them */
+		vd_info_add(info, "extents_listed", false,
+			    "%u of %u (the extra keys are full; RDONLY and NOACCESS extents first)",
+			    room, v->n);
+	}
+	for (unsigned i = 0; i < v->n && info->nextra < VD_INFO_MAX_EXTRA; i++) {
 		const struct vmdk_ext *e = &v->ext[i];
+		unsigned *left = e->access == VMDK_RW ? &nplain : &nother;
 		char key[32];
+		if (cut && *left == 0)
+			continue;
+		if (cut)
+			(*left)--;
 		snprintf(key, sizeof(key), "extent%u", i);
 		vd_info_add(info, key, false, "%s %" PRIu64 " %s%s%s%s", acc[e->access],
 			    e->length / VD_SECTOR,

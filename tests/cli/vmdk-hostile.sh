@@ -7,6 +7,10 @@
 #     naming both lines; FLAT lines on one file (raw-device style) still work;
 #   the stream writer's write-once rule: zerofree, mbr, check -r and
 #     convert -n refuse a streamOptimized image and leave it byte-identical;
+#   an empty stream from create is complete (qemu-img check/compare), a
+#     header-only one is corrupt;
+#   compact/defrag of a VMDK whose extents do not all fit vd_info keep
+#     refusing a RDONLY extent past the cut;
 #   new images honour the umask.
 . "$(dirname "$0")/../lib.sh"
 need python3 openssl cmp sha256sum timeout
@@ -155,6 +159,42 @@ for cmd in "zerofree" "check -r" "mbr --script $S/mbr.script" "convert -q -n $S/
 done
 assert_rc "stream: still checks clean" 0 "$VDISK" check "$S/s.vmdk"
 assert_rc "stream: still reads the source" 0 "$VDISK" compare "$S/src.raw" "$S/s.vmdk"
+
+# an empty stream from create is complete: qemu-img accepts it, it reads
+# as zeros; a header-only stream (what create wrote before) is corrupt
+assert_rc "empty stream: create" 0 "$VDISK" create -O vmdk -o subformat=streamOptimized "$S/e.vmdk" 8M
+truncate -s 8M "$S/zero.raw"
+assert_rc "empty stream: vdisk check" 0 "$VDISK" check "$S/e.vmdk"
+assert_rc "empty stream: vdisk compare with 8M of zeros" 0 "$VDISK" compare "$S/zero.raw" "$S/e.vmdk"
+if [ $HAVE_QEMU = 1 ]; then
+	assert_rc "empty stream: qemu-img check" 0 qemu-img check -f vmdk "$S/e.vmdk"
+	assert_rc "empty stream: qemu-img compare with 8M of zeros" 0 qemu-img compare -f raw -F vmdk "$S/zero.raw" "$S/e.vmdk"
+fi
+head -c 65536 "$S/e.vmdk" >"$S/hdr-only.vmdk"
+assert_rc "header-only stream: check says corrupt" 2 "$VDISK" check "$S/hdr-only.vmdk"
+assert_contains "header-only stream: message" "no grain directory, footer or end-of-stream marker" "$T/.out"
+assert_rc "header-only stream: convert fails too" 1 "$VDISK" convert -q -O raw "$S/hdr-only.vmdk" "$S/h.raw"
+sum1=$(sha256sum <"$S/e.vmdk")
+assert_rc "empty stream: mbr --dry-run leaves it" 0 "$VDISK" mbr -n --script "$S/mbr.script" "$S/e.vmdk"
+assert_eq "empty stream: unchanged" "$sum1" "$(sha256sum <"$S/e.vmdk")"
+
+# ---------------------------------------------------------------- extents past the info keys
+# compact must not turn the RDONLY 20th extent of 31 into RW
+X=$T/many-ext
+mkdir "$X"
+assert_rc "31 extents: create twoGbMaxExtentSparse 60G" 0 "$VDISK" create -O vmdk -o subformat=twoGbMaxExtentSparse "$X/x.vmdk" 60G
+sed -i '0,/^RW \(.*\)-s020.vmdk"/s//RDONLY \1-s020.vmdk"/' "$X/x.vmdk"
+assert_eq "31 extents: the 20th is RDONLY" 1 "$(grep -c '^RDONLY .*-s020.vmdk"' "$X/x.vmdk")"
+assert_rc "31 extents: info" 0 "$VDISK" info "$X/x.vmdk"
+assert_contains "31 extents: info says the list is cut" "extents_listed: " "$T/.out"
+assert_contains "31 extents: info lists the RDONLY one" 'extent19: RDONLY 4192256 SPARSE' "$T/.out"
+sum2=$(cat "$X"/* | sha256sum)
+for op in compact defrag; do
+	assert_rc "31 extents: $op refuses" 1 "$VDISK" $op "$X/x.vmdk"
+	assert_contains "31 extents: $op names the RDONLY extent" "extent 19 is not a plain read-write extent" "$T/.err"
+	assert_eq "31 extents: $op leaves the files" "$sum2" "$(cat "$X"/* | sha256sum)"
+done
+rm -rf "$X"
 
 # ---------------------------------------------------------------- umask
 U=$T/umask
