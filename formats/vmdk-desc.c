@@ -71,7 +71,7 @@ static int parse_extent(struct vmdk_desc_extent *e, char *line, const char *path
 	else
 		return vd_set_error(err, EINVAL, "%s: descriptor line %u: extent access '%s' is not RW, RDONLY or NOACCESS",
 				    path, lineno, access);
-	if (sectors == 0 || sectors > (1ull << 47))
+	if (sectors == 0 || sectors > VMDK_MAX_SECTORS)
 		return vd_set_error(err, EINVAL, "%s: descriptor line %u: extent size %llu sectors is out of range",
 				    path, lineno, sectors);
 	e->sectors = sectors;
@@ -119,8 +119,9 @@ static int parse_extent(struct vmdk_desc_extent *e, char *line, const char *path
 int vmdk_desc_parse(struct vmdk_desc *d, const char *text, size_t len,
 		    const char *path, struct vd_error *err)
 {
-	char *buf, *line, *save = NULL;
+	char *buf, *line, *next;
 	unsigned lineno = 0;
+	uint64_t total = 0; /* sectors of the extents so far */
 	int r = 0;
 
 	memset(d, 0, sizeof(*d));
@@ -130,9 +131,13 @@ int vmdk_desc_parse(struct vmdk_desc *d, const char *text, size_t len,
 	buf = strndup(text, len);
 	if (!buf)
 		return vd_set_error(err, ENOMEM, "out of memory");
-	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *l = trim(line), *eq, *key, *val;
-		lineno++;
+	for (line = buf; line; line = next) {
+		char *l, *eq, *key, *val;
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		l = trim(line);
+		lineno++; /* every line counts, blank ones too: messages name it */
 		if (!*l || *l == '#')
 			continue;
 		if (!strncmp(l, "RW ", 3) || !strncmp(l, "RDONLY ", 7) || !strncmp(l, "NOACCESS ", 9)) {
@@ -148,10 +153,18 @@ int vmdk_desc_parse(struct vmdk_desc *d, const char *text, size_t len,
 			}
 			d->extents = ne;
 			r = parse_extent(&d->extents[d->nextents], l, path, lineno, err);
+			if (r == 0 && d->extents[d->nextents].sectors > VMDK_MAX_SECTORS - total)
+				r = vd_set_error(err, EINVAL,
+						 "%s: descriptor line %u: extent %u (%llu sectors) brings the disk past %llu sectors (the extents' sizes add up to more than any VMDK can hold)",
+						 path, lineno, d->nextents + 1,
+						 (unsigned long long)d->extents[d->nextents].sectors,
+						 (unsigned long long)VMDK_MAX_SECTORS);
 			if (r < 0) {
 				free(d->extents[d->nextents].file);
 				break;
 			}
+			total += d->extents[d->nextents].sectors;
+			d->extents[d->nextents].line = lineno;
 			d->nextents++;
 			continue;
 		}

@@ -117,7 +117,19 @@ static int load_gd(struct vmdk_sparse *sp, uint64_t off, uint32_t **out,
 	return 0;
 }
 
-int vmdk_sparse_open(struct vmdk_sparse **out, struct vd_host *h, struct vd_error *err)
+/* The most memory the metadata of SP can take: what load_gd, load_gt (the
+ * cache at its fullest) and vmdk_sparse_inflate allocate. */
+static uint64_t meta_bytes(const struct vmdk_sparse *sp)
+{
+	uint64_t n = (uint64_t)sp->gd_entries * 4 * 2 + (uint64_t)VMDK_GT_CACHE * sp->gtes * 4;
+
+	if (sp->compressed)
+		n += grain_bytes(sp) * 3 + 4097;
+	return n;
+}
+
+int vmdk_sparse_open(struct vmdk_sparse **out, struct vd_host *h, uint64_t *budget,
+		     struct vd_error *err)
 {
 	struct vmdk_sparse *sp;
 	uint8_t hd[VD_SECTOR];
@@ -154,12 +166,14 @@ int vmdk_sparse_open(struct vmdk_sparse **out, struct vd_host *h, struct vd_erro
 	}
 	if (sp->gd_off == VMDK_GD_AT_END && sp->compressed &&
 	    sp->file_size == sp->overhead * VD_SECTOR) {
-		/* an empty stream we created: nothing to read yet (no
-		 * directory: every grain reads as unallocated) */
-		sp->fresh_stream = true;
+		/* a header and nothing else: a stream whose writer never
+		 * finished (or vdisk create before 0.2); the backend refuses
+		 * it except for check, which reports it */
+		sp->stream_incomplete = true;
 		*out = sp;
 		return 0;
 	}
+	sp->gd_at_end = sp->gd_off == VMDK_GD_AT_END;
 	if (sp->gd_off == VMDK_GD_AT_END) {
 		/* streamOptimized with the real header in the footer:
 		 * ... footer marker, footer, end-of-stream marker */
@@ -180,6 +194,17 @@ int vmdk_sparse_open(struct vmdk_sparse **out, struct vd_host *h, struct vd_erro
 				(unsigned long long)sp->capacity, (unsigned long long)sp->grain);
 			goto fail;
 		}
+	}
+	if (budget) {
+		uint64_t need = meta_bytes(sp);
+		if (need > *budget) {
+			r = vd_set_error(err, EFBIG,
+					 "%s: the VMDK metadata (grain directories of %u entries, grain tables of %u entries) needs %llu bytes of memory, more than the %llu left of the %llu MiB limit for one image",
+					 h->path, sp->gd_entries, sp->gtes, (unsigned long long)need,
+					 (unsigned long long)*budget, (unsigned long long)(VMDK_META_MAX >> 20));
+			goto fail;
+		}
+		*budget -= need;
 	}
 	r = load_gd(sp, sp->gd_off, &sp->gd, "grain directory (gdOffset)", err);
 	if (r < 0)
@@ -269,29 +294,41 @@ int vmdk_sparse_lookup(struct vmdk_sparse *sp, uint64_t sector, int *kind,
 	return 0;
 }
 
-/* Decompress the grain stored at FILE_SECTOR into sp->zgrain. */
-static int inflate_grain(struct vmdk_sparse *sp, uint64_t file_sector, struct vd_error *err)
+/* Decompress guest grain GI, stored at FILE_SECTOR, into sp->zgrain.  The
+ * record's size must be in range and the data must inflate to exactly a
+ * grain (the last one may stop at the capacity).  Read and check both come
+ * here, so check reports exactly what read would fail on. */
+int vmdk_sparse_inflate(struct vmdk_sparse *sp, uint64_t gi, uint64_t file_sector,
+			struct vd_error *err)
 {
 	uint64_t gb = grain_bytes(sp), off = file_sector * VD_SECTOR;
+	uint64_t cut = VD_MIN(gb, (sp->capacity - VD_MIN(sp->capacity, gi * sp->grain)) * VD_SECTOR);
 	uint8_t hdr[12];
 	uint32_t csize;
-	uLongf out_len;
+	z_stream zs;
 	int r, z;
 
 	if (sp->zgrain_sector == file_sector + 1)
 		return 0;
 	if (!sp->zgrain) {
-		sp->zgrain = vd_malloc((size_t)gb, err);
+		/* one byte more than a grain: data that inflates past a grain
+		 * is seen, not cut */
+		sp->zgrain = vd_malloc((size_t)gb + 1, err);
 		if (!sp->zgrain)
 			return -ENOMEM;
 	}
+	sp->zgrain_sector = 0;
+	if (off + sizeof(hdr) > sp->file_size)
+		return BAD("%s: invalid VMDK compressed grain %llu at sector %llu: past the end of the file (truncated?)",
+			   sp->h->path, (unsigned long long)gi, (unsigned long long)file_sector);
 	r = vd_host_pread(sp->h, hdr, sizeof(hdr), off, err);
 	if (r < 0)
 		return r;
 	csize = le32dec(hdr + 8);
 	if (csize == 0 || csize > 2 * gb + 4096 || off + 12 + csize > sp->file_size)
-		return BAD("%s: invalid VMDK compressed grain at sector %llu: size %u is out of range",
-			   sp->h->path, (unsigned long long)file_sector, csize);
+		return BAD("%s: invalid VMDK compressed grain %llu at sector %llu: size %u is out of range (1 to %llu, within the file)",
+			   sp->h->path, (unsigned long long)gi, (unsigned long long)file_sector, csize,
+			   (unsigned long long)VD_MIN(2 * gb + 4096, sp->file_size - VD_MIN(sp->file_size, off + 12)));
 	if (sp->zbuf_len < csize) {
 		free(sp->zbuf);
 		sp->zbuf_len = 0;
@@ -303,13 +340,26 @@ static int inflate_grain(struct vmdk_sparse *sp, uint64_t file_sector, struct vd
 	r = vd_host_pread(sp->h, sp->zbuf, csize, off + 12, err);
 	if (r < 0)
 		return r;
-	out_len = (uLongf)gb;
-	z = uncompress(sp->zgrain, &out_len, sp->zbuf, csize);
-	if (z != Z_OK)
-		return vd_set_error(err, EIO, "%s: VMDK compressed grain at sector %llu does not inflate (zlib error %d)",
-				    sp->h->path, (unsigned long long)file_sector, z);
-	if (out_len < gb)
-		memset(sp->zgrain + out_len, 0, (size_t)(gb - out_len));
+	memset(&zs, 0, sizeof(zs));
+	if (inflateInit(&zs) != Z_OK)
+		return vd_set_error(err, ENOMEM, "%s: cannot start zlib", sp->h->path);
+	zs.next_in = sp->zbuf;
+	zs.avail_in = csize;
+	zs.next_out = sp->zgrain;
+	zs.avail_out = (uInt)(gb + 1);
+	z = inflate(&zs, Z_FINISH);
+	inflateEnd(&zs);
+	if (z != Z_STREAM_END)
+		return BAD("%s: invalid VMDK compressed grain %llu at sector %llu: the data does not inflate (zlib %s)",
+			   sp->h->path, (unsigned long long)gi, (unsigned long long)file_sector,
+			   z == Z_BUF_ERROR && zs.avail_out == 0 ? "output larger than a grain" :
+			   zs.msg ? zs.msg : "error");
+	if (zs.total_out != gb && zs.total_out != cut)
+		return BAD("%s: invalid VMDK compressed grain %llu at sector %llu: inflates to %lu bytes, expected %llu",
+			   sp->h->path, (unsigned long long)gi, (unsigned long long)file_sector,
+			   (unsigned long)zs.total_out, (unsigned long long)cut);
+	if (zs.total_out < gb)
+		memset(sp->zgrain + zs.total_out, 0, (size_t)(gb - zs.total_out));
 	sp->zgrain_sector = file_sector + 1;
 	return 0;
 }
@@ -327,7 +377,7 @@ int vmdk_sparse_read(struct vmdk_sparse *sp, uint64_t off, void *buf, size_t len
 	case GRAIN_DATA:
 		return vd_host_pread(sp->h, buf, len, fs * VD_SECTOR + in, err);
 	case GRAIN_COMPRESSED:
-		r = inflate_grain(sp, fs, err);
+		r = vmdk_sparse_inflate(sp, off / grain_bytes(sp), fs, err);
 		if (r == 0)
 			memcpy(buf, sp->zgrain + in, len);
 		return r;
@@ -570,6 +620,34 @@ int vmdk_sparse_status(struct vmdk_sparse *sp, uint64_t off, uint64_t len,
 	return 0;
 }
 
+int vmdk_sparse_stream_empty(struct vmdk_sparse *sp, bool *empty, struct vd_error *err)
+{
+	uint64_t gt_bytes = VD_ALIGN_UP(sp->gtes * 4ull, VD_SECTOR);
+	/* what vmdk_stream_finish writes after the header area when there is
+	 * no grain: a marker and a table per directory entry, the directory
+	 * marker and directory, footer marker, footer, end-of-stream */
+	uint64_t size = sp->overhead * VD_SECTOR + sp->gd_entries * (VD_SECTOR + gt_bytes) +
+			VD_SECTOR + VD_ALIGN_UP(sp->gd_entries * 4ull, VD_SECTOR) + 3 * VD_SECTOR;
+	uint32_t *gt;
+	int r = 0;
+
+	*empty = false;
+	if (!sp->compressed || sp->stream_incomplete || sp->file_size > size)
+		return 0;
+	gt = vd_malloc(sp->gtes * 4ull, err);
+	if (!gt)
+		return -ENOMEM;
+	*empty = true;
+	for (uint32_t d = 0; d < sp->gd_entries && *empty && r == 0; d++) {
+		if (!sp->gd[d])
+			continue;
+		r = vd_host_pread(sp->h, gt, sp->gtes * 4ull, (uint64_t)sp->gd[d] * VD_SECTOR, err);
+		*empty = r == 0 && vd_is_zero(gt, sp->gtes * 4ull);
+	}
+	free(gt);
+	return r;
+}
+
 int vmdk_sparse_descriptor(struct vmdk_sparse *sp, char **text, struct vd_error *err)
 {
 	size_t n = (size_t)(sp->desc_size * VD_SECTOR);
@@ -623,6 +701,137 @@ static int fix_rgd_entry(struct vmdk_sparse *sp, uint32_t d, const uint32_t *pri
 	return r;
 }
 
+#define NOTE_BAD(...)                                                   \
+	do {                                                            \
+		res->corruptions++;                                     \
+		vd_check_note(res, VD_CHECK_NOTE_ERROR, __VA_ARGS__);   \
+	} while (0)
+
+/* The end of a GD-at-end stream: footer marker, footer, end-of-stream
+ * marker (the footer itself was validated at open). */
+static int check_stream_end(struct vmdk_sparse *sp, struct vd_check *res, struct vd_error *err)
+{
+	uint8_t m[VD_SECTOR];
+	int r;
+
+	if (sp->stream_incomplete) {
+		NOTE_BAD("%s: streamOptimized VMDK ends after its header: no grain directory, footer or end-of-stream marker (its writer did not finish)",
+			 sp->h->path);
+		return 0;
+	}
+	if (!sp->gd_at_end)
+		return 0; /* QEMU's and VMware's layouts: directory in the header area */
+	r = vd_host_pread(sp->h, m, VD_SECTOR, sp->file_size - 3 * VD_SECTOR, err);
+	if (r < 0)
+		return r;
+	if (le64dec(m) != 1 || le32dec(m + 8) != 0 || le32dec(m + 12) != VMDK_MARKER_FOOTER)
+		NOTE_BAD("%s: streamOptimized VMDK: no footer marker at offset %llu (numSectors %llu, size %u, type %u; expected 1, 0, 3)",
+			 sp->h->path, (unsigned long long)(sp->file_size - 3 * VD_SECTOR),
+			 (unsigned long long)le64dec(m), le32dec(m + 8), le32dec(m + 12));
+	r = vd_host_pread(sp->h, m, VD_SECTOR, sp->file_size - VD_SECTOR, err);
+	if (r < 0)
+		return r;
+	if (le64dec(m) != 0 || le32dec(m + 8) != 0 || le32dec(m + 12) != VMDK_MARKER_EOS)
+		NOTE_BAD("%s: streamOptimized VMDK: the last sector is not an end-of-stream marker (numSectors %llu, size %u, type %u; expected 0, 0, 0)",
+			 sp->h->path, (unsigned long long)le64dec(m), le32dec(m + 8), le32dec(m + 12));
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Grain tables shared or overlapping between directory entries: each
+ * entry after the first of such a group is marked in SKIP (its grains are
+ * then not checked again).  Memory: one u64 per directory entry. */
+static int check_gt_overlap(struct vmdk_sparse *sp, bool *skip, struct vd_check *res,
+			    struct vd_error *err)
+{
+	uint64_t gt_sectors = VD_ALIGN_UP(sp->gtes * 4ull, VD_SECTOR) / VD_SECTOR;
+	uint64_t *v = vd_malloc((size_t)sp->gd_entries * 8 + 8, err);
+	uint32_t n = 0;
+
+	if (!v)
+		return -ENOMEM;
+	for (uint32_t d = 0; d < sp->gd_entries; d++)
+		if (sp->gd[d])
+			v[n++] = (uint64_t)sp->gd[d] << 32 | d; /* sector, then entry */
+	qsort(v, n, sizeof(*v), cmp_u64);
+	for (uint32_t i = 1; i < n; i++) {
+		uint64_t prev = v[i - 1] >> 32, cur = v[i] >> 32;
+		if (cur < prev + gt_sectors) {
+			NOTE_BAD("%s: grain directory entries %u and %u point to overlapping grain tables (sectors %llu and %llu): the tables are cross-linked",
+				 sp->h->path, (uint32_t)v[i - 1], (uint32_t)v[i],
+				 (unsigned long long)prev, (unsigned long long)cur);
+			skip[(uint32_t)v[i]] = true;
+		}
+	}
+	free(v);
+	return 0;
+}
+
+/* A compressed grain: its record must name its own guest sector (two table
+ * entries pointing at one record are cross-linked) and inflate as read
+ * would inflate it. */
+static int check_zgrain(struct vmdk_sparse *sp, uint64_t gi, uint32_t e, struct vd_check *res,
+			struct vd_error *err)
+{
+	uint8_t hdr[12];
+	struct vd_error ze = { 0 };
+	int r;
+
+	if ((uint64_t)e * VD_SECTOR + sizeof(hdr) > sp->file_size) {
+		NOTE_BAD("%s: grain %llu is at sector %u, past the end of the file (truncated?)",
+			 sp->h->path, (unsigned long long)gi, e);
+		return 0;
+	}
+	r = vd_host_pread(sp->h, hdr, sizeof(hdr), (uint64_t)e * VD_SECTOR, err);
+	if (r < 0)
+		return r;
+	if (le64dec(hdr) != gi * sp->grain) {
+		NOTE_BAD("%s: grain %llu points to sector %u, whose grain record is for sector %llu, not %llu (cross-linked or misplaced)",
+			 sp->h->path, (unsigned long long)gi, e, (unsigned long long)le64dec(hdr),
+			 (unsigned long long)(gi * sp->grain));
+		return 0;
+	}
+	r = vmdk_sparse_inflate(sp, gi, e, &ze);
+	if (r == -ENOMEM)
+		return vd_set_error(err, ENOMEM, "%s", ze.msg);
+	if (r < 0)
+		NOTE_BAD("%s", ze.msg);
+	return 0;
+}
+
+/* Plain grains must not overlap: a bitmap over the file in grain-sized
+ * units, offset by the phase of the first grain (writers align grains, so
+ * every grain starts a unit); two grains starting in one unit overlap.
+ * (Grains at another phase are checked against the unit they start in: no
+ * false alarm, at worst a missed overlap between oddly placed grains.) */
+struct grain_map {
+	uint8_t *bits;
+	uint64_t units, phase;
+	bool have_phase;
+};
+
+static bool grain_map_mark(struct grain_map *m, const struct vmdk_sparse *sp, uint32_t e)
+{
+	uint64_t u;
+
+	if (!m->have_phase) {
+		m->phase = e % sp->grain;
+		m->have_phase = true;
+	}
+	u = (e >= m->phase ? e - m->phase : 0) / sp->grain;
+	if (u >= m->units)
+		return false;
+	if (m->bits[u / 8] & (1u << (u % 8)))
+		return true;
+	m->bits[u / 8] |= (uint8_t)(1u << (u % 8));
+	return false;
+}
+
 /* Validate the grain directory and tables.  Entries must point inside the
  * data area; the redundant copies must equal the primary ones.  A redundant
  * copy that is out of date (a writer stopped between updating the primary
@@ -634,11 +843,30 @@ int vmdk_sparse_check(struct vmdk_sparse *sp, bool repair, struct vd_check *res,
 {
 	size_t bytes = (size_t)sp->gtes * 4;
 	uint32_t *a = vd_malloc(bytes, err), *b = vd_malloc(bytes, err);
+	bool *skip = vd_calloc((size_t)sp->gd_entries + 1, 1, err);
+	struct grain_map map = { 0 };
 	int r = 0;
 
-	if (!a || !b) {
+	if (!a || !b || !skip) {
 		r = -ENOMEM;
 		goto out;
+	}
+	if (sp->compressed) {
+		r = check_stream_end(sp, res, err);
+		if (r < 0)
+			goto out;
+	} else {
+		map.units = sp->file_size / grain_bytes(sp) + 1;
+		map.bits = vd_calloc((size_t)(map.units / 8 + 1), 1, err);
+		if (!map.bits) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	if (sp->gd) {
+		r = check_gt_overlap(sp, skip, res, err);
+		if (r < 0)
+			goto out;
 	}
 	repair = repair && sp->h->writable && !sp->compressed;
 	for (uint32_t d = 0; sp->gd && d < sp->gd_entries; d++) {
@@ -666,27 +894,36 @@ int vmdk_sparse_check(struct vmdk_sparse *sp, bool repair, struct vd_check *res,
 				      "%s: grain directory entry %u is %u but the redundant one is %u (out of date)",
 				      sp->h->path, d, sp->gd[d], sp->rgd[d]);
 		}
-		if (!sp->gd[d])
+		if (!sp->gd[d] || skip[d])
 			continue;
 		for (uint32_t i = 0; i < sp->gtes; i++) {
 			uint32_t e = le32dec(&a[i]);
-			uint64_t need;
+			uint64_t gi = first + i, need;
 			if (e == 0 || (e == 1 && (sp->flags & VMDK_FLAG_ZERO_GRAIN)))
 				continue;
-			if ((first + i) * sp->grain >= sp->capacity) {
-				res->corruptions++;
-				vd_check_note(res, VD_CHECK_NOTE_ERROR,
-					      "%s: grain table %u entry %u maps a grain past the capacity",
-					      sp->h->path, d, i);
+			if (gi * sp->grain >= sp->capacity) {
+				NOTE_BAD("%s: grain table %u entry %u maps a grain past the capacity",
+					 sp->h->path, d, i);
 				continue;
 			}
-			need = sp->compressed ? 12 : VD_SECTOR;
-			if ((uint64_t)e * VD_SECTOR + need > sp->file_size ||
-			    (!sp->compressed && e < sp->overhead && sp->overhead * VD_SECTOR <= sp->file_size)) {
-				res->corruptions++;
-				vd_check_note(res, VD_CHECK_NOTE_ERROR,
-					      "%s: grain table %u entry %u points to sector %u, outside the data area",
-					      sp->h->path, d, i, e);
+			if (sp->compressed) {
+				r = check_zgrain(sp, gi, e, res, err);
+				if (r < 0)
+					goto out;
+				continue;
+			}
+			/* as much as a read of the grain needs (vmdk_sparse_lookup) */
+			need = VD_MIN(grain_bytes(sp), (sp->capacity - gi * sp->grain) * VD_SECTOR);
+			if ((uint64_t)e * VD_SECTOR + need > sp->file_size) {
+				NOTE_BAD("%s: grain table %u entry %u points to sector %u, but the grain (%llu bytes) goes past the end of the file (%llu bytes; truncated?)",
+					 sp->h->path, d, i, e, (unsigned long long)need,
+					 (unsigned long long)sp->file_size);
+			} else if (e < sp->overhead && sp->overhead * VD_SECTOR <= sp->file_size) {
+				NOTE_BAD("%s: grain table %u entry %u points to sector %u, outside the data area (from sector %llu)",
+					 sp->h->path, d, i, e, (unsigned long long)sp->overhead);
+			} else if (grain_map_mark(&map, sp, e)) {
+				NOTE_BAD("%s: grain table %u entry %u points to sector %u, a grain another entry uses too (cross-linked grains)",
+					 sp->h->path, d, i, e);
 			}
 		}
 		if (!sp->rgd || !sp->rgd[d] || rgd_stale)
@@ -718,6 +955,8 @@ int vmdk_sparse_check(struct vmdk_sparse *sp, bool repair, struct vd_check *res,
 out:
 	free(a);
 	free(b);
+	free(skip);
+	free(map.bits);
 	return r;
 }
 
@@ -802,11 +1041,19 @@ int vmdk_sparse_create(struct vd_host *h, uint64_t capacity, const char *desc,
 	return r;
 }
 
+/* An empty stream, complete: header (GD_AT_END) and descriptor in the
+ * first 64 KiB, then what the stream writer writes for no grains (empty
+ * grain tables with their markers, the directory, footer, end-of-stream),
+ * so that the file is valid as it is; a writer opened on it later starts
+ * again after the header. */
 int vmdk_stream_create(struct vd_host *h, uint64_t capacity, const char *desc,
 		       struct vd_error *err)
 {
 	uint8_t hd[VD_SECTOR];
 	uint64_t overhead = CREATE_GRAIN; /* header + descriptor in the first 64 KiB */
+	uint64_t cover = (uint64_t)CREATE_GTES * CREATE_GRAIN;
+	struct vmdk_sparse sp = { 0 };
+	struct vmdk_stream *st;
 	int r;
 
 	if (capacity > MAX_CAPACITY)
@@ -819,5 +1066,19 @@ int vmdk_stream_create(struct vd_host *h, uint64_t capacity, const char *desc,
 		r = vd_host_pwrite(h, hd, VD_SECTOR, 0, err);
 	if (r == 0)
 		r = write_desc(h, desc, err);
+	if (r < 0)
+		return r;
+	sp.h = h;
+	sp.capacity = capacity;
+	sp.grain = CREATE_GRAIN;
+	sp.gtes = CREATE_GTES;
+	sp.gd_entries = (uint32_t)((capacity + cover - 1) / cover);
+	sp.overhead = overhead;
+	sp.compressed = true;
+	r = vmdk_stream_begin(&st, h, &sp, err);
+	if (r < 0)
+		return r;
+	r = vmdk_stream_finish(st, err);
+	vmdk_stream_free(st);
 	return r;
 }

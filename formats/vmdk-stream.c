@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -51,7 +52,27 @@ struct vmdk_stream {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool quit, finished;
+	/* the first failure, returned again by every later write and finish
+	 * (a stream cannot be resumed: a second flush must not say success) */
+	struct vd_error failed;
 };
+
+/* Remember R (< 0) with the message in ERR; every later call returns it. */
+static int fail(struct vmdk_stream *st, int r, struct vd_error *err)
+{
+	if (r < 0 && !st->failed.code) {
+		st->failed.code = r;
+		snprintf(st->failed.msg, sizeof(st->failed.msg), "%s",
+			 err && err->msg[0] ? err->msg : "streamOptimized writer failed");
+	}
+	return r;
+}
+
+static int replay(const struct vmdk_stream *st, struct vd_error *err)
+{
+	return vd_set_error(err, -st->failed.code, "%s (an earlier write of the stream failed)",
+			    st->failed.msg);
+}
 
 static void *worker(void *arg)
 {
@@ -206,6 +227,8 @@ int vmdk_stream_write(struct vmdk_stream *st, uint64_t off, const void *buf,
 	uint64_t g = off / st->gb;
 	int r;
 
+	if (st->failed.code)
+		return replay(st, err);
 	if (st->finished)
 		return vd_set_error(err, EROFS, "%s: the stream is already complete", st->h->path);
 	if (st->filling && g != st->fill_grain) {
@@ -220,7 +243,7 @@ int vmdk_stream_write(struct vmdk_stream *st, uint64_t off, const void *buf,
 			return 0; /* zero grains are left out */
 		r = start_grain(st, g, err);
 		if (r < 0)
-			return r;
+			return fail(st, r, err);
 	}
 	memcpy(st->jobs[st->tail % NJOBS].in + off % st->gb, buf, len);
 	return 0;
@@ -230,7 +253,19 @@ out_of_order:
 			    st->h->path, (unsigned long long)off);
 }
 
+static int finish(struct vmdk_stream *st, struct vd_error *err);
+
 int vmdk_stream_finish(struct vmdk_stream *st, struct vd_error *err)
+{
+	if (st->failed.code)
+		return replay(st, err);
+	if (st->finished)
+		return 0;
+	st->finished = true;
+	return fail(st, finish(st, err), err);
+}
+
+static int finish(struct vmdk_stream *st, struct vd_error *err)
 {
 	uint8_t hd[VD_SECTOR];
 	size_t gd_bytes = (size_t)st->gd_entries * 4;
@@ -238,9 +273,6 @@ int vmdk_stream_finish(struct vmdk_stream *st, struct vd_error *err)
 	uint64_t gd_sector;
 	int r;
 
-	if (st->finished)
-		return 0;
-	st->finished = true;
 	if (st->filling)
 		end_grain(st);
 	while (st->head != st->tail) {
@@ -294,7 +326,7 @@ int vmdk_stream_begin(struct vmdk_stream **out, struct vd_host *h,
 	st->capacity = sp->capacity;
 	st->gtes = sp->gtes;
 	st->gd_entries = sp->gd_entries;
-	st->pos = sp->file_size;
+	st->pos = sp->overhead * VD_SECTOR; /* grains start after the header area */
 	st->out_cap = VD_ALIGN_UP(compressBound((uLong)st->gb) + 12, VD_SECTOR);
 	st->gd = vd_calloc(st->gd_entries ? st->gd_entries : 1, 4, err);
 	st->gt = vd_calloc(st->gtes, 4, err);

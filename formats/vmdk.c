@@ -18,8 +18,11 @@
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct vmdk_ext {
 	enum vmdk_access access;
@@ -65,32 +68,53 @@ static int vmdk_probe(const uint8_t *buf, size_t len, uint64_t file_size)
 	return 0;
 }
 
-/* Resolve and open the extent file NAME named by the descriptor at DPATH. */
-static int open_extent_file(struct vd_image *img, const char *name, bool rdwr,
-			    struct vd_host **h, struct vd_error *err)
+/* An extent file as resolved before anything is opened for I/O. */
+struct resolved {
+	char *full;   /* the path to open */
+	dev_t dev;    /* what it resolved to */
+	ino_t ino;
+};
+
+static bool inside(const char *real, const char *rdir)
+{
+	size_t n = strlen(rdir);
+
+	if (!strcmp(rdir, "/"))
+		return real[0] == '/';
+	return !strncmp(real, rdir, n) && real[n] == '/';
+}
+
+/* Resolve the extent file NAME named by the descriptor of IMG into R.
+ *
+ * Race-free against symlinks swapped while we look: the name is resolved
+ * once, into an O_PATH descriptor (no I/O, no device open, no lock); the
+ * policy is checked on that descriptor (its real path from /proc/self/fd,
+ * its type from fstat), and open_resolved later opens the name for I/O and
+ * refuses it unless it is the same inode. */
+static int resolve_extent(struct vd_image *img, const char *name, struct resolved *r,
+			  struct vd_error *err)
 {
 	const char *dpath = img->host->path;
 	bool allow = (img->flags & VD_OPEN_ALLOW_DEVICES) != 0;
-	char *dup = strdup(dpath), *dir, *full = NULL, rdir[PATH_MAX], rfull[PATH_MAX];
-	unsigned hflags = (rdwr ? VD_HOST_RDWR : 0) | (allow ? VD_HOST_ALLOW_DEV : 0) |
-			  (img->flags & VD_OPEN_NO_SYNC ? VD_HOST_NO_SYNC : 0) |
-			  (rdwr || (img->flags & (VD_OPEN_RDWR | VD_OPEN_EXCLUSIVE)) ? VD_HOST_GUARD : 0);
-	int r;
+	char *dup = strdup(dpath), *dir, rdir[PATH_MAX], real[PATH_MAX], link[64];
+	struct stat st;
+	int fd = -1, ret;
 
+	memset(r, 0, sizeof(*r));
 	if (!dup)
 		return vd_set_error(err, ENOMEM, "out of memory");
 	dir = dirname(dup);
 	if (!allow) {
 		const char *p = name;
 		if (name[0] == '/') {
-			r = vd_set_error(err, EPERM, "%s: extent file \"%s\" is an absolute path (pass --allow-devices to use it)",
-					 dpath, name);
+			ret = vd_set_error(err, EPERM, "%s: extent file \"%s\" is an absolute path (pass --allow-devices to use it)",
+					   dpath, name);
 			goto out;
 		}
 		while (p) {
 			if (!strncmp(p, "..", 2) && (p[2] == '/' || p[2] == '\0')) {
-				r = vd_set_error(err, EPERM, "%s: extent file \"%s\" leaves the descriptor's directory (pass --allow-devices to use it)",
-						 dpath, name);
+				ret = vd_set_error(err, EPERM, "%s: extent file \"%s\" leaves the descriptor's directory (pass --allow-devices to use it)",
+						   dpath, name);
 				goto out;
 			}
 			p = strchr(p, '/');
@@ -99,28 +123,122 @@ static int open_extent_file(struct vd_image *img, const char *name, bool rdwr,
 		}
 	}
 	if (name[0] == '/')
-		full = strdup(name);
-	else if (asprintf(&full, "%s/%s", dir, name) < 0)
-		full = NULL;
-	if (!full) {
-		r = vd_set_error(err, ENOMEM, "out of memory");
+		r->full = strdup(name);
+	else if (asprintf(&r->full, "%s/%s", dir, name) < 0)
+		r->full = NULL;
+	if (!r->full) {
+		ret = vd_set_error(err, ENOMEM, "out of memory");
 		goto out;
 	}
-	if (!allow && realpath(dir, rdir) && realpath(full, rfull)) {
-		size_t n = strlen(rdir);
-		if (strncmp(rfull, rdir, n) || (rfull[n] != '/' && strcmp(rdir, "/"))) {
-			r = vd_set_error(err, EPERM, "%s: extent file \"%s\" resolves to %s, outside the descriptor's directory (pass --allow-devices to use it)",
-					 dpath, name, rfull);
+	fd = open(r->full, O_PATH | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		ret = vd_set_error(err, errno, "%s: extent: %s: %s", dpath, r->full, strerror(errno));
+		goto out;
+	}
+	if (!allow) {
+		ssize_t n;
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		n = readlink(link, real, sizeof(real) - 1);
+		if (n >= 0) {
+			real[n] = '\0';
+		} else {
+			/* no /proc: the real path by name, which must still be
+			 * the inode the descriptor holds */
+			struct stat st2;
+			if (!realpath(r->full, real) || stat(real, &st2) < 0 ||
+			    st2.st_dev != st.st_dev || st2.st_ino != st.st_ino) {
+				ret = vd_set_error(err, EPERM, "%s: extent file \"%s\" changed while it was resolved",
+						   dpath, name);
+				goto out;
+			}
+		}
+		if (!realpath(dir, rdir)) {
+			ret = vd_set_error(err, errno, "%s: %s", dir, strerror(errno));
+			goto out;
+		}
+		if (!inside(real, rdir)) {
+			ret = vd_set_error(err, EPERM, "%s: extent file \"%s\" resolves to %s, outside the descriptor's directory (pass --allow-devices to use it)",
+					   dpath, name, real);
+			goto out;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			ret = vd_set_error(err, EPERM, "%s: extent file \"%s\" is not a regular file (pass --allow-devices to use a device)",
+					   dpath, name);
 			goto out;
 		}
 	}
-	r = vd_host_open_file(h, full, hflags, err);
-	if (r < 0)
-		vd_prefix_error(err, "%s: extent", dpath);
+	r->dev = st.st_dev;
+	r->ino = st.st_ino;
+	ret = 0;
 out:
-	free(full);
+	if (fd >= 0)
+		close(fd);
+	if (ret < 0) {
+		free(r->full);
+		r->full = NULL;
+	}
 	free(dup);
-	return r;
+	return ret;
+}
+
+/* Open the file resolve_extent checked; it must still be that inode. */
+static int open_resolved(struct vd_image *img, const char *name, const struct resolved *res,
+			 bool rdwr, struct vd_host **h, struct vd_error *err)
+{
+	const char *dpath = img->host->path;
+	bool allow = (img->flags & VD_OPEN_ALLOW_DEVICES) != 0;
+	unsigned hflags = (rdwr ? VD_HOST_RDWR : 0) | (allow ? VD_HOST_ALLOW_DEV : 0) |
+			  (img->flags & VD_OPEN_NO_SYNC ? VD_HOST_NO_SYNC : 0) |
+			  (rdwr || (img->flags & (VD_OPEN_RDWR | VD_OPEN_EXCLUSIVE)) ? VD_HOST_GUARD : 0);
+	struct stat st;
+	int r;
+
+	r = vd_host_open_file(h, res->full, hflags, err);
+	if (r < 0)
+		return vd_prefix_error(err, "%s: extent", dpath);
+	if ((*h)->fd >= 0 && (fstat((*h)->fd, &st) < 0 || st.st_dev != res->dev ||
+			       st.st_ino != res->ino)) {
+		vd_host_close(*h);
+		*h = NULL;
+		return vd_set_error(err, EPERM, "%s: extent file \"%s\" was replaced while it was opened (a symlink swapped in?); refused",
+				    dpath, name);
+	}
+	return 0;
+}
+
+/* streamOptimized is write-once: a stream holding no grain yet (what
+ * vmdk_stream_create writes: convert, create --script and create make one,
+ * then open it to write) is written by the stream writer, front to back;
+ * one with data cannot be changed in place (its grains are compressed in
+ * guest order; there is nowhere to put a changed grain).  A stream that
+ * ends after its header (its writer never finished) is refused except to
+ * check it.  Returns 1 when the caller is to start the stream writer
+ * (WHOLE: SP is the whole image), 0 to go on, or -errno. */
+static int stream_policy(struct vd_image *img, struct vmdk_sparse *sp, bool whole,
+			 struct vd_error *err)
+{
+	const char *path = sp->h->path;
+	bool empty = false;
+	int r;
+
+	if (!sp->compressed)
+		return 0;
+	if (sp->stream_incomplete && !(img->flags & VD_OPEN_CHECK))
+		return vd_set_error(err, EINVAL,
+				    "%s: invalid streamOptimized VMDK: it ends after its header, with no grain directory, footer or end-of-stream marker (its writer did not finish)",
+				    path);
+	if (!img->writable)
+		return 0;
+	if (whole && !sp->stream_incomplete) {
+		r = vmdk_sparse_stream_empty(sp, &empty, err);
+		if (r < 0)
+			return r;
+		if (empty)
+			return 1;
+	}
+	return vd_set_error(err, EROFS,
+			    "%s: streamOptimized VMDK images are write-once; convert it to another subformat to change it",
+			    path);
 }
 
 static void vmdk_close(struct vd_image *img)
@@ -153,17 +271,66 @@ static int add_extent(struct vmdk *v, struct vmdk_ext *e, struct vd_error *err)
 	return 0;
 }
 
+/* Pass 1 resolves every extent file (no I/O open yet) and pairs up the
+ * lines naming the same inode: SPARSE extents must not share a file (each
+ * would load its own grain directories, and writes through one would
+ * corrupt the other: VMware never writes that); FLAT extents may (raw-disk
+ * descriptors name one device at several offsets) and then share one open
+ * host, opened read-write if any of them is RW.  Pass 2 opens. */
 static int open_descriptor_extents(struct vd_image *img, struct vmdk *v, struct vd_error *err)
 {
 	const char *path = img->host->path;
-	uint64_t start = 0;
-	int r;
+	unsigned n = v->desc.nextents;
+	struct resolved *res;
+	unsigned *first;
+	bool *rdwr;
+	uint64_t start = 0, budget = VMDK_META_MAX;
+	struct stat dst;
+	bool have_dst;
+	int r = 0;
 
 	if (v->desc.parent_cid != 0xffffffffu)
 		return vd_set_error(err, ENOTSUP,
 				    "%s: VMDK with a parent (parentCID %08x) is not supported: convert the snapshot chain with its product first",
 				    path, v->desc.parent_cid);
-	for (unsigned i = 0; i < v->desc.nextents; i++) {
+	res = vd_calloc(n, sizeof(*res), err);
+	first = vd_calloc(n, sizeof(*first), err);
+	rdwr = vd_calloc(n, sizeof(*rdwr), err);
+	if (!res || !first || !rdwr) {
+		r = -ENOMEM;
+		goto out;
+	}
+	have_dst = img->host->fd >= 0 && fstat(img->host->fd, &dst) == 0;
+	for (unsigned i = 0; i < n && r == 0; i++) {
+		const struct vmdk_desc_extent *de = &v->desc.extents[i];
+
+		first[i] = i;
+		if (de->type == VMDK_ZERO)
+			continue;
+		r = resolve_extent(img, de->file, &res[i], err);
+		if (r < 0)
+			break;
+		if (have_dst && dst.st_dev == res[i].dev && dst.st_ino == res[i].ino) {
+			r = vd_set_error(err, EINVAL, "%s: extent %u (line %u, \"%s\") names the descriptor file itself",
+					 path, i + 1, de->line, de->file);
+			break;
+		}
+		for (unsigned k = 0; k < i; k++) {
+			const struct vmdk_desc_extent *dk = &v->desc.extents[k];
+			if (!res[k].full || res[k].dev != res[i].dev || res[k].ino != res[i].ino)
+				continue;
+			if (de->type != VMDK_FLAT || dk->type != VMDK_FLAT)
+				r = vd_set_error(err, EINVAL,
+						 "%s: extent %u (line %u, \"%s\") names the same file as extent %u (line %u, \"%s\"); a %s extent needs a file of its own",
+						 path, i + 1, de->line, de->file, k + 1, dk->line, dk->file,
+						 de->type != VMDK_FLAT ? de->type_name : dk->type_name);
+			first[i] = first[k];
+			break;
+		}
+		if (img->writable && de->access == VMDK_RW)
+			rdwr[first[i]] = true;
+	}
+	for (unsigned i = 0; i < n && r == 0; i++) {
 		const struct vmdk_desc_extent *de = &v->desc.extents[i];
 		struct vmdk_ext e = { 0 };
 		uint64_t size;
@@ -174,27 +341,20 @@ static int open_descriptor_extents(struct vd_image *img, struct vmdk *v, struct 
 		e.length = de->sectors * VD_SECTOR;
 		if (de->file) {
 			e.file = strdup(de->file);
-			if (!e.file)
-				return vd_set_error(err, ENOMEM, "out of memory");
+			if (!e.file) {
+				r = vd_set_error(err, ENOMEM, "out of memory");
+				break;
+			}
 		}
-		if (de->type != VMDK_ZERO) {
-			/* the same file may back several extents */
-			for (unsigned k = 0; k < v->n; k++) {
-				if (v->ext[k].h && v->ext[k].file && !strcmp(v->ext[k].file, de->file) &&
-				    de->type == VMDK_FLAT && v->ext[k].type == VMDK_FLAT) {
-					e.h = v->ext[k].h;
-					break;
-				}
+		if (de->type != VMDK_ZERO && first[i] != i) {
+			e.h = v->ext[first[i]].h; /* the same FLAT file: one host */
+		} else if (de->type != VMDK_ZERO) {
+			r = open_resolved(img, de->file, &res[i], rdwr[i], &e.h, err);
+			if (r < 0) {
+				free(e.file);
+				break;
 			}
-			if (!e.h) {
-				r = open_extent_file(img, de->file, img->writable && de->access == VMDK_RW,
-						     &e.h, err);
-				if (r < 0) {
-					free(e.file);
-					return r;
-				}
-				e.own = true;
-			}
+			e.own = true;
 		}
 		if (de->type == VMDK_FLAT) {
 			e.flat_off = de->offset * VD_SECTOR;
@@ -205,7 +365,11 @@ static int open_descriptor_extents(struct vd_image *img, struct vmdk *v, struct 
 						 path, i, de->file, (unsigned long long)e.length,
 						 (unsigned long long)e.flat_off, (unsigned long long)size);
 		} else if (de->type == VMDK_SPARSE) {
-			r = vmdk_sparse_open(&e.sp, e.h, err);
+			r = vmdk_sparse_open(&e.sp, e.h, &budget, err);
+			if (r == -EFBIG)
+				vd_prefix_error(err, "%s: extent %u (line %u)", path, i + 1, de->line);
+			if (r == 0 && de->access == VMDK_RW)
+				r = stream_policy(img, e.sp, false, err);
 			if (r == 0 && e.sp->capacity < de->sectors)
 				r = vd_set_error(err, EINVAL,
 						 "%s: extent %u (\"%s\") has a capacity of %llu sectors, the descriptor says %llu",
@@ -221,11 +385,17 @@ static int open_descriptor_extents(struct vd_image *img, struct vmdk *v, struct 
 			if (e.own)
 				vd_host_close(e.h);
 			free(e.file);
-			return r;
+			break;
 		}
 		start += e.length;
 	}
-	return 0;
+out:
+	for (unsigned i = 0; res && i < n; i++)
+		free(res[i].full);
+	free(res);
+	free(first);
+	free(rdwr);
+	return r;
 }
 
 static int vmdk_open(struct vd_image *img, struct vd_error *err)
@@ -250,8 +420,9 @@ static int vmdk_open(struct vd_image *img, struct vd_error *err)
 		/* a sparse file: the extent is the file itself */
 		struct vmdk_ext e = { 0 };
 		char *text = NULL;
+		uint64_t budget = VMDK_META_MAX;
 
-		r = vmdk_sparse_open(&e.sp, img->host, err);
+		r = vmdk_sparse_open(&e.sp, img->host, &budget, err);
 		if (r < 0)
 			goto fail;
 		e.h = img->host;
@@ -280,11 +451,11 @@ static int vmdk_open(struct vd_image *img, struct vd_error *err)
 			vmdk_sparse_close(e.sp);
 			goto fail;
 		}
-		if (e.sp->fresh_stream && img->writable) {
+		r = stream_policy(img, e.sp, true, err);
+		if (r == 1)
 			r = vmdk_stream_begin(&v->stream, img->host, e.sp, err);
-			if (r < 0)
-				goto fail;
-		}
+		if (r < 0)
+			goto fail;
 	} else {
 		char *text;
 
@@ -547,6 +718,8 @@ static int vmdk_info(struct vd_image *img, struct vd_info *info, struct vd_error
 	const struct vmdk_desc *d = &v->desc;
 	struct vmdk_sparse *sp = NULL;
 	uint64_t off = 0;
+	unsigned room, nplain = 0, nother = 0;
+	bool cut;
 	int r;
 
 	for (unsigned i = 0; i < v->n && !sp; i++)
@@ -580,9 +753,31 @@ static int vmdk_info(struct vd_image *img, struct vd_info *info, struct vd_error
 		vd_info_add(info, "compressed", false, "%s", sp->compressed ? "yes" : "no");
 	}
 	vd_info_add(info, "extents", true, "%u", v->n);
-	for (unsigned i = 0; i < v->n && info->nextra + 1 < VD_INFO_MAX_EXTRA; i++) {
+	/* The extent list may not fit the extra keys.  Then say so
+	 * ("extents_listed") and list the extents that are not plain RW
+	 * (RDONLY, NOACCESS) first: an operation that must keep them (compact
+	 * and defrag refuse any listed extent that is not RW) then always
+	 * sees one, instead of missing it past the cut. */
+	room = VD_INFO_MAX_EXTRA - info->nextra;
+	cut = v->n > room;
+	if (cut) {
+		room--; /* for extents_listed */
+		for (unsigned i = 0; i < v->n; i++)
+			nother += v->ext[i].access != VMDK_RW;
+		nother = VD_MIN(nother, room);
+		nplain = room - nother; /* the plain RW extents that fit after them */
+		vd_info_add(info, "extents_listed", false,
+			    "%u of %u (the extra keys are full; RDONLY and NOACCESS extents first)",
+			    room, v->n);
+	}
+	for (unsigned i = 0; i < v->n && info->nextra < VD_INFO_MAX_EXTRA; i++) {
 		const struct vmdk_ext *e = &v->ext[i];
+		unsigned *left = e->access == VMDK_RW ? &nplain : &nother;
 		char key[32];
+		if (cut && *left == 0)
+			continue;
+		if (cut)
+			(*left)--;
 		snprintf(key, sizeof(key), "extent%u", i);
 		vd_info_add(info, key, false, "%s %" PRIu64 " %s%s%s%s", acc[e->access],
 			    e->length / VD_SECTOR,

@@ -29,6 +29,16 @@
 #define VMDK_SPLIT_SECTORS 4192256ull
 #define VMDK_DESC_MAX (1u << 20)
 #define VMDK_MAX_EXTENTS 4096
+/* The largest disk (sum of the extents) and extent: 64 PiB.  Far above any
+ * product's limit (ESXi: 62 TiB), far below where byte offsets wrap. */
+#define VMDK_MAX_SECTORS (1ull << 47)
+/* Memory for the metadata of all sparse extents of one image: grain
+ * directories (both copies), the grain-table cache at its fullest and the
+ * compressed-grain buffers.  A real 62 TiB disk needs a few MiB; 1 GiB
+ * leaves room for any genuine layout while a hostile descriptor (many
+ * extents with huge sparse directories) fails cleanly instead of taking
+ * the machine's memory. */
+#define VMDK_META_MAX (1ull << 30)
 
 /* Header field offsets (one sector). */
 enum {
@@ -52,7 +62,8 @@ struct vmdk_sparse {
 	uint32_t gd_entries;
 	uint32_t *gd, *rgd;  /* sector offsets of the grain tables */
 	bool compressed;
-	bool fresh_stream;   /* a stream with nothing after its header: to be written */
+	bool stream_incomplete; /* a stream with nothing after its header */
+	bool gd_at_end;      /* the header said GD_AT_END (a footer holds gdOffset) */
 	uint64_t file_size;
 	uint64_t alloc_end;  /* bytes: where the next grain goes */
 	/* grain table cache, direct-mapped by table index */
@@ -71,8 +82,11 @@ struct vmdk_sparse {
 enum { GRAIN_UNALLOCATED, GRAIN_ZERO, GRAIN_DATA, GRAIN_COMPRESSED };
 
 /* Parse and validate the header at sector 0 (and, for GD-at-end streams,
- * the footer); load the grain directories.  NAME is used in messages. */
-int vmdk_sparse_open(struct vmdk_sparse **out, struct vd_host *h,
+ * the footer); load the grain directories.  BUDGET (NULL: no limit) is
+ * the metadata memory left for the image (VMDK_META_MAX): the open fails
+ * with -EFBIG, before allocating, if this extent would need more, and
+ * subtracts what it may use. */
+int vmdk_sparse_open(struct vmdk_sparse **out, struct vd_host *h, uint64_t *budget,
 		     struct vd_error *err);
 void vmdk_sparse_close(struct vmdk_sparse *sp);
 /* Where guest sector SECTOR of the extent lives: kind and file sector. */
@@ -99,6 +113,13 @@ int vmdk_sparse_discard(struct vmdk_sparse *sp, uint64_t off, struct vd_error *e
 /* Status of the range at OFF (bytes, extent-relative), at most LEN. */
 int vmdk_sparse_status(struct vmdk_sparse *sp, uint64_t off, uint64_t len,
 		       struct vd_extent *ext, struct vd_error *err);
+/* Inflate guest grain GI stored at FILE_SECTOR (compressed extents) into
+ * sp->zgrain, checking the record's size and the inflated length. */
+int vmdk_sparse_inflate(struct vmdk_sparse *sp, uint64_t gi, uint64_t file_sector,
+			struct vd_error *err);
+/* A stream holding no grain (every table entry 0) and no more bytes than
+ * the empty stream vmdk_stream_create writes: *EMPTY. */
+int vmdk_sparse_stream_empty(struct vmdk_sparse *sp, bool *empty, struct vd_error *err);
 /* Read the embedded descriptor (NULL if none): malloc'ed, NUL-terminated. */
 int vmdk_sparse_descriptor(struct vmdk_sparse *sp, char **text, struct vd_error *err);
 /* Check grain directories and tables; notes go to RES. */
@@ -122,6 +143,7 @@ struct vmdk_desc_extent {
 	uint64_t offset;    /* sectors, FLAT only */
 	bool has_offset;
 	char *file;         /* NULL for ZERO */
+	unsigned line;      /* descriptor line, for messages */
 };
 
 struct vmdk_desc {

@@ -12,8 +12,36 @@
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+/* mkstemp, but with mode 0666 so that the kernel applies the umask, as for
+ * any new file (mkstemp creates 0600 and a later fchmod would have to guess
+ * the umask).  TEMPLATE ends in XXXXXX. */
+static int create_tmp(char *template)
+{
+	static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+	size_t n = strlen(template);
+
+	for (int tries = 0; tries < 100; tries++) {
+		uint8_t rnd[6];
+		int fd;
+		if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+			uint64_t x = (uint64_t)getpid() * 2654435761u + (uint64_t)tries * 40503u + (uint64_t)time(NULL);
+			for (size_t i = 0; i < sizeof(rnd); i++, x >>= 8)
+				rnd[i] = (uint8_t)x;
+		}
+		for (size_t i = 0; i < 6; i++)
+			template[n - 6 + i] = chars[rnd[i] % (sizeof(chars) - 1)];
+		fd = open(template, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+		if (fd >= 0 || errno != EEXIST)
+			return fd;
+	}
+	errno = EEXIST;
+	return -1;
+}
 
 int vd_tmp_begin(struct vd_tmp *t, const char *final, bool force,
 		 struct vd_error *err)
@@ -44,14 +72,13 @@ int vd_tmp_begin(struct vd_tmp *t, const char *final, bool force,
 		r = vd_set_error(err, ENOMEM, "out of memory");
 		goto fail;
 	}
-	fd = mkstemp(t->tmp);
+	fd = create_tmp(t->tmp);
 	if (fd < 0) {
 		r = vd_set_error(err, errno, "%s: cannot create temporary file: %s", t->tmp, strerror(errno));
 		free(t->tmp);
 		t->tmp = NULL;
 		goto fail;
 	}
-	fchmod(fd, 0644);
 	close(fd);
 	free(dup);
 	free(dup2);

@@ -259,7 +259,7 @@ if [ $HAVE_QEMU = 1 ]; then
 fi
 # writes into a stream are refused
 assert_rc "stream: convert -n into it is refused" 1 "$VDISK" convert -q -n "$T/src.raw" "$T/st.vmdk"
-assert_contains "stream: refusal says read-only" "read-only" "$T/.err"
+assert_contains "stream: refusal says write-once" "write-once" "$T/.err"
 # compressAlgorithm 2
 cp "$T/st.vmdk" "$T/st-ca.vmdk"
 pk "$T/st-ca.vmdk" 77 H 2

@@ -52,4 +52,5 @@ for f in /work/shared/testimages/von_pyVBox/*.vdi /work/shared/testimages/YIVIES
 	[ -f "$f" ] && set -- "$@" "$f"
 done
 python3 tests/fuzz/make-seeds.py "$DIR" "$@"
+python3 tests/fuzz/make-seeds-vmdk.py "$DIR"
 ls -l "$DIR" >&2

@@ -209,6 +209,39 @@ static void test_too_many_extents(void **state)
 	free(t);
 }
 
+/* Defect 10: each extent is in range but the sum wraps 64 bits of bytes
+ * (4096 * 2^47 sectors = 2^68 bytes): refused, naming the line. */
+static void test_extent_sum_overflow(void **state)
+{
+	static const char two[] = HEAD "RW 140737488355328 ZERO\nRW 1 ZERO\n";
+	size_t n = strlen(HEAD) + 4096 * 32 + 1;
+	char *t = malloc(n), *p;
+	struct vmdk_desc d;
+	struct vd_error e;
+
+	(void)state;
+	bad(two, "line 7");
+	bad(two, "extent 2");
+	assert_non_null(t);
+	p = t + sprintf(t, "%s", HEAD);
+	for (unsigned i = 0; i < 4096; i++)
+		p += sprintf(p, "RW %llu ZERO\n", 1ull << 47);
+	/* 4096 * 2^47 sectors wraps; refused at the second line */
+	bad(t, "line 7: extent 2");
+	free(t);
+	/* exactly at the limit is fine */
+	assert_ok(parse(&d, HEAD "RW 70368744177664 ZERO\nRW 70368744177664 ZERO\n", &e), &e);
+	assert_int_equal(d.nextents, 2);
+	vmdk_desc_free(&d);
+}
+
+/* Line numbers in messages count every line, blank ones too. */
+static void test_line_numbers(void **state)
+{
+	(void)state;
+	bad(HEAD "\n\n# comment\n\nRW 1 ZERO\nRW 0 ZERO\n", "line 11");
+}
+
 static void test_too_large(void **state)
 {
 	size_t n = VMDK_DESC_MAX + 1;
@@ -309,6 +342,8 @@ int main(void)
 		cmocka_unit_test(test_rejections),
 		cmocka_unit_test(test_access_names),
 		cmocka_unit_test(test_too_many_extents),
+		cmocka_unit_test(test_extent_sum_overflow),
+		cmocka_unit_test(test_line_numbers),
 		cmocka_unit_test(test_too_large),
 		cmocka_unit_test(test_length_bound),
 		cmocka_unit_test(test_format_roundtrip),
