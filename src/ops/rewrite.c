@@ -201,6 +201,10 @@ static int classify(struct rw *w, struct vd_error *err)
 			const char *v;
 			snprintf(key, sizeof(key), "extent%u", i);
 			v = info_get(si, key);
+			if (!v && !info_get(si, "extents_listed"))
+				return vd_set_error(err, ENOTSUP,
+						    "%s: extent %u is not described; cannot tell whether it may be rewritten",
+						    w->path, i);
 			if (v && strncmp(v, "RW ", 3))
 				return vd_set_error(err, ENOTSUP,
 						    "%s: extent %u is not a plain read-write extent (%s); cannot rewrite it",

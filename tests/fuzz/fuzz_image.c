@@ -53,7 +53,7 @@ static void note_cb(void *ctx, int kind, const char *msg)
 static struct vd_host *make_host(const uint8_t *data, size_t size)
 {
 	struct vd_error err = { 0 };
-	struct vd_host *h = vd_host_mem_new("fuzz.img", 0);
+	struct vd_host *h = vd_host_mem_new("/nonexistent-vdisk-fuzz/fuzz.img", 0);
 	struct vd_mem_faults *f;
 
 	if (!h)
@@ -161,10 +161,14 @@ static void read_only(const uint8_t *data, size_t size, const char *format, unsi
 	}
 	if (vd_get_info(img, &info, &err) < 0)
 		say("info", &err);
-	/* a strict open validated every map entry against the file size */
-	walk(img, buf, sizeof(buf), !(flags & VD_OPEN_CHECK));
-	read_edges(img, buf, !(flags & VD_OPEN_CHECK));
-	check(img, false, &res);
+	/* check must find whatever read trips over: reads of an image that
+	 * opened strictly and that check calls clean must succeed (a
+	 * compressed VMDK grain is only inflated when read or checked) */
+	{
+		bool clean = check(img, false, &res) == 0 && res.corruptions == 0;
+		walk(img, buf, sizeof(buf), !(flags & VD_OPEN_CHECK) && clean);
+		read_edges(img, buf, !(flags & VD_OPEN_CHECK) && clean);
+	}
 	vd_close(img, &err);
 }
 
@@ -282,7 +286,7 @@ static void read_write(const uint8_t *data, size_t size, const char *format)
 	struct written w[24];
 	unsigned nw = 0;
 	uint64_t vsize;
-	bool clean = false;
+	bool clean = false, promise;
 	int r;
 
 	if (vd_open_host(&img, make_host(data, size), format, VD_OPEN_RDWR, &err) < 0) {
@@ -290,6 +294,10 @@ static void read_write(const uint8_t *data, size_t size, const char *format)
 		return;
 	}
 	vsize = vd_size(img);
+	/* cross-linked grains or blocks (check reports them) let a write
+	 * through one entry change another: read-back is only promised on an
+	 * image check calls clean */
+	promise = check(img, false, &res) == 0 && res.corruptions == 0;
 	{
 		const uint64_t offs[] = { 0, vsize / 2, vsize >= 512 ? vsize - 512 : 0,
 					  vsize / 2 + 1000, 4096 };
@@ -299,9 +307,11 @@ static void read_write(const uint8_t *data, size_t size, const char *format)
 				if (write_one(img, offs[i], lens[i], (uint8_t)(i * 31 + 1), &w[nw]))
 					nw++;
 	}
-	verify(img, w, nw);
+	if (promise)
+		verify(img, w, nw);
 	zero_ops(img, w, &nw);
-	verify(img, w, nw);
+	if (promise)
+		verify(img, w, nw);
 	r = check(img, true, &res);
 	/* the strict open validated the map: repair has no reason to hit EOF */
 	FUZZ_ASSERT(!(strict && r == -EIO), "repair failed with EIO");
