@@ -113,16 +113,16 @@ for _ in $(seq 100); do grep -q "FLOCK.*:$ino " /proc/locks || break; sleep 0.05
 grep "FLOCK.*:$ino " /proc/locks && fail "the flock on the image outlived its descriptor"
 # a real vdisk writer, held inside its flush by strace (defect 1: zerofree
 # and check -r on one image at the same time corrupted it)
-strace -f -o /dev/null -e trace=fsync,fdatasync -e inject=fsync,fdatasync:delay_enter=4000000 \
+strace -f -o /dev/null -e trace=fsync,fdatasync -e inject=fsync,fdatasync:delay_enter=8000000 \
 	"$VDISK" mbr --script "$T/mbr.txt" "$T/d.vdi" >"$T/mbr.out" 2>&1 &
 spid=$!
-for _ in $(seq 50); do grep -q "FLOCK.*:$ino " /proc/locks && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q "FLOCK.*:$ino " /proc/locks && grep -q "OFDLCK.*:$ino " /proc/locks && break; sleep 0.1; done
+assert_rc "qemu-img sees vdisk's lock" 1 qemu-img info "$T/d.vdi"
+assert_contains "qemu-img says it is locked" "lock" "$T/.err"
 assert_rc "zerofree while mbr runs: refused" 1 "$VDISK" zerofree "$T/d.vdi"
 assert_contains "zerofree while mbr runs: says so" "in use by another vdisk process (PID" "$T/.err"
 assert_rc "check -r while mbr runs: refused" 1 "$VDISK" check -r "$T/d.vdi"
 assert_contains "check -r while mbr runs: says so" "in use by another vdisk process" "$T/.err"
-assert_rc "qemu-img sees vdisk's lock" 1 qemu-img info "$T/d.vdi"
-assert_contains "qemu-img says it is locked" "lock" "$T/.err"
 wait "$spid"
 rc=$?
 assert_eq "the mbr run itself succeeded" 0 "$rc"
@@ -186,7 +186,8 @@ assert_contains "convert -n onto its source: says so" "the same file is already 
 mkfifo "$T/fifo"
 printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 2048 FLAT "fifo" 0\n' >"$T/fifo.vmdk"
 assert_rc "extent that is a FIFO: info fails at once" 1 timeout 10 "$VDISK" info "$T/fifo.vmdk"
-assert_contains "extent that is a FIFO: says so" "not a regular file or block device" "$T/.err"
-assert_rc "extent that is a FIFO: check fails at once" 2 timeout 10 "$VDISK" check "$T/fifo.vmdk"
+assert_contains "extent that is a FIFO: says so" "extent file \"fifo\" is not a regular file" "$T/.err"
+assert_rc "extent that is a FIFO: check fails at once" 1 timeout 10 "$VDISK" check "$T/fifo.vmdk"
 assert_rc "a FIFO as the image: info fails at once" 1 timeout 10 "$VDISK" info "$T/fifo"
+assert_contains "a FIFO as the image: says so" "not a regular file or block device" "$T/.err"
 finish
