@@ -92,6 +92,36 @@ static void partition_notes(struct vd_image *img, struct notes *n)
 	free(pt);
 }
 
+/* qemu-img check's keys ("check-errors" counts what stopped the check: a
+ * check that could not run prints no JSON, so it is 0), and vdisk's. */
+static void print_json(const char *path, const char *format, bool supported,
+		       const struct vd_check *res, struct notes *notes)
+{
+	printf("{\n    \"filename\": ");
+	json_str(stdout, path);
+	printf(",\n    \"format\": ");
+	json_str(stdout, format);
+	printf(",\n    \"supported\": %s", supported ? "true" : "false");
+	printf(",\n    \"check-errors\": 0,\n    \"corruptions\": %u,\n    \"leaks\": %u,\n"
+	       "    \"corruptions-fixed\": %u,\n    \"leaks-fixed\": %u,\n"
+	       "    \"leaked-bytes\": %" PRIu64 ",\n    \"messages\": [",
+	       res->corruptions, res->leaks, res->corruptions_fixed, res->leaks_fixed,
+	       res->leaked_bytes);
+	for (unsigned i = 0; i < notes->n; i++) {
+		printf("%s\n        {\"kind\": \"%s\", \"message\": ", i ? "," : "",
+		       kind_name(notes->kinds[i]));
+		json_str(stdout, notes->msgs[i]);
+		printf("}");
+		free(notes->msgs[i]);
+	}
+	printf("%s]\n}\n", notes->n ? "\n    " : "");
+	free(notes->msgs);
+	free(notes->kinds);
+	notes->msgs = NULL;
+	notes->kinds = NULL;
+	notes->n = 0;
+}
+
 int cmd_check(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -102,7 +132,7 @@ int cmd_check(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	const char *fmt = NULL;
+	const char *fmt = NULL, *format;
 	struct vd_error err = { 0 };
 	struct vd_image *img;
 	struct vd_check res = { 0 };
@@ -133,10 +163,11 @@ int cmd_check(int argc, char **argv)
 		/* a header that fails validation is corruption, not a failure to check */
 		return cli_fail("check", &err, r == -EINVAL ? 2 : 1);
 	}
+	format = vd_format(img); /* the driver's name: outlives the image */
 	res.note = note;
 	res.ctx = &notes;
 	r = vd_check(img, repair, &res, &err);
-	if (r == 0 || (r == -ENOTSUP && !notes.json))
+	if (r == 0 || r == -ENOTSUP)
 		partition_notes(img, &notes);
 	if (r == 0)
 		r = vd_close(img, &err);
@@ -144,36 +175,17 @@ int cmd_check(int argc, char **argv)
 		vd_close(img, NULL);
 	if (r == -ENOTSUP) {
 		/* nothing to check is not a failure */
-		if (notes.json) {
-			printf("{\n    \"filename\": ");
-			json_str(stdout, argv[optind]);
-			printf(",\n    \"check-errors\": 0,\n    \"leaks\": 0,\n    \"supported\": false\n}\n");
-		} else {
+		if (notes.json)
+			print_json(argv[optind], format, false, &res, &notes);
+		else
 			printf("%s\n", err.msg);
-		}
 		return 0;
 	}
 	if (r < 0)
 		return cli_fail("check", &err, 1);
 	rc = res.corruptions ? 2 : res.leaks ? 3 : 0;
 	if (notes.json) {
-		printf("{\n    \"filename\": ");
-		json_str(stdout, argv[optind]);
-		printf(",\n    \"check-errors\": %u,\n    \"leaks\": %u,\n"
-		       "    \"corruptions-fixed\": %u,\n    \"leaks-fixed\": %u,\n"
-		       "    \"leaked-bytes\": %" PRIu64 ",\n    \"messages\": [",
-		       res.corruptions, res.leaks, res.corruptions_fixed, res.leaks_fixed,
-		       res.leaked_bytes);
-		for (unsigned i = 0; i < notes.n; i++) {
-			printf("%s\n        { \"kind\": \"%s\", \"message\": ", i ? "," : "",
-			       kind_name(notes.kinds[i]));
-			json_str(stdout, notes.msgs[i]);
-			printf(" }");
-			free(notes.msgs[i]);
-		}
-		printf("%s]\n}\n", notes.n ? "\n    " : "");
-		free(notes.msgs);
-		free(notes.kinds);
+		print_json(argv[optind], format, true, &res, &notes);
 		return rc;
 	}
 	if (res.corruptions_fixed || res.leaks_fixed)

@@ -41,25 +41,25 @@ void cli_rewrite_report(const char *cmd, const char *path, int json,
 	char a[32], b[32];
 
 	if (json) {
-		printf("{\n  \"image\": ");
+		printf("{\n  \"filename\": ");
 		json_str(stdout, path);
 		printf(",\n  \"command\": \"%s\",\n  \"format\": ", cmd);
 		json_str(stdout, r->format ? r->format : "");
 		printf(",\n  \"subformat\": ");
 		json_str(stdout, r->subformat);
 		printf(",\n  \"method\": \"%s\",\n", methods[r->method]);
-		printf("  \"block_size\": %" PRIu32 ",\n", r->block_size);
-		printf("  \"blocks_before\": %" PRIu64 ",\n  \"blocks_kept\": %" PRIu64 ",\n",
+		printf("  \"cluster-size\": %" PRIu32 ",\n", r->block_size);
+		printf("  \"blocks-before\": %" PRIu64 ",\n  \"blocks-kept\": %" PRIu64 ",\n",
 		       r->blocks_before, r->blocks_kept);
-		printf("  \"blocks_zero\": %" PRIu64 ",\n  \"blocks_free\": %" PRIu64 ",\n",
+		printf("  \"blocks-zero\": %" PRIu64 ",\n  \"blocks-free\": %" PRIu64 ",\n",
 		       r->blocks_zero, r->blocks_free);
-		printf("  \"bytes_kept\": %" PRIu64 ",\n  \"bytes_punched\": %" PRIu64 ",\n",
+		printf("  \"bytes-kept\": %" PRIu64 ",\n  \"bytes-punched\": %" PRIu64 ",\n",
 		       r->bytes_kept, r->bytes_punched);
-		printf("  \"file_size_before\": %" PRIu64 ",\n  \"file_size_after\": %" PRIu64 ",\n",
+		printf("  \"file-size-before\": %" PRIu64 ",\n  \"file-size-after\": %" PRIu64 ",\n",
 		       r->file_size_before, r->file_size_after);
-		printf("  \"host_bytes_before\": %" PRIu64 ",\n  \"host_bytes_after\": %" PRIu64 ",\n",
+		printf("  \"host-bytes-before\": %" PRIu64 ",\n  \"host-bytes-after\": %" PRIu64 ",\n",
 		       r->host_bytes_before, r->host_bytes_after);
-		printf("  \"space_needed\": %" PRIu64 ",\n  \"space_available\": %" PRIu64 ",\n",
+		printf("  \"space-needed\": %" PRIu64 ",\n  \"space-available\": %" PRIu64 ",\n",
 		       r->space_needed, r->space_available);
 		printf("  \"note\": ");
 		json_str(stdout, r->note);

@@ -64,19 +64,20 @@ static int build_fail(const struct vd_error *err)
 
 static void print_json(const char *dst, const char *fmt, const struct vd_build_summary *s)
 {
-	printf("{\n  \"image\": ");
+	printf("{\n  \"filename\": ");
 	json_str(stdout, dst);
 	printf(",\n  \"format\": ");
 	json_str(stdout, fmt);
-	printf(",\n  \"size\": %" PRIu64, s->size);
+	printf(",\n  \"virtual-size\": %" PRIu64, s->size);
 	if (s->has_table)
-		printf(",\n  \"label-id\": \"0x%08" PRIx32 "\"", s->mbr.disk_id);
+		printf(",\n  \"partition-table\": {\"type\": \"dos\", \"id\": \"0x%08" PRIx32 "\"}",
+		       s->mbr.disk_id);
 	if (s->uuid[0])
 		printf(",\n  \"uuid\": \"%s\"", s->uuid);
 	if (s->uuid_modify[0])
-		printf(",\n  \"uuid-modify\": \"%s\"", s->uuid_modify);
-	if (s->cid[0])
-		printf(",\n  \"cid\": \"%s\"", s->cid);
+		printf(",\n  \"modification-uuid\": \"%s\"", s->uuid_modify);
+	if (s->cid[0]) /* 8 hex digits; a number, as in vdisk info */
+		printf(",\n  \"cid\": %lu", strtoul(s->cid, NULL, 16));
 	printf(",\n  \"data-written\": %" PRIu64 ",\n  \"partitions\": [", s->data_bytes);
 	for (unsigned i = 0; i < s->mbr.nparts; i++) {
 		const struct vd_mbr_part *p = &s->mbr.part[i];
@@ -85,18 +86,18 @@ static void print_json(const char *dst, const char *fmt, const struct vd_build_s
 		       i ? "," : "", p->number, p->start, p->size, p->start * 512, p->size * 512, p->type,
 		       p->bootable ? "true" : "false");
 		if (s->part_file[i]) {
-			printf(", \"file\": ");
+			printf(", \"filename\": ");
 			json_str(stdout, s->part_file[i]);
-			printf(", \"file-size\": %" PRIu64 ", \"written\": %" PRIu64,
+			printf(", \"file-size\": %" PRIu64 ", \"data-written\": %" PRIu64,
 			       s->part_file_size[i], s->part_data[i]);
 		}
 		printf("}");
 	}
 	printf("%s],\n  \"files\": [", s->mbr.nparts ? "\n  " : "");
 	for (unsigned i = 0; i < s->nfiles; i++) {
-		printf("%s\n    {\"path\": ", i ? "," : "");
+		printf("%s\n    {\"filename\": ", i ? "," : "");
 		json_str(stdout, s->files[i].path);
-		printf(", \"size\": %" PRIu64 ", \"sha256\": \"%s\"}", s->files[i].size, s->files[i].sha256);
+		printf(", \"file-size\": %" PRIu64 ", \"sha256\": \"%s\"}", s->files[i].size, s->files[i].sha256);
 	}
 	printf("%s]\n}\n", s->nfiles ? "\n  " : "");
 }

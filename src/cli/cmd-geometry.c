@@ -73,7 +73,7 @@ static void whole_human(const char *what, uint64_t start, uint64_t sectors)
 static void whole_json(const char *key, uint64_t start, uint64_t sectors)
 {
 	printf(",\n    \"%s\": {\"start\": %" PRIu64 ", \"offset\": %" PRIu64 ", \"sectors\": %" PRIu64
-	       ", \"bytes\": %" PRIu64 ", \"blocks_1k\": %" PRIu64 "}",
+	       ", \"bytes\": %" PRIu64 ", \"blocks-1k\": %" PRIu64 "}",
 	       key, start, start * 512, sectors, sectors * 512, sectors / 2);
 }
 
@@ -216,12 +216,13 @@ int cmd_geometry(int argc, char **argv)
 		whole_json("whole-disk-legacy", g.legacy_start, g.legacy_sectors);
 		whole_json("whole-disk-modern", g.modern_start, g.modern_sectors);
 		if (have_table && gpt) {
-			printf(",\n    \"partition-table\": \"gpt\",\n    \"partitions\": [");
+			printf(",\n    \"partition-table\": {\"type\": \"gpt\", \"id\": \"%s\"},\n    \"partitions\": [",
+			       pt->disk_guid);
 			for (unsigned i = 0; i < pt->nparts; i++) {
 				const struct vd_ptable_part *p = &pt->part[i];
 				printf("%s\n        {\"number\": %u, \"start\": %" PRIu64 ", \"end\": %" PRIu64
 				       ", \"sectors\": %" PRIu64 ", \"offset\": %" PRIu64 ", \"bytes\": %" PRIu64
-				       ", \"blocks_1k\": %" PRIu64 ", \"type\": \"%s\", \"name\": ",
+				       ", \"blocks-1k\": %" PRIu64 ", \"type\": \"%s\", \"name\": ",
 				       i ? "," : "", p->number, p->start, p->start + p->size - 1, p->size,
 				       p->start * 512, p->size * 512, p->size / 2, p->type_guid);
 				json_str(stdout, p->name);
@@ -229,14 +230,15 @@ int cmd_geometry(int argc, char **argv)
 			}
 			printf("%s]", pt->nparts ? "\n    " : "");
 		} else if (have_table) {
-			printf(",\n    \"partition-table\": \"dos\",\n    \"partitions\": [");
+			printf(",\n    \"partition-table\": {\"type\": \"dos\", \"id\": \"0x%08" PRIx32 "\"},\n"
+			       "    \"partitions\": [", m->disk_id);
 			for (unsigned i = 0; i < np; i++) {
 				const struct vd_mbr_part *p = gp[i].p;
 				printf("%s\n        {\"number\": %u, \"start\": %" PRIu64 ", \"end\": %" PRIu64
 				       ", \"sectors\": %" PRIu64 ", \"offset\": %" PRIu64 ", \"bytes\": %" PRIu64
-				       ", \"type\": \"%x\"",
+				       ", \"blocks-1k\": %" PRIu64 ", \"type\": \"%x\"",
 				       i ? "," : "", p->number, p->start, p->start + p->size - 1, p->size,
-				       p->start * 512, p->size * 512, p->type);
+				       p->start * 512, p->size * 512, p->size / 2, p->type);
 				chs_json("chs-start", &gp[i].s_st);
 				chs_json("chs-end", &gp[i].s_en);
 				chs_json("chs-start-computed", &gp[i].c_st);

@@ -181,17 +181,17 @@ static int json_run(void *ctx, const struct vd_frag_run *r)
 {
 	struct json *j = ctx;
 
-	printf("%s    { \"guest_offset\": %" PRIu64 ", \"length\": %" PRIu64 ", \"kind\": \"%s\"",
+	printf("%s    { \"start\": %" PRIu64 ", \"length\": %" PRIu64 ", \"kind\": \"%s\"",
 	       j->n ? ",\n" : "\n", r->guest_off, r->len, kind_name(r->kind));
 	if (r->flags & VD_FRAG_FILE_OFF)
-		printf(", \"file_offset\": %" PRIu64, r->file_off);
+		printf(", \"offset\": %" PRIu64, r->file_off);
 	if (r->flags & VD_FRAG_PHYS)
-		printf(", \"host_physical\": %" PRIu64, r->host_physical);
+		printf(", \"host-physical\": %" PRIu64, r->host_physical);
 	if (r->file) {
-		printf(", \"file\": ");
+		printf(", \"filename\": ");
 		json_str(stdout, r->file);
 	}
-	printf(", \"host_flags\": %" PRIu32 ", \"seek\": %s, \"discontinuity\": %s }", r->host_flags,
+	printf(", \"host-flags\": %" PRIu32 ", \"seek\": %s, \"discontinuity\": %s }", r->host_flags,
 	       (r->flags & VD_FRAG_SEEK) ? "true" : "false",
 	       (r->flags & VD_FRAG_DISCONT) ? "true" : "false");
 	j->n++;
@@ -214,44 +214,44 @@ static void json_summary(const struct vd_info *info, const struct vd_frag_summar
 	uint64_t seeks = s->host_runs ? s->host_runs - 1 : 0;
 
 	printf("  \"summary\": {\n");
-	printf("    \"virtual_size\": %" PRIu64 ",\n", info->virtual_size);
-	printf("    \"guest_start\": %" PRIu64 ",\n", s->guest_start);
-	printf("    \"guest_length\": %" PRIu64 ",\n", s->guest_length);
-	printf("    \"allocated_bytes\": %" PRIu64 ",\n", s->data_bytes);
-	printf("    \"zero_bytes\": %" PRIu64 ",\n", s->zero_bytes);
-	printf("    \"hole_bytes\": %" PRIu64 ",\n", s->hole_bytes);
-	printf("    \"unallocated_bytes\": %" PRIu64 ",\n", s->unallocated_bytes);
-	printf("    \"block_size\": %" PRIu32 ",\n", s->block_size);
-	printf("    \"data_blocks\": %" PRIu64 ",\n", s->data_blocks);
+	printf("    \"virtual-size\": %" PRIu64 ",\n", info->virtual_size);
+	printf("    \"guest-start\": %" PRIu64 ",\n", s->guest_start);
+	printf("    \"guest-length\": %" PRIu64 ",\n", s->guest_length);
+	printf("    \"allocated-bytes\": %" PRIu64 ",\n", s->data_bytes);
+	printf("    \"zero-bytes\": %" PRIu64 ",\n", s->zero_bytes);
+	printf("    \"hole-bytes\": %" PRIu64 ",\n", s->hole_bytes);
+	printf("    \"unallocated-bytes\": %" PRIu64 ",\n", s->unallocated_bytes);
+	printf("    \"cluster-size\": %" PRIu32 ",\n", s->block_size);
+	printf("    \"data-blocks\": %" PRIu64 ",\n", s->data_blocks);
 	printf("    \"discontinuities\": %" PRIu64 ",\n", s->discontinuities);
-	printf("    \"out_of_order_blocks\": %" PRIu64 ",\n", s->out_of_order_blocks);
-	printf("    \"out_of_order_share\": %.6f,\n",
+	printf("    \"out-of-order-blocks\": %" PRIu64 ",\n", s->out_of_order_blocks);
+	printf("    \"out-of-order-share\": %.6f,\n",
 	       s->data_blocks ? (double)s->out_of_order_blocks / (double)s->data_blocks : 0.0);
-	printf("    \"file_size\": %" PRIu64 ",\n", s->file_size);
-	printf("    \"host_map\": \"%s\",\n", host_map_name(s->host_map));
-	printf("    \"host_fs\": ");
+	printf("    \"file-size\": %" PRIu64 ",\n", s->file_size);
+	printf("    \"host-map\": \"%s\",\n", host_map_name(s->host_map));
+	printf("    \"host-fs\": ");
 	json_str(stdout, s->host_fs);
 	printf(",\n");
 	if (s->host_note[0]) {
-		printf("    \"host_note\": ");
+		printf("    \"host-note\": ");
 		json_str(stdout, s->host_note);
 		printf(",\n");
 	}
-	printf("    \"host_extents\": %" PRIu64 ",\n", s->host_extents);
-	printf("    \"host_fragments\": %" PRIu64 ",\n", s->host_fragments);
+	printf("    \"host-extents\": %" PRIu64 ",\n", s->host_extents);
+	printf("    \"host-fragments\": %" PRIu64 ",\n", s->host_fragments);
 	printf("    \"runs\": %" PRIu64 ",\n", s->runs);
-	printf("    \"host_runs\": %" PRIu64 ",\n", s->host_runs);
+	printf("    \"host-runs\": %" PRIu64 ",\n", s->host_runs);
 	printf("    \"seeks\": %" PRIu64 ",\n", seeks);
-	printf("    \"host_run_bytes\": %" PRIu64 ",\n", s->host_run_bytes);
-	printf("    \"host_run_average\": %" PRIu64 ",\n", s->host_runs ? s->host_run_bytes / s->host_runs : 0);
-	printf("    \"host_run_median\": %" PRIu64 ",\n", s->host_run_median);
-	printf("    \"host_run_median_exact\": %s,\n", s->host_run_median_exact ? "true" : "false");
-	printf("    \"host_run_max\": %" PRIu64 ",\n", s->host_run_max);
-	printf("    \"bytes_in_runs_1m\": %" PRIu64 ",\n", s->bytes_in_runs_1m);
-	printf("    \"bytes_in_runs_64m\": %" PRIu64 ",\n", s->bytes_in_runs_64m);
-	printf("    \"share_in_runs_1m\": %.6f,\n",
+	printf("    \"host-run-bytes\": %" PRIu64 ",\n", s->host_run_bytes);
+	printf("    \"host-run-average\": %" PRIu64 ",\n", s->host_runs ? s->host_run_bytes / s->host_runs : 0);
+	printf("    \"host-run-median\": %" PRIu64 ",\n", s->host_run_median);
+	printf("    \"host-run-median-exact\": %s,\n", s->host_run_median_exact ? "true" : "false");
+	printf("    \"host-run-max\": %" PRIu64 ",\n", s->host_run_max);
+	printf("    \"bytes-in-runs-1m\": %" PRIu64 ",\n", s->bytes_in_runs_1m);
+	printf("    \"bytes-in-runs-64m\": %" PRIu64 ",\n", s->bytes_in_runs_64m);
+	printf("    \"share-in-runs-1m\": %.6f,\n",
 	       s->host_run_bytes ? (double)s->bytes_in_runs_1m / (double)s->host_run_bytes : 0.0);
-	printf("    \"share_in_runs_64m\": %.6f\n",
+	printf("    \"share-in-runs-64m\": %.6f\n",
 	       s->host_run_bytes ? (double)s->bytes_in_runs_64m / (double)s->host_run_bytes : 0.0);
 	printf("  }\n");
 }
@@ -579,7 +579,7 @@ int cmd_inspect(int argc, char **argv)
 		human_summary(vd_path(img), info, sum);
 		break;
 	case OUT_JSON:
-		printf("{\n  \"image\": ");
+		printf("{\n  \"filename\": ");
 		json_str(stdout, vd_path(img));
 		printf(",\n  \"format\": \"%s\",\n  \"subformat\": ", info->format);
 		json_str(stdout, info->subformat);
@@ -589,7 +589,7 @@ int cmd_inspect(int argc, char **argv)
 			printf("\n");
 			goto fail;
 		}
-		printf("%s],\n  \"host_extents\": [", js.n ? "\n  " : "");
+		printf("%s],\n  \"host-extents\": [", js.n ? "\n  " : "");
 		js.n = 0;
 		if (sum->host_map != VD_FRAG_HOST_NONE) {
 			r = vd_host_extents(img, json_extent, &js, &err);

@@ -59,9 +59,9 @@ static void human_counts(const struct vd_zerofree_part *p, bool dry)
 
 static void json_counts(const struct vd_zerofree_part *p, const char *ind)
 {
-	printf("%s\"free_bytes\": %" PRIu64 ",\n%s\"zero_bytes\": %" PRIu64 ",\n"
-	       "%s\"zeroed_bytes\": %" PRIu64 ",\n%s\"released_bytes\": %" PRIu64 ",\n"
-	       "%s\"released_blocks\": %" PRIu64 ",\n%s\"read_bytes\": %" PRIu64,
+	printf("%s\"free-bytes\": %" PRIu64 ",\n%s\"zero-bytes\": %" PRIu64 ",\n"
+	       "%s\"zeroed-bytes\": %" PRIu64 ",\n%s\"released-bytes\": %" PRIu64 ",\n"
+	       "%s\"released-blocks\": %" PRIu64 ",\n%s\"read-bytes\": %" PRIu64,
 	       ind, p->free_bytes, ind, p->zero_bytes, ind, p->zeroed_bytes,
 	       ind, p->released_bytes, ind, p->released_blocks, ind, p->read_bytes);
 }
@@ -75,8 +75,9 @@ static void report(void *ctx, const struct vd_zerofree_part *p)
 		printf("%s\n    {\n      \"partition\": %u,\n      \"offset\": %" PRIu64 ",\n"
 		       "      \"length\": %" PRIu64 ",\n",
 		       o->n ? "," : "", p->number, p->offset, p->length);
+		printf("      \"skipped\": %s,\n", p->status ? "true" : "false");
 		if (p->status) {
-			printf("      \"skipped\": true,\n      \"note\": ");
+			printf("      \"note\": ");
 			json_str(stdout, p->note);
 			printf("\n    }");
 		} else {
@@ -86,7 +87,7 @@ static void report(void *ctx, const struct vd_zerofree_part *p)
 			json_str(stdout, p->fs.label);
 			printf(",\n      \"uuid\": ");
 			json_str(stdout, p->fs.uuid);
-			printf(",\n      \"block_size\": %" PRIu32 ",\n      \"total_bytes\": %" PRIu64 ",\n",
+			printf(",\n      \"block-size\": %" PRIu32 ",\n      \"total-bytes\": %" PRIu64 ",\n",
 			       p->fs.block_size, p->fs.total_bytes);
 			json_counts(p, "      ");
 			printf("\n    }");
@@ -188,9 +189,9 @@ int cmd_zerofree(int argc, char **argv)
 	opts.progress_ctx = &prog;
 	opts.cancel = &cli_cancel;
 	if (o.json) {
-		printf("{\n  \"image\": ");
+		printf("{\n  \"filename\": ");
 		json_str(stdout, o.path);
-		printf(",\n  \"dry_run\": %s,\n  \"filesystems\": [", o.dry ? "true" : "false");
+		printf(",\n  \"dry-run\": %s,\n  \"filesystems\": [", o.dry ? "true" : "false");
 	}
 	fflush(stdout);
 	r = vd_zerofree(o.path, &opts, &res, &err);
@@ -205,8 +206,8 @@ int cmd_zerofree(int argc, char **argv)
 			printf(",\n  \"unit\": %" PRIu32 ",\n  \"walked\": %u,\n  \"skipped\": %u,\n",
 			       res.unit, res.parts, res.skipped);
 			json_counts(&res.total, "  ");
-			printf(",\n  \"file_size_before\": %" PRIu64 ",\n  \"file_size_after\": %" PRIu64
-			       ",\n  \"slots_moved\": %u", res.file_size_before, res.file_size_after, res.slots_moved);
+			printf(",\n  \"file-size-before\": %" PRIu64 ",\n  \"file-size-after\": %" PRIu64
+			       ",\n  \"slots-moved\": %u", res.file_size_before, res.file_size_after, res.slots_moved);
 		}
 		printf("\n}\n");
 	}

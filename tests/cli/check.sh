@@ -13,7 +13,7 @@ poke32() {
 		dd of="$1" bs=1 seek="$2" conv=notrunc status=none
 }
 peek32() { od -An -tu4 -j "$2" -N4 "$1" | tr -d ' '; }
-nalloc() { "$VDISK" info --output=json "$1" | jq '."format-specific".blocks_allocated'; }
+nalloc() { "$VDISK" info --output=json "$1" | jq '."format-specific".data."blocks-allocated"'; }
 json_field() { jq -r "$2" "$1" 2>/dev/null; }
 BMAP=$MiB # offBlocks of images written by vdisk
 
@@ -33,7 +33,7 @@ fresh() { cp "$GOOD" "$T/$1.vdi"; echo "$T/$1.vdi"; }
 assert_rc "check consistent dynamic VDI" 0 "$VDISK" check "$GOOD"
 assert_contains "check says no errors" "No errors" "$T/.out"
 assert_rc "check --output=json consistent" 0 "$VDISK" check --output=json "$GOOD"
-assert_eq "check JSON: counts" "0 0" "$(json_field "$T/.out" '"\(."check-errors") \(.leaks)"')"
+assert_eq "check JSON: counts" "0 0" "$(json_field "$T/.out" '"\(.corruptions) \(.leaks)"')"
 "$VDISK" create -O vdi -o subformat=fixed "$T/fixed.vdi" 3M || fail "create fixed.vdi"
 assert_rc "check consistent fixed VDI" 0 "$VDISK" check "$T/fixed.vdi"
 "$VDISK" create -O vdi "$T/empty.vdi" 1G || fail "create empty.vdi"
@@ -49,7 +49,7 @@ poke32 "$V" 388 1
 assert_rc "cBlocksAllocated too low: check exits 2" 2 "$VDISK" check "$V"
 assert_contains "cBlocksAllocated too low: message" "cBlocksAllocated" "$T/.out"
 assert_rc "cBlocksAllocated too low: JSON exits 2" 2 "$VDISK" check --output=json "$V"
-assert_eq "cBlocksAllocated too low: JSON check-errors" 1 "$(json_field "$T/.out" '."check-errors"')"
+assert_eq "cBlocksAllocated too low: JSON corruptions" 1 "$(json_field "$T/.out" '.corruptions')"
 assert_contains "cBlocksAllocated too low: JSON message" "cBlocksAllocated" "$T/.out"
 assert_rc "cBlocksAllocated too low: info still works" 0 "$VDISK" info "$V"
 assert_rc "cBlocksAllocated too low: convert -n into it refused" 1 "$VDISK" convert -n "$SRC" "$V"
@@ -84,7 +84,7 @@ assert_rc "appended 1 MiB: check exits 3" 3 "$VDISK" check "$V"
 assert_contains "appended 1 MiB: reported as leaked" "leaked" "$T/.out"
 assert_rc "appended 1 MiB: JSON exits 3" 3 "$VDISK" check --output=json "$V"
 assert_eq "appended 1 MiB: JSON leaks/leaked-bytes/errors" "1 1048576 0" \
-	"$(json_field "$T/.out" '"\(.leaks) \(."leaked-bytes") \(."check-errors")"')"
+	"$(json_field "$T/.out" '"\(.leaks) \(."leaked-bytes") \(.corruptions)"')"
 assert_rc "appended 1 MiB: info still works" 0 "$VDISK" info "$V"
 assert_rc "appended 1 MiB: compare still identical" 0 "$VDISK" compare "$SRC" "$V"
 assert_rc "appended 1 MiB: check -r exits 0" 0 "$VDISK" check -r "$V"
@@ -135,8 +135,8 @@ bad_bmap() { # NAME BLOCK VALUE CHECK-NEEDLE
 	assert_rc "$1: check exits 2" 2 "$VDISK" check "$V"
 	assert_contains "$1: check message" "$4" "$T/.out"
 	assert_rc "$1: check --output=json exits 2" 2 "$VDISK" check --output=json "$V"
-	if jq -e '."check-errors" >= 1' "$T/.out" >/dev/null 2>&1; then pass "$1: JSON check-errors"
-	else fail "$1: JSON check-errors: $(head -c 300 "$T/.out")"; fi
+	if jq -e '.corruptions >= 1' "$T/.out" >/dev/null 2>&1; then pass "$1: JSON corruptions"
+	else fail "$1: JSON corruptions: $(head -c 300 "$T/.out")"; fi
 	assert_rc "$1: check -r cannot repair (2)" 2 "$VDISK" check -r "$V"
 	assert_eq "$1: check -r changed nothing" "$sum" "$(sha1sum <"$V")"
 }

@@ -14,7 +14,7 @@ MiB=$((1 << 20))
 
 tmp_files() { find "$1" -maxdepth 1 -name '.*vdisk-tmp*' 2>/dev/null; }
 jinfo() { "$VDISK" info --output=json "$1"; }
-summary() { "$VDISK" inspect --output=json "$1" | jq -r ".summary.$2"; }
+summary() { "$VDISK" inspect --output=json "$1" | jq -r ".summary.\"$2\""; }
 
 rand_bytes defrag $((24 * MiB)) >"$T/data.raw"
 
@@ -30,15 +30,15 @@ done
 rm -f "$T/p.raw"
 assert_rc "vdi: written out of order, contents right" 0 "$VDISK" compare "$T/data.raw" "$V"
 d0=$(summary "$V" discontinuities)
-runs0=$(summary "$V" host_runs)
+runs0=$(summary "$V" host-runs)
 [ "$d0" -ge 20 ] && pass "vdi: $d0 discontinuities before" || fail "vdi: only $d0 discontinuities before"
 before=$(jinfo "$V")
 chmod 600 "$V"
 assert_rc "vdi: defrag" 0 "$VDISK" defrag --output=json "$V"
-assert_eq "vdi: 24 blocks kept" 24 "$(jq .blocks_kept "$T/.out")"
+assert_eq "vdi: 24 blocks kept" 24 "$(jq '."blocks-kept"' "$T/.out")"
 assert_eq "vdi: no discontinuities after" 0 "$(summary "$V" discontinuities)"
-assert_eq "vdi: no block out of order" 0 "$(summary "$V" out_of_order_blocks)"
-runs1=$(summary "$V" host_runs)
+assert_eq "vdi: no block out of order" 0 "$(summary "$V" out-of-order-blocks)"
+runs1=$(summary "$V" host-runs)
 [ "$runs1" -le "$runs0" ] && pass "vdi: host runs $runs0 -> $runs1" || fail "vdi: host runs $runs0 -> $runs1"
 after=$(jinfo "$V")
 for k in uuid '"modification-uuid"' subformat '"cluster-size"'; do
@@ -49,9 +49,9 @@ assert_rc "vdi: vdisk check" 0 "$VDISK" check "$V"
 assert_rc "vdi: contents" 0 "$VDISK" compare "$T/data.raw" "$V"
 assert_eq "vdi: file size: header + map + 24 blocks" $((26 * MiB)) "$(stat -c %s "$V")"
 assert_eq "vdi: no temporary file" "" "$(tmp_files "$T")"
-if command -v filefrag >/dev/null && [ "$(summary "$V" host_map)" = fiemap ]; then
+if command -v filefrag >/dev/null && [ "$(summary "$V" host-map)" = fiemap ]; then
 	ff=$(filefrag -v "$V" | grep -cE '^ *[0-9]+:')
-	assert_eq "vdi: host extents = filefrag -v" "$ff" "$(summary "$V" host_extents)"
+	assert_eq "vdi: host extents = filefrag -v" "$ff" "$(summary "$V" host-extents)"
 	frag=$(filefrag "$V" | sed -E 's/.*: ([0-9]+) extents? found/\1/')
 	[ "$frag" -le 3 ] && pass "vdi: $frag physically separate host extents after defrag" ||
 		fail "vdi: $frag host extents after defrag (one fallocate should give few)"
@@ -81,7 +81,7 @@ if command -v qemu-io >/dev/null; then
 	assert_rc "vmdk: defrag" 0 "$VDISK" defrag "$M"
 	assert_eq "vmdk: no discontinuities after" 0 "$(summary "$M" discontinuities)"
 	after=$(jinfo "$M")
-	for k in uuid '"format-specific".cid' '"format-specific".adapter_type' '"format-specific".hw_version'; do
+	for k in uuid '"format-specific".data.cid' '"format-specific".data."adapter-type"' '"format-specific".data."hw-version"'; do
 		assert_eq "vmdk: $k kept" "$(echo "$before" | jq -r ".$k")" "$(echo "$after" | jq -r ".$k")"
 	done
 	assert_rc "vmdk: qemu-img check" 0 qemu-img check "$M"
@@ -136,7 +136,7 @@ assert_contains "convert sparse vmdk falloc: says why" "needs a flat subformat" 
 assert_rc "convert vmdk preallocation=bogus: refused" 1 \
 	"$VDISK" convert -O vmdk -o subformat=monolithicFlat,preallocation=bogus "$R" "$T/pf3.vmdk"
 assert_eq "convert refusals: nothing left" "" "$(ls "$T"/pf2* "$T"/pf3* 2>/dev/null; tmp_files "$T")"
-if command -v filefrag >/dev/null && [ "$(summary "$T/pf.vmdk" host_map)" = fiemap ]; then
+if command -v filefrag >/dev/null && [ "$(summary "$T/pf.vmdk" host-map)" = fiemap ]; then
 	frag=$(filefrag "$T/pf-flat.vmdk" | sed -E 's/.*: ([0-9]+) extents? found/\1/')
 	[ "$frag" -le 2 ] && pass "convert flat vmdk falloc: $frag host extents" || fail "convert flat vmdk falloc: $frag host extents"
 fi

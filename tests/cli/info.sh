@@ -64,7 +64,7 @@ expect map-data-vdi.txt "$VDISK" map "$V"
 expect map-data-vdi.json "$VDISK" map --output=json "$V"
 json_ok "map --output=json data"
 assert_eq "data.vdi: JSON fields" "vdi dynamic 5243392 1048576 2 1" \
-	"$("$VDISK" info --output=json "$V" | jq -r '[.format, .subformat, ."virtual-size", ."cluster-size", ."format-specific".blocks_allocated, ."format-specific".blocks_zero] | join(" ")')"
+	"$("$VDISK" info --output=json "$V" | jq -r '[.format, .subformat, ."virtual-size", ."cluster-size", ."format-specific".data."blocks-allocated", ."format-specific".data."blocks-zero"] | join(" ")')"
 # the same with -f vdi and through a relative path
 expect info-data-vdi-f.txt bash -c "cd '$T' && '$VDISK' info -f vdi data.vdi"
 # --output=human is the default

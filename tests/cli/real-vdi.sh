@@ -29,8 +29,8 @@ for line in "${images[@]}"; do
 	assert_rc "$f: info --output=json" 0 "$VDISK" info --output=json "$img"
 	assert_eq "$f: JSON" "vdi dynamic $vsize 1048576 1.1 $offb $offd 0 $banner" \
 		"$(jq -r '[.format, .subformat, ."virtual-size", ."cluster-size", ."header-version",
-			."format-specific".offset_blocks, ."format-specific".offset_data,
-			."format-specific".blocks_allocated, ."format-specific".banner] | join(" ")' "$T/.out")"
+			."format-specific".data."offset-blocks", ."format-specific".data."offset-data",
+			."format-specific".data."blocks-allocated", ."format-specific".data.banner] | join(" ")' "$T/.out")"
 	assert_rc "$f: check" 0 "$VDISK" check "$img"
 	assert_contains "$f: check says no errors" "No errors" "$T/.out"
 	assert_rc "$f: map --output=json" 0 "$VDISK" map --output=json "$img"
@@ -47,7 +47,7 @@ for line in "${images[@]}"; do
 	assert_rc "$f: convert -n into it" 0 "$VDISK" convert -n --target-is-zero "$T/patch.raw" "$img"
 	assert_rc "$f: written data reads back" 0 "$VDISK" compare "$T/patch.raw" "$img"
 	assert_rc "$f: check after writing" 0 "$VDISK" check "$img"
-	assert_eq "$f: one block allocated" 1 "$("$VDISK" info --output=json "$img" | jq '."format-specific".blocks_allocated')"
+	assert_eq "$f: one block allocated" 1 "$("$VDISK" info --output=json "$img" | jq '."format-specific".data."blocks-allocated"')"
 	# the block starts at offData; its unwritten part is a host hole, which
 	# map reports as data that reads as zeros
 	assert_eq "$f: block placed at offData" "[0,$offd]" \

@@ -201,7 +201,7 @@ rand_bytes bs1 5000 | dd of="$T/bs.raw" bs=1 seek=63000 conv=notrunc status=none
 assert_rc "convert -o block_size=64K" 0 "$VDISK" convert -O vdi -o block_size=64K "$T/bs.raw" "$T/bs.vdi"
 assert_eq "block_size=64K: cluster-size" 65536 "$("$VDISK" info --output=json "$T/bs.vdi" | jq '."cluster-size"')"
 assert_eq "block_size=64K: only the blocks with data are allocated" 2 \
-	"$("$VDISK" info --output=json "$T/bs.vdi" | jq '."format-specific".blocks_allocated')"
+	"$("$VDISK" info --output=json "$T/bs.vdi" | jq '."format-specific".data."blocks-allocated"')"
 assert_rc "block_size=64K: compare" 0 "$VDISK" compare "$T/bs.raw" "$T/bs.vdi"
 assert_rc "block_size=64K: check" 0 "$VDISK" check "$T/bs.vdi"
 assert_rc "block_size=64K: back to raw" 0 "$VDISK" convert -O raw "$T/bs.vdi" "$T/bs2.raw"

@@ -111,8 +111,10 @@ for spec in "${formats[@]}"; do
 	if [ "$(sums_of a/d.$ext)" != "$(sums_of b/d.$ext)" ]; then pass "$name: a run without --deterministic differs"; else
 		fail "$name: a run without --deterministic gave the deterministic bytes"; fi
 	ids=$(jq -r '[(if .uuid then "uuid=" + .uuid else empty end),
-		      (if .["uuid-modify"] then "uuid_modify=" + .["uuid-modify"] else empty end),
-		      (if .cid then "cid=" + .cid else empty end)] | join(",")' b/json)
+		      (if .["modification-uuid"] then "uuid_modify=" + .["modification-uuid"] else empty end)] |
+		     join(",")' b/json)
+	cid=$(jq -r '.cid // empty' b/json) # a number in the JSON, hex for -o cid=
+	[ -n "$cid" ] && ids="${ids:+$ids,}cid=$(printf %08x "$cid")"
 	"$VDISK" create -O "$fmt" -o "${vopts:+$vopts,}$ids" --script script --part 6=small.raw --deterministic \
 		c/d.$ext 64M >/dev/null 2>err.txt || fail "$name: rebuild with $ids: $(cat err.txt)"
 	assert_eq "$name: only the identifiers ($ids) differ" "$(sums_of b/d.$ext)" "$(sums_of c/d.$ext)"
@@ -122,7 +124,7 @@ done
 printf 'label: dos\n,20MiB,L,file=ext4.img\n' >noid
 "$VDISK" create -O raw --script noid --output=json n1.img 32M >n1.json
 "$VDISK" create -O raw --script noid --output=json n2.img 32M >n2.json
-id1=$(jq -r '.["label-id"]' n1.json)
+id1=$(jq -r '.["partition-table"].id' n1.json)
 if ! cmp -s n1.img n2.img; then pass "raw: random disk identifiers differ"; else fail "raw: two random disk identifiers are equal"; fi
 "$VDISK" create -O raw --script noid --label-id "${id1#0x}" n3.img 32M >/dev/null
 if cmp -s n1.img n3.img; then pass "raw: only the disk identifier differs"; else fail "raw: more than the disk identifier differs"; fi
@@ -142,7 +144,7 @@ if [ "$(sfdisk -d d1.img | grep label-id)" != "$(sfdisk -d d3.img | grep label-i
 printf 'label: dos\nlabel-id: 0x00000001\n,20MiB,L,file=ext4.img\n,,c,file=fat.img\n' >nosize
 "$VDISK" create -O raw --script nosize --output=json ns.img >ns.json 2>err.txt || fail "no SIZE: $(cat err.txt)"
 assert_eq "no SIZE: 1 MiB + 20 MiB + 8 MiB" $((29 * MiB)) "$(stat -c %s ns.img 2>/dev/null)"
-assert_eq "no SIZE: json size" $((29 * MiB)) "$(jq .size ns.json)"
+assert_eq "no SIZE: json size" $((29 * MiB)) "$(jq '."virtual-size"' ns.json)"
 truncate -s 29M nsref.img
 printf 'label: dos\nlabel-id: 0x00000001\n,20MiB,L\n,8MiB,c\n' | sfdisk -q nsref.img >/dev/null
 dd if=ext4.img of=nsref.img bs=1M seek=1 conv=notrunc status=none

@@ -40,18 +40,18 @@ V=$T/a.vdi
 "$VDISK" convert -O vdi "$T/data.raw" "$V"
 # zeros written into allocated blocks (they stay allocated)
 "$VDISK" convert -n -S 0 "$T/z.raw" "$V"
-assert_eq "vdi: 32 blocks allocated before" 32 "$(jinfo "$V" | jq '."format-specific".blocks_allocated')"
+assert_eq "vdi: 32 blocks allocated before" 32 "$(jinfo "$V" | jq '."format-specific".data."blocks-allocated"')"
 before=$(jinfo "$V")
 cp "$V" "$T/a-orig.vdi"
 qemu-img convert -O vdi "$V" "$T/q.vdi"
 chmod 640 "$V"
 assert_rc "vdi: compact" 0 "$VDISK" compact --output=json "$V"
 cp "$T/.out" "$T/compact.json"
-assert_eq "vdi: 9 zero blocks dropped" 9 "$(jq .blocks_zero "$T/compact.json")"
-assert_eq "vdi: 23 blocks kept" 23 "$(jq .blocks_kept "$T/compact.json")"
+assert_eq "vdi: 9 zero blocks dropped" 9 "$(jq '."blocks-zero"' "$T/compact.json")"
+assert_eq "vdi: 23 blocks kept" 23 "$(jq '."blocks-kept"' "$T/compact.json")"
 assert_eq "vdi: method" '"new file"' "$(jq .method "$T/compact.json")"
 after=$(jinfo "$V")
-assert_eq "vdi: 23 blocks allocated after" 23 "$(echo "$after" | jq '."format-specific".blocks_allocated')"
+assert_eq "vdi: 23 blocks allocated after" 23 "$(echo "$after" | jq '."format-specific".data."blocks-allocated"')"
 # header and block map (2 MiB, 1 MiB aligned) + 23 blocks, nothing more
 assert_eq "vdi: file size = data offset + kept blocks" $((2 * MiB + 23 * MiB)) "$(stat -c %s "$V")"
 used=$(du_bytes "$V")
@@ -74,7 +74,7 @@ assert_rc "vdi: same contents as the raw source" 0 qemu-img compare "$T/z.raw" "
 assert_eq "vdi: no temporary file" "" "$(tmp_files "$T")"
 # a second run has nothing left to drop and changes nothing in the contents
 assert_rc "vdi: compact again" 0 "$VDISK" compact --output=json "$V"
-assert_eq "vdi: second run drops nothing" 0 "$(jq .blocks_zero "$T/.out")"
+assert_eq "vdi: second run drops nothing" 0 "$(jq '."blocks-zero"' "$T/.out")"
 assert_eq "vdi: second run same size" $((25 * MiB)) "$(stat -c %s "$V")"
 
 # VDI from qemu-img (offData right after the map, QEMU's layout), zeros
@@ -85,7 +85,7 @@ if command -v qemu-io >/dev/null; then
 	qemu-io -f vdi -c 'write -P 0xa5 0 16M' -c 'write -P 0 4M 3M' -c 'write -P 0 9M 512K' "$QV" >/dev/null
 	cp "$QV" "$T/qemu-orig.vdi"
 	assert_rc "qemu vdi: compact" 0 "$VDISK" compact --output=json "$QV"
-	assert_eq "qemu vdi: 3 blocks dropped" 3 "$(jq .blocks_zero "$T/.out")"
+	assert_eq "qemu vdi: 3 blocks dropped" 3 "$(jq '."blocks-zero"' "$T/.out")"
 	assert_rc "qemu vdi: qemu-img check" 0 qemu-img check "$QV"
 	assert_rc "qemu vdi: vdisk check" 0 "$VDISK" check "$QV"
 	assert_rc "qemu vdi: contents" 0 qemu-img compare "$T/qemu-orig.vdi" "$QV"
@@ -99,13 +99,13 @@ qemu-io -f vmdk -c 'write -P 0 2M 4M' -c 'write -P 0 10M 1M' -c 'write -P 0 20M 
 cp "$M" "$T/m-orig.vmdk"
 before=$(jinfo "$M")
 assert_rc "vmdk: compact" 0 "$VDISK" compact --output=json "$M"
-assert_eq "vmdk: 144 zero grains dropped" 144 "$(jq .blocks_zero "$T/.out")"
-assert_eq "vmdk: 368 grains kept" 368 "$(jq .blocks_kept "$T/.out")"
+assert_eq "vmdk: 144 zero grains dropped" 144 "$(jq '."blocks-zero"' "$T/.out")"
+assert_eq "vmdk: 368 grains kept" 368 "$(jq '."blocks-kept"' "$T/.out")"
 after=$(jinfo "$M")
-for k in uuid '"modification-uuid"' '"format-specific".cid' '"format-specific".adapter_type' '"format-specific".hw_version' subformat; do
+for k in uuid '"modification-uuid"' '"format-specific".data.cid' '"format-specific".data."adapter-type"' '"format-specific".data."hw-version"' subformat; do
 	assert_eq "vmdk: $k kept" "$(echo "$before" | jq -r ".$k")" "$(echo "$after" | jq -r ".$k")"
 done
-assert_eq "vmdk: adapter type is the ESXi one" lsilogic "$(echo "$after" | jq -r '."format-specific".adapter_type')"
+assert_eq "vmdk: adapter type is the ESXi one" lsilogic "$(echo "$after" | jq -r '."format-specific".data."adapter-type"')"
 assert_rc "vmdk: qemu-img check" 0 qemu-img check "$M"
 assert_rc "vmdk: vdisk check" 0 "$VDISK" check "$M"
 assert_rc "vmdk: contents" 0 qemu-img compare "$T/m-orig.vmdk" "$M"
@@ -125,10 +125,10 @@ assert_eq "split: two extent files" "2" "$(ls "$T"/s-s00?.vmdk | wc -l)"
 qemu-img convert -O raw "$S" "$T/s.raw"
 before=$(jinfo "$S")
 assert_rc "split: compact" 0 "$VDISK" compact --output=json "$S"
-assert_eq "split: 48 zero grains dropped" 48 "$(jq .blocks_zero "$T/.out")"
-assert_eq "split: 96 grains kept" 96 "$(jq .blocks_kept "$T/.out")"
+assert_eq "split: 48 zero grains dropped" 48 "$(jq '."blocks-zero"' "$T/.out")"
+assert_eq "split: 96 grains kept" 96 "$(jq '."blocks-kept"' "$T/.out")"
 after=$(jinfo "$S")
-for k in uuid '"format-specific".cid' '"format-specific".extents'; do
+for k in uuid '"format-specific".data.cid' '"format-specific".data.extents'; do
 	assert_eq "split: $k kept" "$(echo "$before" | jq -r ".$k")" "$(echo "$after" | jq -r ".$k")"
 done
 assert_rc "split: qemu-img check" 0 qemu-img check "$S"
@@ -153,7 +153,7 @@ ino=$(stat -c %i "$R")
 du0=$(du_bytes "$R")
 assert_rc "raw: compact" 0 "$VDISK" compact --output=json "$R"
 assert_eq "raw: method" '"in place"' "$(jq .method "$T/.out")"
-assert_eq "raw: 9.5 MiB punched" $((9 * MiB + 512 * 1024)) "$(jq .bytes_punched "$T/.out")"
+assert_eq "raw: 9.5 MiB punched" $((9 * MiB + 512 * 1024)) "$(jq '."bytes-punched"' "$T/.out")"
 assert_eq "raw: same inode (in place)" "$ino" "$(stat -c %i "$R")"
 du1=$(du_bytes "$R")
 [ "$du1" -le $((du0 - 9 * MiB - 512 * 1024 + 8192)) ] && pass "raw: disk usage shrank by the punched bytes ($du0 -> $du1)" ||
@@ -186,8 +186,8 @@ if command -v mkswap >/dev/null; then
 	dd if="$T/part.swp" of="$T/sw.raw" bs=1M seek=1 conv=notrunc status=none
 	"$VDISK" convert -O vdi "$T/sw.raw" "$T/sw.vdi"
 	assert_rc "fs-aware vdi: compact" 0 "$VDISK" compact --fs-aware --output=json "$T/sw.vdi"
-	assert_eq "fs-aware vdi: 7 free swap blocks dropped" 7 "$(jq .blocks_free "$T/.out")"
-	assert_eq "fs-aware vdi: no zero blocks" 0 "$(jq .blocks_zero "$T/.out")"
+	assert_eq "fs-aware vdi: 7 free swap blocks dropped" 7 "$(jq '."blocks-free"' "$T/.out")"
+	assert_eq "fs-aware vdi: no zero blocks" 0 "$(jq '."blocks-zero"' "$T/.out")"
 	assert_contains "fs-aware vdi: note names the swap" "partition 1: swap" "$T/.out"
 	assert_contains "fs-aware vdi: unknown content left alone" "partition 2: no filesystem vdisk can read, left alone" "$T/.out"
 	assert_rc "fs-aware vdi: qemu-img check" 0 qemu-img check "$T/sw.vdi"
@@ -203,11 +203,11 @@ if command -v mkswap >/dev/null; then
 	# without --fs-aware nothing would have gone: the swap data is not zero
 	"$VDISK" convert -O vdi "$T/sw.raw" "$T/sw2.vdi"
 	assert_rc "plain compact of the same image" 0 "$VDISK" compact --output=json "$T/sw2.vdi"
-	assert_eq "plain compact keeps the stale swap blocks" 0 "$(jq .blocks_free+.blocks_zero "$T/.out")"
+	assert_eq "plain compact keeps the stale swap blocks" 0 "$(jq '."blocks-free" + ."blocks-zero"' "$T/.out")"
 	# raw: free ranges punched in place
 	cp "$T/sw.raw" "$T/swr.raw"
 	assert_rc "fs-aware raw: compact" 0 "$VDISK" compact --fs-aware --output=json "$T/swr.raw"
-	assert_eq "fs-aware raw: 8 MiB - the header page punched" $((8 * MiB - 4096)) "$(jq .bytes_punched "$T/.out")"
+	assert_eq "fs-aware raw: 8 MiB - the header page punched" $((8 * MiB - 4096)) "$(jq '."bytes-punched"' "$T/.out")"
 	assert_rc "fs-aware raw: outside the free space unchanged" 0 cmp -n $((MiB + 4096)) "$T/sw.raw" "$T/swr.raw"
 	assert_rc "fs-aware raw: partition 2 unchanged" 0 cmp -i $((9 * MiB)) "$T/sw.raw" "$T/swr.raw"
 else
@@ -227,7 +227,7 @@ if command -v mkfs.ext4 >/dev/null && command -v debugfs >/dev/null && command -
 	qemu-img convert -O vdi "$T/e.vdi" "$T/eq.vdi"
 	assert_rc "fs-aware ext4: compact" 0 "$VDISK" compact --fs-aware --output=json "$T/e.vdi"
 	assert_contains "fs-aware ext4: note" "whole disk: ext4" "$T/.out"
-	nfree=$(jq .blocks_free "$T/.out")
+	nfree=$(jq '."blocks-free"' "$T/.out")
 	[ "$nfree" -ge 25 ] && pass "fs-aware ext4: $nfree free blocks dropped" || fail "fs-aware ext4: only $nfree free blocks dropped"
 	used=$(du_bytes "$T/e.vdi"); q=$(du_bytes "$T/eq.vdi")
 	[ "$used" -lt $((q / 2)) ] && pass "fs-aware ext4: smaller than qemu-img convert ($used vs $q)" ||
@@ -357,6 +357,6 @@ for sig in TERM INT; do
 done
 cp "$T/k0.vdi" "$K"
 assert_rc "after the kills: compact completes" 0 "$VDISK" compact --output=json "$K"
-assert_eq "after the kills: 80 zero blocks dropped" 80 "$(jq .blocks_zero "$T/.out")"
+assert_eq "after the kills: 80 zero blocks dropped" 80 "$(jq '."blocks-zero"' "$T/.out")"
 assert_rc "after the kills: qemu-img check" 0 qemu-img check "$K"
 finish

@@ -38,7 +38,7 @@ ff_extents() {
 	filefrag -v -b1 "$1" | sed -n 's/^ *[0-9][0-9]*: *\([0-9]*\)\.\. *\([0-9]*\): *\([0-9]*\)\.\. *\([0-9]*\):.*/\1 \3 \2/p' |
 		awk '{ print $1, $2, $3 - $1 + 1 }'
 }
-vd_extents() { jq -r '.host_extents[] | "\(.logical) \(.physical) \(.length)"' "$1"; }
+vd_extents() { jq -r '."host-extents"[] | "\(.logical) \(.physical) \(.length)"' "$1"; }
 
 # ---- two files written alternately: both fragmented
 # c.raw: 64 KiB chunks with 64 KiB holes between them (filefrag counts a
@@ -52,14 +52,14 @@ n_ff=$(ff_extents "$D/a.raw" | wc -l)
 [ "$n_ff" -gt 1 ] || skip "the filesystem did not fragment the test file ($n_ff extent)"
 for f in a b c; do
 	"$VDISK" inspect --output=json "$D/$f.raw" >"$T/$f.json" || fail "inspect $f.raw"
-	assert_eq "$f.raw: host_map" fiemap "$(jq -r .summary.host_map "$T/$f.json")"
+	assert_eq "$f.raw: host_map" fiemap "$(jq -r '.summary."host-map"' "$T/$f.json")"
 	ff_extents "$D/$f.raw" >"$T/$f.ff"
 	vd_extents "$T/$f.json" >"$T/$f.vd"
-	assert_eq "$f.raw: host extent count = filefrag's" "$(wc -l <"$T/$f.ff")" "$(jq .summary.host_extents "$T/$f.json")"
+	assert_eq "$f.raw: host extent count = filefrag's" "$(wc -l <"$T/$f.ff")" "$(jq '.summary."host-extents"' "$T/$f.json")"
 	assert_eq "$f.raw: host extents (logical physical length) = filefrag -v" "$(cat "$T/$f.ff")" "$(cat "$T/$f.vd")"
 	# filefrag's "N extents found" counts physically separate extents
 	found=$(filefrag "$D/$f.raw" | sed -n 's/.*: \([0-9]*\) extents\{0,1\} found/\1/p')
-	assert_eq "$f.raw: physically separate extents = filefrag's count" "$found" "$(jq .summary.host_fragments "$T/$f.json")"
+	assert_eq "$f.raw: physically separate extents = filefrag's count" "$found" "$(jq '.summary."host-fragments"' "$T/$f.json")"
 done
 
 # every data run sits where filefrag maps its file offset; host runs and
@@ -81,19 +81,19 @@ bad = 0
 for r in j["runs"]:
     if r["kind"] != "data":
         continue
-    f, n = r["file_offset"], r["length"]
-    ext = exts[os.path.basename(r["file"]) if "file" in r else None]
+    f, n = r["offset"], r["length"]
+    ext = exts[os.path.basename(r["filename"]) if "filename" in r else None]
     hit = [e for e in ext if e[0] <= f and f + n <= e[0] + e[2]]
-    if len(hit) != 1 or r.get("host_physical") != hit[0][1] + f - hit[0][0]:
+    if len(hit) != 1 or r.get("host-physical") != hit[0][1] + f - hit[0][0]:
         bad += 1
-        print("run at guest %d (file %d+%d): host %s, filefrag %s" % (r["guest_offset"], f, n, r.get("host_physical"), hit), file=sys.stderr)
+        print("run at guest %d (file %d+%d): host %s, filefrag %s" % (r["start"], f, n, r.get("host-physical"), hit), file=sys.stderr)
 # sequential read of the guest: host positions in guest order, merged where contiguous
 runs = []
 end = None
 for r in j["runs"]:
     if r["kind"] != "data":
         continue
-    p = r["host_physical"]
+    p = r["host-physical"]
     if end is not None and p == end:
         runs[-1] += r["length"]
     else:
@@ -107,8 +107,8 @@ EOF
 	) || { fail "$what: python check failed"; return; }
 	read -r bad nruns med <<<"$out"
 	assert_eq "$what: data runs at filefrag's physical offsets" 0 "$bad"
-	assert_eq "$what: host runs of a sequential read" "$nruns" "$(jq .summary.host_runs "$1")"
-	assert_eq "$what: median host run" "$med" "$(jq .summary.host_run_median "$1")"
+	assert_eq "$what: host runs of a sequential read" "$nruns" "$(jq '.summary."host-runs"' "$1")"
+	assert_eq "$what: median host run" "$med" "$(jq '.summary."host-run-median"' "$1")"
 }
 check_runs a.raw "$T/a.json" "$T/a.ff"
 check_runs c.raw "$T/c.json" "$T/c.ff"
@@ -137,18 +137,18 @@ if command -v qemu-io >/dev/null && command -v qemu-img >/dev/null; then
 		v="$D/$name.vdi"
 		"$VDISK" inspect --output=json "$v" >"$T/$name.json" || { fail "inspect $name.vdi"; continue; }
 		q=$(qemu-img map -f vdi --output=json "$v" | jq -c "[.[] | select(.data) | [.start, .length, .offset]] | $MERGE_JQ")
-		w=$(jq -c "[.runs[] | select(.kind == \"data\") | [.guest_offset, .length, .file_offset]] | $MERGE_JQ" "$T/$name.json")
+		w=$(jq -c "[.runs[] | select(.kind == \"data\") | [.start, .length, .offset]] | $MERGE_JQ" "$T/$name.json")
 		if [ -z "$q" ] || [ "$q" = "[]" ]; then fail "$name: qemu-img map gave no data"; continue; fi
 		assert_eq "$name.vdi: image-file offsets = qemu-img map" "$q" "$w"
 		ff_extents "$v" >"$T/$name.ff"
 		assert_eq "$name.vdi: host extents = filefrag -v" "$(cat "$T/$name.ff")" "$(vd_extents "$T/$name.json")"
 		check_runs "$name.vdi" "$T/$name.json" "$T/$name.ff"
 	done
-	assert_eq "reverse.vdi: discontinuities" 9 "$(jq .summary.discontinuities "$T/reverse.json")"
+	assert_eq "reverse.vdi: discontinuities" 9 "$(jq '.summary."discontinuities"' "$T/reverse.json")"
 	# shuffled: guest blocks 0 1 2 5 8 11 17 23 30 sit in slots 4 8 2 0 6 5 1 7 3,
 	# no block in the slot after its guest predecessor's
-	assert_eq "shuffled.vdi: discontinuities" 8 "$(jq .summary.discontinuities "$T/shuffled.json")"
-	assert_eq "sparse.vdi: discontinuities (guest gaps are not file gaps)" 0 "$(jq .summary.discontinuities "$T/sparse.json")"
+	assert_eq "shuffled.vdi: discontinuities" 8 "$(jq '.summary."discontinuities"' "$T/shuffled.json")"
+	assert_eq "sparse.vdi: discontinuities (guest gaps are not file gaps)" 0 "$(jq '.summary."discontinuities"' "$T/sparse.json")"
 
 	# a split VMDK: the runs name their extent file, host extents of all files
 	if qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse "$D/split.vmdk" 5G 2>/dev/null &&
@@ -168,12 +168,12 @@ if command -v qemu-io >/dev/null && command -v qemu-img >/dev/null; then
 			[ "$b" = split.vmdk ] || args+=("$b=$T/$b.ff")
 		done
 		assert_eq "split.vmdk: runs in 3 extent files" 3 \
-			"$(jq '[.runs[] | select(.kind == "data") | .file] | unique | length' "$T/split.json")"
-		assert_eq "split.vmdk: host extents of all files = filefrag -v" "$nv" "$(jq .summary.host_extents "$T/split.json")"
-		assert_eq "split.vmdk: physically separate = filefrag's counts" "$nf" "$(jq .summary.host_fragments "$T/split.json")"
+			"$(jq '[.runs[] | select(.kind == "data") | .filename] | unique | length' "$T/split.json")"
+		assert_eq "split.vmdk: host extents of all files = filefrag -v" "$nv" "$(jq '.summary."host-extents"' "$T/split.json")"
+		assert_eq "split.vmdk: physically separate = filefrag's counts" "$nf" "$(jq '.summary."host-fragments"' "$T/split.json")"
 		check_runs split.vmdk "$T/split.json" "$T/split.vmdk.ff" "${args[@]}"
 		q=$(qemu-img map -f vmdk --output=json "$D/split.vmdk" | jq -c "[.[] | select(.data) | [.start, .length, .offset]] | $MERGE_JQ")
-		w=$(jq -c "[.runs[] | select(.kind == \"data\") | [.guest_offset, .length, .file_offset]] | $MERGE_JQ" "$T/split.json")
+		w=$(jq -c "[.runs[] | select(.kind == \"data\") | [.start, .length, .offset]] | $MERGE_JQ" "$T/split.json")
 		assert_eq "split.vmdk: extent-file offsets = qemu-img map" "$q" "$w"
 	else
 		echo "note: no split VMDK support (qemu-img or vdisk), split images not cross-checked"

@@ -50,7 +50,7 @@ p2sum=$(part disk.img 49 16 /dev/stdout | sha256sum | cut -d' ' -f1)
 
 # ---- info against sfdisk ----
 norm_sf='[.partitiontable.partitions[] | {start, size, type: (.type | ascii_downcase), uuid: (.uuid | ascii_downcase), name}]'
-norm_vd='[.partitions[] | {start, size, type, uuid, name}]'
+norm_vd='[.partitions[] | {start, size: .sectors, type, uuid, name}]'
 parts=$(sfdisk --json disk.img | jq -c "$norm_sf")
 "$VDISK" info --output=json disk.img >info.json 2>info.err || fail "info failed: $(cat info.err)"
 assert_eq "info: partitions as sfdisk --json lists them" "$parts" "$(jq -c "$norm_vd" info.json)"
@@ -64,7 +64,7 @@ assert_contains "info: human output names the type and the partition" \
 
 # ---- geometry: the GPT entries with their offsets, no CHS ----
 "$VDISK" geometry --output=json disk.img >geo.json || fail "geometry failed"
-assert_eq "geometry: GPT named" gpt "$(jq -r '."partition-table"' geo.json)"
+assert_eq "geometry: GPT named" gpt "$(jq -r '."partition-table".type' geo.json)"
 assert_eq "geometry: starts and sizes as sfdisk --json" \
 	"$(sfdisk --json disk.img | jq -c '[.partitiontable.partitions[] | [.start, .size]]')" \
 	"$(jq -c '[.partitions[] | [.start, .sectors]]' geo.json)"

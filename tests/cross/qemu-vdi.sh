@@ -170,8 +170,8 @@ for c in "${cases[@]}"; do
 	if [ "$n" != big ]; then
 		v=$T/$n.s0.vdi
 		assert_rc "$n: vdisk convert -S 0" 0 "$VDISK" convert -S 0 -O vdi "$src" "$v"
-		assert_eq "$n: -S 0 allocates every block" "$(vdi_json "$v" '."format-specific".blocks')" \
-			"$(vdi_json "$v" '."format-specific".blocks_allocated')"
+		assert_eq "$n: -S 0 allocates every block" "$(vdi_json "$v" '."format-specific".data.blocks')" \
+			"$(vdi_json "$v" '."format-specific".data."blocks-allocated"')"
 		assert_eq "$n: -S 0 map is one data range" "[[0,$vsize]]" "$(vdisk_ranges "$v")"
 		assert_rc "$n: qemu-img check -S 0 VDI" 0 qemu-img check -f vdi "$v"
 		assert_rc "$n: qemu-img compare -S 0 VDI" 0 qemu-img compare -f raw -F vdi "$src" "$v"

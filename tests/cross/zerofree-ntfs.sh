@@ -91,9 +91,9 @@ check_fmt() {
 	assert_eq "$fmt: -n changes no byte" "$before" "$(sha "$img")"
 	jz "$img" >r.json || fail "$fmt: zerofree failed: $(cat r.json)"
 	assert_eq "$fmt: filesystem type and label" 'ntfs zfntfs' "$(jq -r '.filesystems[0] | "\(.type) \(.label)"' r.json)"
-	assert_eq "$fmt: -n and the run agree" "$(jq -c '[.zeroed_bytes,.released_bytes]' n.json)" "$(jq -c '[.zeroed_bytes,.released_bytes]' r.json)"
-	[ "$(jq '.zeroed_bytes + .released_bytes' r.json)" -gt 0 ] && pass "$fmt: stale data cleared" || fail "$fmt: nothing cleared"
-	assert_eq "$fmt: free bytes = the \$Bitmap's" "$(awk '{ s += $2 } END { print s }' want.ranges)" "$(jq .free_bytes r.json)"
+	assert_eq "$fmt: -n and the run agree" "$(jq -c '[."zeroed-bytes",."released-bytes"]' n.json)" "$(jq -c '[."zeroed-bytes",."released-bytes"]' r.json)"
+	[ "$(jq '."zeroed-bytes" + ."released-bytes"' r.json)" -gt 0 ] && pass "$fmt: stale data cleared" || fail "$fmt: nothing cleared"
+	assert_eq "$fmt: free bytes = the \$Bitmap's" "$(awk '{ s += $2 } END { print s }' want.ranges)" "$(jq '."free-bytes"' r.json)"
 	after=$(stat -c %s "$img")
 	[ "$after" -le "$size0" ] && pass "$fmt: file did not grow ($size0 -> $after)" || fail "$fmt: file grew $size0 -> $after"
 	qemu-img convert -O raw "$img" y.raw
@@ -102,7 +102,7 @@ check_fmt() {
 	ntfs_ok y.raw && pass "$fmt: ntfsfix -n and ntfsinfo -m accept the volume" || fail "$fmt: ntfsfix -n: $(tail -2 fix.out)"
 	before=$(sha "$img")
 	jz -n "$img" >n2.json
-	assert_eq "$fmt: second -n: nothing to zero or release" "[0,0]" "$(jq -c '[.zeroed_bytes,.released_bytes]' n2.json)"
+	assert_eq "$fmt: second -n: nothing to zero or release" "[0,0]" "$(jq -c '[."zeroed-bytes",."released-bytes"]' n2.json)"
 	jz "$img" >/dev/null
 	assert_eq "$fmt: second run changes no byte" "$before" "$(sha "$img")"
 	if [ "$fmt" != raw ]; then

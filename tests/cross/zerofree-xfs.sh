@@ -109,12 +109,12 @@ check_fmt() {
 	size0=$(stat -c %s "$img")
 	jz -n "$img" >n.json || fail "$fmt: -n failed: $(cat n.json)"
 	assert_eq "$fmt: -n changes no byte" "$before" "$(sha "$img")"
-	[ "$(jq '.zeroed_bytes + .released_bytes' n.json)" -gt 0 ] && pass "$fmt: -n finds stale data to clear" ||
+	[ "$(jq '."zeroed-bytes" + ."released-bytes"' n.json)" -gt 0 ] && pass "$fmt: -n finds stale data to clear" ||
 		fail "$fmt: -n finds nothing to do"
 	jz "$img" >r.json || fail "$fmt: zerofree failed: $(cat r.json)"
 	assert_eq "$fmt: filesystem type" xfs "$(jq -r '.filesystems[0].type' r.json)"
-	assert_eq "$fmt: -n and the run agree" "$(jq -c '[.zeroed_bytes,.released_bytes]' n.json)" "$(jq -c '[.zeroed_bytes,.released_bytes]' r.json)"
-	assert_eq "$fmt: free bytes = xfs_db's" "$(awk '{ s += $2 } END { print s }' want.ranges)" "$(jq .free_bytes r.json)"
+	assert_eq "$fmt: -n and the run agree" "$(jq -c '[."zeroed-bytes",."released-bytes"]' n.json)" "$(jq -c '[."zeroed-bytes",."released-bytes"]' r.json)"
+	assert_eq "$fmt: free bytes = xfs_db's" "$(awk '{ s += $2 } END { print s }' want.ranges)" "$(jq '."free-bytes"' r.json)"
 	after=$(stat -c %s "$img")
 	[ "$after" -le "$size0" ] && pass "$fmt: file did not grow ($size0 -> $after)" || fail "$fmt: file grew $size0 -> $after"
 	qemu-img convert -O raw "$img" y.raw
@@ -125,7 +125,7 @@ check_fmt() {
 	umount_img mnt
 	before=$(sha "$img")
 	jz -n "$img" >n2.json
-	assert_eq "$fmt: second -n: nothing to zero or release" "[0,0]" "$(jq -c '[.zeroed_bytes,.released_bytes]' n2.json)"
+	assert_eq "$fmt: second -n: nothing to zero or release" "[0,0]" "$(jq -c '[."zeroed-bytes",."released-bytes"]' n2.json)"
 	jz "$img" >/dev/null
 	assert_eq "$fmt: second run changes no byte" "$before" "$(sha "$img")"
 	if [ "$fmt" != raw ]; then

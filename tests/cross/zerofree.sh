@@ -75,13 +75,13 @@ check_ext() {
 	du0=$(du_bytes "$img")
 	jz -n "$img" >n.json || fail "$name/$fmt: -n failed"
 	assert_eq "$name/$fmt: -n changes no byte" "$before" "$(sha "$img")"
-	[ "$(jq '.zeroed_bytes + .released_bytes' n.json)" -gt 0 ] && pass "$name/$fmt: -n finds stale data to clear" ||
+	[ "$(jq '."zeroed-bytes" + ."released-bytes"' n.json)" -gt 0 ] && pass "$name/$fmt: -n finds stale data to clear" ||
 		fail "$name/$fmt: -n finds nothing to do on a filesystem with deleted files"
 	jz "$img" >r.json || fail "$name/$fmt: zerofree failed: $(cat r.json)"
 	assert_eq "$name/$fmt: free bytes = dumpe2fs free blocks" \
 		"$(($(dumpe2fs -h "$name.img" 2>/dev/null | sed -n 's/^Free blocks: *//p') * $(dumpe2fs -h "$name.img" 2>/dev/null | sed -n 's/^Block size: *//p')))" \
-		"$(jq .free_bytes r.json)"
-	assert_eq "$name/$fmt: -n and the run agree" "$(jq -c '[.zeroed_bytes,.released_bytes]' n.json)" "$(jq -c '[.zeroed_bytes,.released_bytes]' r.json)"
+		"$(jq '."free-bytes"' r.json)"
+	assert_eq "$name/$fmt: -n and the run agree" "$(jq -c '[."zeroed-bytes",."released-bytes"]' n.json)" "$(jq -c '[."zeroed-bytes",."released-bytes"]' r.json)"
 	qemu-img convert -O raw "$img" x.raw
 	if e2fsck -fn x.raw >fsck.out 2>&1; then pass "$name/$fmt: e2fsck -fn clean"; else fail "$name/$fmt: e2fsck: $(tail -3 fsck.out)"; fi
 	assert_eq "$name/$fmt: Debian zerofree -n: no non-zero free blocks" 0 "$(nonzero_free x.raw)"
@@ -97,14 +97,14 @@ check_ext() {
 		fail "$name/$fmt: qemu-img convert: $q0 -> $q1"
 	before=$(sha "$img")
 	jz -n "$img" >n2.json
-	assert_eq "$name/$fmt: second -n: nothing to zero or release" "[0,0]" "$(jq -c '[.zeroed_bytes,.released_bytes]' n2.json)"
+	assert_eq "$name/$fmt: second -n: nothing to zero or release" "[0,0]" "$(jq -c '[."zeroed-bytes",."released-bytes"]' n2.json)"
 	jz "$img" >r2.json
 	assert_eq "$name/$fmt: second run changes no byte" "$before" "$(sha "$img")"
 	if [ "$fmt" = vdi ]; then
 		# released slots were filled from the end and the file shortened
 		[ "$after" -lt "$size0" ] && pass "$name/$fmt: file shortened ($size0 -> $after)" ||
 			fail "$name/$fmt: released blocks but the file stayed $after bytes"
-		assert_eq "$name/$fmt: reported file size after" "$after" "$(jq .file_size_after r.json)"
+		assert_eq "$name/$fmt: reported file size after" "$after" "$(jq '."file-size-after"' r.json)"
 		"$VDISK" check "$img" >chk.out 2>&1 && pass "$name/$fmt: vdisk check: no leak left" ||
 			fail "$name/$fmt: vdisk check: $(cat chk.out)"
 	fi
@@ -143,14 +143,14 @@ for fmt in vdi vmdk; do
 	rm -f fp.$fmt
 	"$VDISK" convert -q -O $fmt e4.img fp.$fmt || fail "fixed point/$fmt: convert failed"
 	jz fp.$fmt >fp1.json || fail "fixed point/$fmt: first run failed"
-	[ "$(jq .released_bytes fp1.json)" -gt 0 ] && pass "fixed point/$fmt: the first run releases blocks" ||
+	[ "$(jq '."released-bytes"' fp1.json)" -gt 0 ] && pass "fixed point/$fmt: the first run releases blocks" ||
 		fail "fixed point/$fmt: the first run released nothing"
-	assert_eq "fixed point/$fmt: free = zero + zeroed + released" "$(jq .free_bytes fp1.json)" \
-		"$(jq '.zero_bytes + .zeroed_bytes + .released_bytes' fp1.json)"
+	assert_eq "fixed point/$fmt: free = zero + zeroed + released" "$(jq '."free-bytes"' fp1.json)" \
+		"$(jq '."zero-bytes" + ."zeroed-bytes" + ."released-bytes"' fp1.json)"
 	before=$(sha fp.$fmt)
 	jz fp.$fmt >fp2.json || fail "fixed point/$fmt: second run failed"
 	assert_eq "fixed point/$fmt: second run: 0 zeroed, 0 released" "[0,0,0]" \
-		"$(jq -c '[.zeroed_bytes,.released_bytes,.released_blocks]' fp2.json)"
+		"$(jq -c '[."zeroed-bytes",."released-bytes",."released-blocks"]' fp2.json)"
 	assert_eq "fixed point/$fmt: second run changes no byte" "$before" "$(sha fp.$fmt)"
 	qemu-img convert -O raw fp.$fmt fp.raw
 	files_ok "fixed point/$fmt" fp.raw e4.sums
@@ -241,7 +241,7 @@ if command -v sfdisk >/dev/null && command -v mkswap >/dev/null; then
 	p3=$(tail -c +$((s3 + 1)) disk.img | sha256sum | cut -d' ' -f1)
 	jz --partition 2 -n disk.vdi >p.json
 	assert_eq "--partition 2: only the swap partition" '["swap"]' "$(jq -c '[.filesystems[].type]' p.json)"
-	assert_eq "swap: free = everything after the first page" $((16 * MiB - 4096)) "$(jq .free_bytes p.json)"
+	assert_eq "swap: free = everything after the first page" $((16 * MiB - 4096)) "$(jq '."free-bytes"' p.json)"
 	jz disk.vdi >all.json || fail "MBR disk: zerofree failed"
 	assert_eq "MBR disk: ext4 and swap walked, partition 3 left alone" '["ext4","swap",true]' \
 		"$(jq -c '[.filesystems[0].type,.filesystems[1].type,.filesystems[2].skipped]' all.json)"
@@ -258,7 +258,7 @@ if command -v sfdisk >/dev/null && command -v mkswap >/dev/null; then
 	assert_eq "partition 1: Debian zerofree -n: no non-zero free blocks" 0 "$(nonzero_free p1.img)"
 	files_ok "partition 1" p1.img e4.sums
 	jz --partition 1 -n disk.vdi >p1.json
-	assert_eq "--partition 1 -n after the run: nothing to do" "[0,0]" "$(jq -c '[.zeroed_bytes,.released_bytes]' p1.json)"
+	assert_eq "--partition 1 -n after the run: nothing to do" "[0,0]" "$(jq -c '[."zeroed-bytes",."released-bytes"]' p1.json)"
 	assert_rc "--partition 3 (unknown content) is an error" 1 "$VDISK" zerofree --partition 3 disk.vdi
 	assert_rc "--partition 9 (missing) is an error" 1 "$VDISK" zerofree --partition 9 disk.vdi
 fi
