@@ -120,7 +120,7 @@ fails() { # WHAT NEEDLE CMD...
 }
 fails "extended partition refused" "extended partition" "$VDISK" rawvmdk -P 3 "$L" "$T/x.vmdk"
 fails "missing partition refused" "no partition 9" "$VDISK" rawvmdk -P 1,9 "$L" "$T/x.vmdk"
-fails "bad partition list" "--partitions" "$VDISK" rawvmdk -P 1,,x "$L" "$T/x.vmdk"
+fails "bad partition list" "--partition" "$VDISK" rawvmdk -P 1,,x "$L" "$T/x.vmdk"
 fails "bad adapter" "adapter type 'scsi'" "$VDISK" rawvmdk --adapter scsi "$L" "$T/x.vmdk"
 fails "--relative without --partitions" "--relative" "$VDISK" rawvmdk --relative "$L" "$T/x.vmdk"
 fails "existing OUT without --force" "already exists" "$VDISK" rawvmdk "$L" "$T/full.vmdk"
