@@ -11,7 +11,7 @@
 #include <string.h>
 
 static const char usage[] =
-	"Usage: vdisk compare [-f FMT] [-F FMT] [-s] [-p] [--output=human|json] A B\n"
+	"Usage: vdisk compare [-f FMT] [-F FMT] [-s] [-p|-q] [--output=human|json] A B\n"
 	"\n"
 	"Compare the guest contents of images A and B.  When the sizes differ,\n"
 	"the extra part of the larger image must read as zeros (unless -s).\n"
@@ -21,7 +21,8 @@ static const char usage[] =
 	"  -F FMT          format of B (default: probe)\n"
 	"  -s, --strict    images of different sizes differ\n"
 	"      --allow-devices  allow block devices as A or B\n"
-	"  -p, --progress  show progress\n"
+	"  -p, --progress  show progress (default when stderr is a terminal)\n"
+	"  -q, --quiet     no progress\n"
 	"      --output FMT  human (default) or json\n"
 	"  -h, --help      show this help\n";
 
@@ -31,6 +32,7 @@ int cmd_compare(int argc, char **argv)
 		{ "strict", no_argument, NULL, 's' },
 		{ "allow-devices", no_argument, NULL, 'D' },
 		{ "progress", no_argument, NULL, 'p' },
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -41,17 +43,18 @@ int cmd_compare(int argc, char **argv)
 	struct vd_image *a = NULL, *b = NULL;
 	struct cli_progress prog;
 	uint64_t diff = 0;
-	int c, r, json = 0, pmode = CLI_PROGRESS_OFF; /* only with -p */
+	int c, r, json = 0, pmode = CLI_PROGRESS_AUTO;
 	unsigned flags = 0;
 	bool size_differs;
 
-	while ((c = getopt_long(argc, argv, "f:F:sph", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "f:F:spqh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'f': fa = optarg; break;
 		case 'F': fb = optarg; break;
 		case 's': o.strict = true; break;
 		case 'D': flags |= VD_OPEN_ALLOW_DEVICES; break;
 		case 'p': pmode = CLI_PROGRESS_ON; break;
+		case 'q': pmode = CLI_PROGRESS_OFF; break;
 		case 'o':
 			if ((json = cli_output_mode("compare", optarg)) < 0)
 				return 2;

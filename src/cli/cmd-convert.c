@@ -33,7 +33,7 @@ static const char usage[] =
 	"A block device as SRC is read as a raw disk (no --allow-devices needed).\n"
 	"\n"
 	"  -f, --source-format FMT  source format (default: probe)\n"
-	"  -O, --format FMT         output format: raw, vdi or vmdk\n"
+	"  -O, --target-format FMT  output format: raw, vdi or vmdk\n"
 	"  -o OPTS                  output options (see vdisk-create(1)):\n"
 	"                             vdi: subformat=dynamic|fixed, block_size=SIZE\n"
 	"                             raw: preallocation=off|falloc\n"
@@ -167,6 +167,9 @@ int cmd_convert(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "source-format", required_argument, NULL, 'f' },
+		{ "target-format", required_argument, NULL, 'O' },
+		/* the former name of --target-format, not shown: --format is the
+		 * format of the image read (-f) in every other command */
 		{ "format", required_argument, NULL, 'O' },
 		{ "sparse-size", required_argument, NULL, 'S' },
 		{ "no-create", no_argument, NULL, 'n' },

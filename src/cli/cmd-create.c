@@ -16,7 +16,7 @@ static const char usage[] =
 	"Usage: vdisk create -O FMT [-o OPTS] [--force] [--deterministic] DST SIZE\n"
 	"       vdisk create -O FMT [-o OPTS] --script FILE [--part N=FILE ...]\n"
 	"                    [--bootcode FILE] [--deterministic] [--uuid U]\n"
-	"                    [--label-id X] [--output=json] [-p] DST [SIZE]\n"
+	"                    [--label-id X] [--output=json] [-p|-q] DST [SIZE]\n"
 	"\n"
 	"Create an empty image of SIZE bytes (suffixes K, M, G, T: 10G, 512M,\n"
 	"4141875200).  The image is built in a temporary file beside DST and\n"
@@ -28,7 +28,8 @@ static const char usage[] =
 	"streamOptimized VMDK).  Zero blocks are not written.  Without SIZE the\n"
 	"disk ends at the 1 MiB boundary after the last partition.\n"
 	"\n"
-	"  -O, --format FMT   output format: raw, vdi or vmdk (-f is accepted too)\n"
+	"  -f, --format FMT   output format: raw, vdi or vmdk (as qemu-img create -f)\n"
+	"  -O FMT             the same (as vdisk convert -O)\n"
 	"  -o OPTS            format options, comma separated:\n"
 	"                       vdi: subformat=dynamic|fixed (static=on is fixed),\n"
 	"                            block_size=SIZE (default 1M)\n"
@@ -42,9 +43,9 @@ static const char usage[] =
 	"      --deterministic  fixed UUIDs, for reproducible images; with a script,\n"
 	"                     UUIDs, CID and disk identifier derived from the inputs\n"
 	"                     (also when SOURCE_DATE_EPOCH is set)\n"
-	"  -s, --script FILE  sfdisk-style script ('-': standard input); a partition\n"
+	"      --script FILE  sfdisk-style script ('-': standard input); a partition\n"
 	"                     line may carry file=PATH\n"
-	"  -P, --part N=FILE  copy FILE into partition N (repeatable)\n"
+	"      --part N=FILE  copy FILE into partition N (repeatable)\n"
 	"  -b, --bootcode FILE  the first 440 bytes of FILE as boot code\n"
 	"  -a, --align MODE   mib (default) or cylinder\n"
 	"      --uuid U       the image UUID (vdi, vmdk)\n"
@@ -52,6 +53,7 @@ static const char usage[] =
 	"      --output FMT   human (default) or json: partitions, sizes and the\n"
 	"                     SHA-256 of every output file\n"
 	"  -p, --progress     show progress (default: when stderr is a terminal)\n"
+	"  -q, --quiet        no progress\n"
 	"  -h, --help         show this help\n";
 
 /* 1: bad arguments or inputs; 2: the output could not be written */
@@ -124,7 +126,7 @@ static void print_human(const char *dst, const char *fmt, const struct vd_build_
 int cmd_create(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{ "format", required_argument, NULL, 'O' },
+		{ "format", required_argument, NULL, 'f' },
 		{ "force", no_argument, NULL, 'F' },
 		{ "deterministic", no_argument, NULL, 'd' },
 		{ "script", required_argument, NULL, 's' },
@@ -135,6 +137,7 @@ int cmd_create(int argc, char **argv)
 		{ "label-id", required_argument, NULL, 'L' },
 		{ "output", required_argument, NULL, 'J' },
 		{ "progress", no_argument, NULL, 'p' },
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -148,9 +151,12 @@ int cmd_create(int argc, char **argv)
 	uint64_t size = 0;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "O:f:o:s:P:b:a:ph", lo, NULL)) != -1) {
+	/* -s (--script) and -P (--part) are still accepted, not shown: -s is
+	 * compare's --strict, -P the partition selection of rawvmdk and
+	 * zerofree (vdisk(1), OPTIONS ACROSS COMMANDS) */
+	while ((c = getopt_long(argc, argv, "f:O:o:s:P:b:a:pqh", lo, NULL)) != -1) {
 		switch (c) {
-		case 'O': case 'f': fmt = optarg; break;
+		case 'f': case 'O': fmt = optarg; break;
 		case 'o': opts = optarg; break;
 		case 'F': flags &= ~(unsigned)VD_CREATE_EXCL; break;
 		case 'd': flags |= VD_CREATE_DETERMINISTIC; break;
@@ -171,9 +177,10 @@ int cmd_create(int argc, char **argv)
 		}
 		case 'b': boot_path = optarg; break;
 		case 'a':
-			if (!strcmp(optarg, "mib"))
+			/* the spellings vdisk mbr takes */
+			if (!strcmp(optarg, "mib") || !strcmp(optarg, "1MiB") || !strcmp(optarg, "MiB"))
 				bo.align = VD_ALIGN_MIB;
-			else if (!strcmp(optarg, "cylinder"))
+			else if (!strcmp(optarg, "cylinder") || !strcmp(optarg, "cyl"))
 				bo.align = VD_ALIGN_CYLINDER;
 			else {
 				cli_err("create", "--align must be 'mib' or 'cylinder', not '%s'", optarg);
@@ -199,6 +206,7 @@ int cmd_create(int argc, char **argv)
 				return 1;
 			break;
 		case 'p': pmode = CLI_PROGRESS_ON; break;
+		case 'q': pmode = CLI_PROGRESS_OFF; break;
 		case 'h': cli_usage(stdout, usage); return 0;
 		default: cli_usage(stderr, usage); return 1;
 		}

@@ -23,7 +23,7 @@ static const char usage[] =
 	"and as computed, flagging the ones that disagree with the LBA fields.\n"
 	"\n"
 	"  -H, --heads H        heads per cylinder (default 255)\n"
-	"  -S, --sectors S      sectors per track (default 63)\n"
+	"      --sectors S      sectors per track (default 63)\n"
 	"      --output FMT     human (default) or json\n"
 	"  -f, --format FMT     image format (default: probe the contents)\n"
 	"      --allow-devices  allow a block device as IMAGE\n"
@@ -123,6 +123,8 @@ int cmd_geometry(int argc, char **argv)
 	struct stat st;
 	char h[32];
 
+	/* -S (--sectors) is still accepted, not shown: -S is convert's
+	 * --sparse-size (vdisk(1), OPTIONS ACROSS COMMANDS) */
 	while ((c = getopt_long(argc, argv, "H:S:f:h", lo, NULL)) != -1) {
 		char *e;
 		switch (c) {

@@ -22,13 +22,13 @@ static const char usage[] =
 	"script, or print the table of IMAGE.  The table is checked completely\n"
 	"before anything is written; EBRs are written before the MBR.\n"
 	"\n"
-	"  -s, --script FILE    read the script from FILE (default: standard input)\n"
+	"      --script FILE    read the script from FILE (default: standard input)\n"
 	"  -a, --align MODE     mib (default: 1 MiB) or cylinder (legacy layout)\n"
 	"  -b, --bootcode FILE  install the first 440 bytes of FILE as boot code\n"
 	"                       (default: keep the boot code already there)\n"
 	"      --heads H        heads for the CHS fields (default 255)\n"
 	"      --sectors S      sectors per track for the CHS fields (default 63)\n"
-	"  -n, --dry-run        check and print the table (dump format), write nothing\n"
+	"      --dry-run        check and print the table (dump format), write nothing\n"
 	"  -d, --dump           print the table in sfdisk's dump format\n"
 	"  -l, --list           print the table like fdisk -l\n"
 	"      --output FMT     with no script: json prints it like sfdisk --json\n"
@@ -188,6 +188,9 @@ int cmd_mbr(int argc, char **argv)
 	int align = VD_ALIGN_MIB, show = 0, json = 0, dry = 0, wipe_gpt = 0, gpt, c, r, rc = 1;
 	char *text = NULL;
 
+	/* -s (--script) and -n (--dry-run) are still accepted, not shown: -s is
+	 * compare's --strict, -n convert's --no-create (vdisk(1), OPTIONS
+	 * ACROSS COMMANDS) */
 	while ((c = getopt_long(argc, argv, "s:a:b:ndlf:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 's': script_path = optarg; break;

@@ -13,22 +13,23 @@
 #include <string.h>
 
 static const char usage[] =
-	"Usage: vdisk rawvmdk [--partitions N[,N...]] [--relative] [--adapter TYPE]\n"
+	"Usage: vdisk rawvmdk [-P N[,N...]] [--relative] [--adapter TYPE]\n"
 	"                     [--owner USER[:GROUP]] [--force] DEVICE OUT.vmdk\n"
 	"\n"
 	"Write the VMDK descriptor VirtualBox uses to give a VM a raw block device\n"
 	"(what VBoxManage createrawvmdk writes).  OUT.vmdk is built in a temporary\n"
 	"file and renamed into place.\n"
 	"\n"
-	"  -P, --partitions LIST  only these MBR partitions (1-4 primary, 5...\n"
-	"                         logical): createType partitionedDevice; the MBR,\n"
-	"                         the gap before the first partition and the EBRs\n"
+	"  -P, --partition N[,N...]  only these MBR partitions (1-4 primary, 5...\n"
+	"                         logical; repeatable): createType\n"
+	"                         partitionedDevice; the MBR, the gap before the\n"
+	"                         first partition and the EBRs\n"
 	"                         are copied into OUT-pt.vmdk, the other partitions\n"
 	"                         and the gaps read as zeros in the VM\n"
 	"                         (default: the whole device, fullDevice)\n"
-	"  -r, --relative         the listed partitions through their own devices\n"
+	"      --relative         the listed partitions through their own devices\n"
 	"                         (/dev/sda1, /dev/loop0p1) instead of DEVICE\n"
-	"  -a, --adapter TYPE     ide (default), buslogic, lsilogic or legacyESX\n"
+	"      --adapter TYPE     ide (default), buslogic, lsilogic or legacyESX\n"
 	"      --owner USER[:GROUP]  also print a udev rule that gives DEVICE to\n"
 	"                         USER at every boot, and the chown command for now\n"
 	"                         (printed only, never installed)\n"
@@ -104,7 +105,9 @@ static int parse_partitions(const char *s, unsigned *v, unsigned *n)
 {
 	char *end;
 
-	*n = 0;
+	/* appends: -P 1 -P 5 is -P 1,5 */
+	if (!*s)
+		return -1;
 	while (*s) {
 		unsigned long x = strtoul(s, &end, 10);
 		if (end == s || x < 1 || x > VD_MBR_MAX_PARTS || *n >= VD_MBR_MAX_PARTS ||
@@ -122,6 +125,9 @@ static int parse_partitions(const char *s, unsigned *v, unsigned *n)
 int cmd_rawvmdk(int argc, char **argv)
 {
 	static const struct option lo[] = {
+		{ "partition", required_argument, NULL, 'P' },
+		/* former names, not shown: --partitions (the same), -r and -a
+		 * (check's --repair, the --align of create and mbr) */
 		{ "partitions", required_argument, NULL, 'P' },
 		{ "relative", no_argument, NULL, 'r' },
 		{ "adapter", required_argument, NULL, 'a' },
@@ -141,7 +147,7 @@ int cmd_rawvmdk(int argc, char **argv)
 		switch (c) {
 		case 'P':
 			if (parse_partitions(optarg, parts, &o.npartitions) < 0) {
-				cli_err("rawvmdk", "--partitions '%s': expected partition numbers like 1,5",
+				cli_err("rawvmdk", "--partition '%s': expected distinct partition numbers like 1,5",
 					optarg);
 				return 1;
 			}
@@ -165,7 +171,7 @@ int cmd_rawvmdk(int argc, char **argv)
 		return 1;
 	}
 	if (o.relative && !o.npartitions) {
-		cli_err("rawvmdk", "--relative needs --partitions");
+		cli_err("rawvmdk", "--relative needs --partition");
 		return 1;
 	}
 	if (vd_rawvmdk(argv[optind], argv[optind + 1], &o, &err) < 0)

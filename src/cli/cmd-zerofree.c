@@ -13,7 +13,7 @@
 #include <string.h>
 
 static const char usage[] =
-	"Usage: vdisk zerofree [-f FMT] [--partition N] [-n] [-p|-q] [--force] [--list]\n"
+	"Usage: vdisk zerofree [-f FMT] [-P N] [--dry-run] [-p|-q] [--force] [--list]\n"
 	"                      [--output=human|json] IMAGE\n"
 	"\n"
 	"Make the free space of the filesystems in IMAGE read as zeros, from the\n"
@@ -29,8 +29,8 @@ static const char usage[] =
 	"'vdisk check -r'; compact then shrinks the file.\n"
 	"\n"
 	"  -f, --format FMT     image format (default: probe)\n"
-	"      --partition N    only partition N (MBR or GPT)\n"
-	"  -n, --dry-run        report what would be done; change nothing\n"
+	"  -P, --partition N    only partition N (MBR or GPT)\n"
+	"      --dry-run        report what would be done; change nothing\n"
 	"      --force          walk filesystems that need recovery or have errors\n"
 	"      --list           print each free range: free OFFSET LENGTH (bytes)\n"
 	"  -p, --progress       show progress (default when stderr is a terminal)\n"
@@ -146,7 +146,9 @@ int cmd_zerofree(int argc, char **argv)
 	bool list = false;
 	char *end;
 
-	while ((c = getopt_long(argc, argv, "f:npqh", lo, NULL)) != -1) {
+	/* -n (--dry-run) is still accepted, not shown: -n is convert's
+	 * --no-create (vdisk(1), OPTIONS ACROSS COMMANDS) */
+	while ((c = getopt_long(argc, argv, "f:P:npqh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'f': opts.format = optarg; break;
 		case 'P': {

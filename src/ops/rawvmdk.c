@@ -94,7 +94,7 @@ int vd_rawvmdk(const char *dev, const char *out, const struct vd_rawvmdk_opts *o
 		}
 		r = vd_mbr_read(img, mbr, err);
 		if (r == -ENOENT)
-			r = vd_set_error(err, ENOENT, "%s: no MBR partition table (use the whole device without --partitions)",
+			r = vd_set_error(err, ENOENT, "%s: no MBR partition table (use the whole device without --partition)",
 					 devpath);
 		if (r < 0)
 			goto out;
@@ -102,7 +102,7 @@ int vd_rawvmdk(const char *dev, const char *out, const struct vd_rawvmdk_opts *o
 			if (mbr->part[i].type == 0xee) {
 				/* its partition 1 would be the protective entry
 				 * spanning the disk, not a GPT partition */
-				r = vd_set_error(err, ENOTSUP, "%s: a GPT disk (protective MBR entry %u, type 0xee): --partitions describes MBR partitions only; use the whole device",
+				r = vd_set_error(err, ENOTSUP, "%s: a GPT disk (protective MBR entry %u, type 0xee): --partition names MBR partitions only; use the whole device",
 						 devpath, mbr->part[i].number);
 				goto out;
 			}

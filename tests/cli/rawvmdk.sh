@@ -10,6 +10,8 @@
 #    partitions zeroed (1,5);
 #  - with createType monolithicFlat and the ZERO extents as FLAT extents on a
 #    zero file, qemu-img reads them and agrees;
+#  - --partition N[,N...] is repeatable; the former --partitions, -r and -a
+#    write what --partition, --relative and --adapter write;
 #  - rejections: extended or missing partition, no MBR, bad adapter, existing
 #    OUT without --force, files left behind; --owner prints and installs nothing.
 . "$(dirname "$0")/../lib.sh"
@@ -97,6 +99,33 @@ else
 	echo "note: no partition devices ${L}p1 (no udev here): --relative not read back"
 fi
 
+# ---- the spellings (vdisk(1) OPTIONS ACROSS COMMANDS): --partition N[,N...]
+# repeatable; the former --partitions, -r (--relative) and -a (--adapter)
+# still work and write the same descriptor
+for sp in "--partition 1,5" "-P 1 -P 5" "--partition 1 --partition 5" "--partitions 1,5"; do
+	# shellcheck disable=SC2086
+	assert_rc "rawvmdk $sp" 0 "$VDISK" rawvmdk --deterministic $sp "$L" "$T/sp.vmdk"
+	[ -f "$T/sp0.vmdk" ] || cp "$T/sp.vmdk" "$T/sp0.vmdk"
+	cmp -s "$T/sp0.vmdk" "$T/sp.vmdk" && pass "rawvmdk $sp: the descriptor of --partition 1,5" ||
+		fail "rawvmdk $sp: descriptor differs from --partition 1,5"
+	cmp -s "$T/sp-pt.vmdk" "$pt" && pass "rawvmdk $sp: the -pt file of 1,5" || fail "rawvmdk $sp: -pt differs"
+	rm -f "$T/sp.vmdk" "$T/sp-pt.vmdk"
+done
+assert_eq "--partition 1,5 lists partitions 1 and 5" 2 "$(grep -c "^RW .* FLAT \"$L\"" "$T/sp0.vmdk")"
+fails_twice=0; "$VDISK" rawvmdk -P 1 -P 1 "$L" "$T/x.vmdk" 2>"$T/.err" || fails_twice=1
+[ "$fails_twice" = 1 ] && pass "-P 1 -P 1: a partition named twice is refused" || fail "-P 1 -P 1 accepted"
+# (one OUT name: the descriptor names its -pt file)
+"$VDISK" rawvmdk --deterministic -P 1,5 --relative --adapter lsilogic "$L" "$T/rel-x.vmdk"
+mv "$T/rel-x.vmdk" "$T/rel-new.vmdk"
+"$VDISK" rawvmdk --deterministic --force -P 1,5 -r -a lsilogic "$L" "$T/rel-x.vmdk"
+mv "$T/rel-x.vmdk" "$T/rel-old.vmdk"
+cmp -s "$T/rel-new.vmdk" "$T/rel-old.vmdk" && pass "-r -a lsilogic: the descriptor of --relative --adapter lsilogic" ||
+	fail "-r -a lsilogic differs from --relative --adapter lsilogic"
+assert_contains "-a lsilogic in the DDB" 'ddb.adapterType="lsilogic"' "$T/rel-old.vmdk"
+grep -q "${L}p1" "$T/rel-old.vmdk" && pass "-r: partition 1 through its own device" ||
+	fail "-r: ${L}p1 not in the descriptor"
+rm -f "$T"/rel-*.vmdk "$T"/rel-*-pt.vmdk "$T/x.vmdk" "$T/x-pt.vmdk"
+
 # ---- qemu-img reads the same extents as monolithicFlat
 if command -v qemu-img >/dev/null; then
 	truncate -s 64M "$T/zero.bin"
@@ -120,7 +149,7 @@ fails() { # WHAT NEEDLE CMD...
 }
 fails "extended partition refused" "extended partition" "$VDISK" rawvmdk -P 3 "$L" "$T/x.vmdk"
 fails "missing partition refused" "no partition 9" "$VDISK" rawvmdk -P 1,9 "$L" "$T/x.vmdk"
-fails "bad partition list" "--partitions" "$VDISK" rawvmdk -P 1,,x "$L" "$T/x.vmdk"
+fails "bad partition list" "--partition" "$VDISK" rawvmdk -P 1,,x "$L" "$T/x.vmdk"
 fails "bad adapter" "adapter type 'scsi'" "$VDISK" rawvmdk --adapter scsi "$L" "$T/x.vmdk"
 fails "--relative without --partitions" "--relative" "$VDISK" rawvmdk --relative "$L" "$T/x.vmdk"
 fails "existing OUT without --force" "already exists" "$VDISK" rawvmdk "$L" "$T/full.vmdk"

@@ -24,10 +24,10 @@ fails() {
 # ---- --help: exit 0, usage line, every option mentioned
 declare -A opts=(
 	[info]="-f --format --output --allow-devices -h --help json"
-	[convert]="-f --source-format -O --format -o -S --sparse-size -n --no-create --target-is-zero --force --deterministic --allow-devices -p --progress -q --quiet subformat block_size"
+	[convert]="-f --source-format -O --target-format -o -S --sparse-size -n --no-create --target-is-zero --force --deterministic --allow-devices -p --progress -q --quiet subformat block_size"
 	[create]="-O --format -o --force --deterministic subformat block_size preallocation"
 	[map]="-f --format --output --allow-devices json"
-	[compare]="-f -F -s --strict --output -p --progress"
+	[compare]="-f -F -s --strict --output -p --progress -q --quiet"
 	[check]="-f --format -r --repair --output --allow-devices"
 )
 for c in info convert create map compare check; do
