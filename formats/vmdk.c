@@ -523,6 +523,12 @@ static int vmdk_read(struct vd_image *img, uint64_t off, void *buf, size_t len,
 	struct vmdk *v = img->priv;
 	uint8_t *p = buf;
 
+	/* what the stream writer has taken is compressed and out of the
+	 * grain tables until it finishes: reading it would give zeros */
+	if (v->stream)
+		return vd_set_error(err, EACCES,
+				    "%s: a streamOptimized image being written cannot be read back before it is finished",
+				    img->host->path);
 	while (len > 0) {
 		uint64_t avail;
 		struct vmdk_ext *e = find(v, off, &avail);
