@@ -218,6 +218,8 @@ done
 # delivers it at the Nth pwrite of the run (inject ... signal=), the writes
 # of the reclaim found from a traced run without signal
 if command -v strace >/dev/null 2>&1 && strace -o /dev/null -e inject=getpid:signal=SIGCONT:when=1 true 2>/dev/null; then
+	# LeakSanitizer cannot run under ptrace (make SANITIZE=1 builds)
+	export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
 	cp orig.vdi t.vdi
 	strace -f -o trace.out -e trace=pwrite64 "$VDISK" zerofree -q t.vdi >/dev/null 2>&1
 	# the reclaim's copies are 1 MiB writes into the data area, its commit
