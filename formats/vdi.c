@@ -7,109 +7,19 @@
  * block) and the data area at offData, slot i at
  * offData + i * (cbBlockExtra + cbBlock) + cbBlockExtra.
  *
- * Writes keep the image valid at every step: a new block's data is written
- * first, then its map entry, then the allocation count.  A crash in between
- * leaves only leaked space, which "vdisk check -r" reclaims.
+ * Writes, discards and repair live in vdi-write.c; the order of their
+ * writes (every kill point leaves an image qemu-img check accepts) is
+ * described at its top.
  *
  * Header version 0 and undo/differencing images are refused with a message.
  *
  * SPDX-License-Identifier: MIT
  */
-#include "../src/core/vdisk-int.h"
-
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#define VDI_SIGNATURE 0xbeda107fu
-#define VDI_VERSION_1_1 0x00010001u
-#define VDI_UNALLOCATED 0xffffffffu
-#define VDI_ZERO 0xfffffffeu
-#define VDI_TYPE_DYNAMIC 1u
-#define VDI_TYPE_FIXED 2u
-#define VDI_TYPE_UNDO 3u
-#define VDI_TYPE_DIFF 4u
-
-/* Field offsets from the start of the file. */
-enum {
-	OFF_SIGNATURE = 64,
-	OFF_VERSION = 68,
-	OFF_CBHEADER = 72,
-	OFF_TYPE = 76,
-	OFF_FLAGS = 80,
-	OFF_COMMENT = 84,
-	OFF_OFFBLOCKS = 340,
-	OFF_OFFDATA = 344,
-	OFF_CYLINDERS = 348,
-	OFF_HEADS = 352,
-	OFF_SECTORS = 356,
-	OFF_SECTORSIZE = 360,
-	OFF_CBDISK = 368,
-	OFF_CBBLOCK = 376,
-	OFF_CBBLOCKEXTRA = 380,
-	OFF_CBLOCKS = 384,
-	OFF_CBLOCKSALLOC = 388,
-	OFF_UUID_CREATE = 392,
-	OFF_UUID_MODIFY = 408,
-	OFF_UUID_LINKAGE = 424,
-	OFF_UUID_PARENTMOD = 440,
-	OFF_LCHS = 456,
-	HDR_MIN_END = 72 + 384,
-	HDR_400_END = 72 + 400,
-	HDR_BUF = 512,
-};
-
-#define VDI_COMMENT_LEN 256
-#define VDI_MIN_BLOCK 512u
-#define VDI_MAX_BLOCK (256u << 20)
-#define VDI_MAX_EXTRA (256u << 20)
-#define VDI_DEFAULT_BLOCK (1u << 20)
-#define VDI_ALIGN (1u << 20)
-/* Largest image QEMU opens; keep what we write interoperable. */
-#define VDI_MAX_CREATE_SIZE 0x1fffff8000000ull
-
-_Static_assert(HDR_400_END <= HDR_BUF, "VDI header fits in one sector");
-
-struct vdi {
-	uint8_t hdr[HDR_BUF];
-	uint32_t version, cb_header, type, flags;
-	uint32_t off_blocks, off_data;
-	uint64_t disk_size;
-	uint32_t block_size, block_extra, nblocks, nalloc;
-	uint32_t *bmap;
-	uint64_t file_size; /* tracked as we append */
-};
-
-static inline uint64_t slot_stride(const struct vdi *s)
-{
-	return (uint64_t)s->block_extra + s->block_size;
-}
-
-static inline uint64_t slot_offset(const struct vdi *s, uint32_t slot)
-{
-	return s->off_data + (uint64_t)slot * slot_stride(s) + s->block_extra;
-}
-
-static inline bool entry_allocated(uint32_t e)
-{
-	return e < VDI_ZERO;
-}
-
-/* Guest bytes held by block B (the last one may be partial). */
-static uint64_t block_guest_bytes(const struct vdi *s, uint32_t b)
-{
-	uint64_t start = (uint64_t)b * s->block_size;
-	if (start >= s->disk_size)
-		return 0;
-	return VD_MIN((uint64_t)s->block_size, s->disk_size - start);
-}
-
-/* Bytes of slot data that reads of block B can touch: the guest bytes,
- * rounded up to a sector as the image size is. */
-static uint64_t slot_guest_bytes(const struct vdi *s, uint32_t b)
-{
-	return VD_ALIGN_UP(block_guest_bytes(s, b), VD_SECTOR);
-}
+#include "vdi.h"
 
 /* VirtualBox stores UUIDs as little-endian GUIDs: the first three fields are
  * byte-swapped relative to RFC 4122. The same swap converts both ways. */
@@ -228,7 +138,7 @@ static int parse_header(struct vdi *s, const char *path, uint64_t file_size,
 
 /* What is wrong with block B's map entry E, given the slots already taken
  * (OWNER: slot -> block + 1); NULL when it is a valid slot reference. */
-static const char *entry_problem(const struct vdi *s, uint32_t b, uint32_t e,
+const char *vdi_entry_problem(const struct vdi *s, uint32_t b, uint32_t e,
 				 const uint32_t *owner, char *msg, size_t len)
 {
 	if (e >= s->nblocks)
@@ -259,7 +169,7 @@ static int check_bmap(struct vdi *s, const char *path, bool rdwr, struct vd_erro
 		uint32_t e = s->bmap[b];
 		if (!entry_allocated(e))
 			continue;
-		if (entry_problem(s, b, e, owner, msg, sizeof(msg))) {
+		if (vdi_entry_problem(s, b, e, owner, msg, sizeof(msg))) {
 			r = vd_set_error(err, EINVAL, "%s: invalid VDI block map: %s", path, msg);
 			goto out;
 		}
@@ -330,6 +240,7 @@ static void vdi_close(struct vd_image *img)
 	struct vdi *s = img->priv;
 	if (s) {
 		free(s->bmap);
+		free(s->disk);
 		free(s);
 	}
 }
@@ -346,162 +257,6 @@ static int vdi_read(struct vd_image *img, uint64_t off, void *buf, size_t len,
 		return 0;
 	}
 	return vd_host_pread(img->host, buf, len, slot_offset(s, e) + off % s->block_size, err);
-}
-
-/* Store VALUE as block B's map entry, on disk first, then in memory (so a
- * failed write changes nothing). */
-static int set_bmap_entry(struct vd_image *img, uint32_t b, uint32_t value,
-			  struct vd_error *err)
-{
-	struct vdi *s = img->priv;
-	uint8_t v[4];
-	int r;
-
-	le32enc(v, value);
-	r = vd_host_pwrite(img->host, v, 4, s->off_blocks + 4ull * b, err);
-	if (r == 0)
-		s->bmap[b] = value;
-	return r;
-}
-
-static int write_nalloc(struct vd_image *img, struct vd_error *err)
-{
-	struct vdi *s = img->priv;
-
-	le32enc(s->hdr + OFF_CBLOCKSALLOC, s->nalloc);
-	return vd_host_pwrite(img->host, s->hdr + OFF_CBLOCKSALLOC, 4, OFF_CBLOCKSALLOC, err);
-}
-
-/* First slot no map entry references (nblocks when there is none). */
-static int find_free_slot(const struct vdi *s, uint32_t *slot, struct vd_error *err)
-{
-	uint8_t *used = vd_calloc((s->nblocks + 7) / 8, 1, err);
-
-	if (!used)
-		return -ENOMEM;
-	for (uint32_t b = 0; b < s->nblocks; b++)
-		if (entry_allocated(s->bmap[b]))
-			used[s->bmap[b] / 8] |= (uint8_t)(1u << (s->bmap[b] % 8));
-	for (*slot = 0; *slot < s->nblocks; (*slot)++)
-		if (!(used[*slot / 8] & (1u << (*slot % 8))))
-			break;
-	free(used);
-	return 0;
-}
-
-/* Give block B a new slot at the end of the data area and store BUF at
- * IN_BLOCK within it; the rest of the block reads as zeros. */
-static int allocate_block(struct vd_image *img, uint32_t b, uint64_t in_block,
-			  const void *buf, size_t len, struct vd_error *err)
-{
-	struct vdi *s = img->priv;
-	uint32_t slot = s->nalloc;
-	bool append = true;
-	uint64_t start, end, old_size;
-	int r;
-
-	if (slot >= s->nblocks) {
-		/* every slot was handed out (a fixed image): reuse one no block
-		 * references any more */
-		r = find_free_slot(s, &slot, err);
-		if (r < 0)
-			return r;
-		if (slot >= s->nblocks)
-			return vd_set_error(err, ENOSPC, "%s: VDI data area is full (cBlocksAllocated %u = cBlocks)",
-					    img->host->path, s->nalloc);
-		append = false;
-	}
-	start = s->off_data + (uint64_t)slot * slot_stride(s);
-	end = start + slot_stride(s);
-	if (s->file_size > start) {
-		/* leaked data beyond the last slot: clear what we do not overwrite */
-		r = vd_host_write_zeroes(img->host, start, end - start, false, err);
-		if (r < 0)
-			return r;
-	}
-	/* From here on the slot may hold bytes of this write even if it fails:
-	 * remember that, so a retry clears it first. */
-	s->file_size = VD_MAX(s->file_size, end);
-	if (in_block != 0 || len != s->block_size) {
-		/* The rest of the slot must exist in the file.  Ask the host, not
-		 * file_size: after a failed extension or a short write file_size
-		 * is past the real end (fuzz finding vdi-write-readback-eof). */
-		r = vd_host_size(img->host, &old_size, err);
-		if (r == 0 && old_size < end)
-			r = vd_host_truncate(img->host, end, err);
-		if (r < 0)
-			return r;
-	}
-	r = vd_host_pwrite(img->host, buf, len, start + s->block_extra + in_block, err);
-	if (r < 0)
-		return r;
-	/* Count the slot before the map points at it: killed in between, the
-	 * image has a leaked slot, never a block in a slot the next
-	 * allocation would hand out again. */
-	if (append) {
-		s->nalloc++;
-		r = write_nalloc(img, err);
-		if (r < 0)
-			return r;
-	}
-	return set_bmap_entry(img, b, slot, err);
-}
-
-static int vdi_write(struct vd_image *img, uint64_t off, const void *buf,
-		     size_t len, struct vd_error *err)
-{
-	struct vdi *s = img->priv;
-	uint32_t b = (uint32_t)(off / s->block_size);
-	uint32_t e = s->bmap[b];
-
-	if (entry_allocated(e))
-		return vd_host_pwrite(img->host, buf, len, slot_offset(s, e) + off % s->block_size, err);
-	if (!img->allocate_zero_writes && vd_is_zero(buf, len)) {
-		/* Zeros into a block that reads as zeros: do not allocate.  A
-		 * whole block is marked as a zero block. */
-		if (len == s->block_size && e == VDI_UNALLOCATED)
-			return set_bmap_entry(img, b, VDI_ZERO, err);
-		return 0;
-	}
-	return allocate_block(img, b, off % s->block_size, buf, len, err);
-}
-
-static int vdi_write_zeroes(struct vd_image *img, uint64_t off, uint64_t len,
-			    unsigned flags, struct vd_error *err)
-{
-	struct vdi *s = img->priv;
-	uint32_t b = (uint32_t)(off / s->block_size);
-	uint32_t e = s->bmap[b];
-	/* A fixed image stays fully allocated: never punch holes in it. */
-	bool unmap = (flags & VD_ZERO_MAY_UNMAP) && s->type == VDI_TYPE_DYNAMIC;
-
-	if (!entry_allocated(e))
-		return 0; /* reads as zeros already; nothing to allocate */
-	return vd_host_write_zeroes(img->host, slot_offset(s, e) + off % s->block_size,
-				    len, unmap, err);
-}
-
-/* Whole blocks of a dynamic image become zero blocks (0xFFFFFFFE) and their
- * slot's space is handed back to the host (a hole); the slot itself stays
- * until 'vdisk compact' or 'vdisk check -r' reclaims it.  Anything else
- * is left to write_zeroes. */
-static int vdi_discard(struct vd_image *img, uint64_t off, uint64_t len,
-		       struct vd_error *err)
-{
-	struct vdi *s = img->priv;
-	uint32_t b = (uint32_t)(off / s->block_size);
-	uint32_t e = s->bmap[b];
-	int r;
-
-	if (s->type != VDI_TYPE_DYNAMIC || off % s->block_size ||
-	    len < VD_ALIGN_UP(block_guest_bytes(s, b), VD_SECTOR))
-		return -ENOTSUP;
-	if (e == VDI_ZERO)
-		return 0;
-	r = set_bmap_entry(img, b, VDI_ZERO, err);
-	if (r == 0 && entry_allocated(e) && img->host->ops->punch_hole)
-		img->host->ops->punch_hole(img->host, slot_offset(s, e), s->block_size);
-	return r;
 }
 
 static int vdi_block_status(struct vd_image *img, uint64_t off, uint64_t len,
@@ -703,167 +458,6 @@ static int vdi_info(struct vd_image *img, struct vd_info *info, struct vd_error 
 	return 0;
 }
 
-/* ---- check and repair ---- */
-
-/* Move the data of slot FROM (used by block B) into the unused slot TO.
- * The copy goes into a slot nothing references; only then is the map entry
- * switched, so a crash at any point leaves a valid image (with a leak). */
-static int move_slot(struct vd_image *img, uint32_t b, uint32_t from, uint32_t to,
-		     struct vd_error *err)
-{
-	struct vdi *s = img->priv;
-	uint64_t src = s->off_data + (uint64_t)from * slot_stride(s);
-	uint64_t dst = s->off_data + (uint64_t)to * slot_stride(s);
-	/* a partial last block may end the file before the slot does */
-	uint64_t left = VD_MIN(slot_stride(s), s->file_size - src);
-	size_t chunk = (size_t)VD_MIN(left, (uint64_t)(1u << 20));
-	uint8_t *buf = vd_malloc(chunk, err);
-	int r = 0;
-
-	if (!buf)
-		return -ENOMEM;
-	for (uint64_t done = 0; done < left && r == 0; done += chunk) {
-		size_t n = (size_t)VD_MIN((uint64_t)chunk, left - done);
-		r = vd_host_pread(img->host, buf, n, src + done, err);
-		if (r == 0)
-			r = vd_host_pwrite(img->host, buf, n, dst + done, err);
-	}
-	free(buf);
-	if (r == 0)
-		r = vd_host_flush(img->host, err);
-	if (r < 0)
-		return r;
-	r = set_bmap_entry(img, b, to, err);
-	if (r == 0)
-		r = vd_host_flush(img->host, err);
-	return r;
-}
-
-static int vdi_check(struct vd_image *img, bool repair, struct vd_check *res,
-		     struct vd_error *err)
-{
-	struct vdi *s = img->priv;
-	uint32_t *owner; /* slot -> block + 1, 0 = free */
-	uint32_t used = 0, max_used = 0;
-	uint64_t data_end;
-	bool count_low, count_off;
-	char msg[256];
-	int r = 0;
-
-	owner = vd_calloc(s->nblocks, sizeof(*owner), err);
-	if (!owner)
-		return -ENOMEM;
-	for (uint32_t b = 0; b < s->nblocks; b++) {
-		uint32_t e = s->bmap[b];
-		if (!entry_allocated(e))
-			continue;
-		if (entry_problem(s, b, e, owner, msg, sizeof(msg))) {
-			res->corruptions++;
-			vd_check_note(res, VD_CHECK_NOTE_ERROR, "block map %s", msg);
-			continue;
-		}
-		owner[e] = b + 1;
-		used++;
-		if (e + 1 > max_used)
-			max_used = e + 1;
-	}
-	if (res->corruptions) {
-		if (repair)
-			vd_check_note(res, VD_CHECK_NOTE_INFO,
-				      "block map errors cannot be repaired without losing data; nothing was changed");
-		goto out;
-	}
-
-	/* Leaks (dynamic images): unused slots below the highest used one, and
-	 * bytes past it.  A fixed image keeps its slots whatever the map says. */
-	for (uint32_t i = 0; s->type == VDI_TYPE_DYNAMIC && i < max_used; i++) {
-		if (!owner[i]) {
-			res->leaks++;
-			res->leaked_bytes += slot_stride(s);
-			vd_check_note(res, VD_CHECK_NOTE_LEAK, "slot %u is not used by any block", i);
-		}
-	}
-	data_end = s->off_data + (uint64_t)max_used * slot_stride(s);
-	if (s->type == VDI_TYPE_DYNAMIC && s->file_size > data_end &&
-	    s->file_size - data_end >= VD_SECTOR) {
-		res->leaks++;
-		res->leaked_bytes += s->file_size - data_end;
-		vd_check_note(res, VD_CHECK_NOTE_LEAK, "%llu bytes past the last used slot",
-			      (unsigned long long)(s->file_size - data_end));
-	}
-	/* The next allocation goes to slot cBlocksAllocated: below the highest
-	 * used slot it would overwrite a block (corruption).  In a dynamic image
-	 * a count above the used blocks only wastes slots, as a discard leaves
-	 * it (a leak); a fixed image keeps all its slots. */
-	count_low = s->nalloc < max_used;
-	count_off = count_low || (s->type == VDI_TYPE_DYNAMIC && s->nalloc != used);
-	if (count_low) {
-		res->corruptions++;
-		vd_check_note(res, VD_CHECK_NOTE_ERROR,
-			      "cBlocksAllocated is %u but the block map uses %u blocks (highest slot %u)",
-			      s->nalloc, used, max_used ? max_used - 1 : 0);
-	} else if (count_off) {
-		res->leaks++;
-		vd_check_note(res, VD_CHECK_NOTE_LEAK,
-			      "cBlocksAllocated is %u but the block map uses %u blocks", s->nalloc, used);
-	}
-	if (!repair || (!res->leaks && !res->corruptions))
-		goto out;
-
-	/* Repair: fill holes with the highest slots, then fix the count and
-	 * truncate.  Every step leaves a valid image. */
-	if (s->type == VDI_TYPE_DYNAMIC) {
-		uint32_t lo = 0, hi = max_used;
-		while (true) {
-			while (lo < hi && owner[lo])
-				lo++;
-			while (hi > lo && !owner[hi - 1])
-				hi--;
-			if (lo >= hi)
-				break;
-			r = move_slot(img, owner[hi - 1] - 1, hi - 1, lo, err);
-			if (r < 0)
-				goto out;
-			owner[lo] = owner[hi - 1];
-			owner[hi - 1] = 0;
-			vd_check_note(res, VD_CHECK_NOTE_FIXED, "moved slot %u into unused slot %u", hi - 1, lo);
-		}
-		max_used = used;
-	}
-	if (count_off) {
-		/* dynamic: compacted above, so used == max_used */
-		uint32_t old = s->nalloc;
-		s->nalloc = max_used;
-		r = write_nalloc(img, err);
-		if (r < 0)
-			goto out;
-		vd_check_note(res, VD_CHECK_NOTE_FIXED, "cBlocksAllocated set from %u to %u", old, max_used);
-		if (count_low) {
-			res->corruptions--;
-			res->corruptions_fixed++;
-		}
-	}
-	if (s->type == VDI_TYPE_DYNAMIC) {
-		data_end = VD_MAX((uint64_t)s->off_data,
-				  s->off_data + (uint64_t)max_used * slot_stride(s));
-		r = vd_host_flush(img->host, err);
-		if (r == 0 && s->file_size > data_end)
-			r = vd_host_truncate(img->host, data_end, err);
-		if (r < 0)
-			goto out;
-		if (s->file_size > data_end)
-			vd_check_note(res, VD_CHECK_NOTE_FIXED, "file truncated from %llu to %llu bytes",
-				      (unsigned long long)s->file_size, (unsigned long long)data_end);
-		s->file_size = data_end;
-		res->leaks_fixed += res->leaks;
-		res->leaks = 0;
-		res->leaked_bytes = 0;
-	}
-out:
-	free(owner);
-	return r;
-}
-
 const struct vd_driver vd_driver_vdi = {
 	.name = "vdi",
 	.probe = vdi_probe,
@@ -874,6 +468,7 @@ const struct vd_driver vd_driver_vdi = {
 	.write_zeroes = vdi_write_zeroes,
 	.discard = vdi_discard,
 	.block_status = vdi_block_status,
+	.flush = vdi_flush,
 	.create = vdi_create,
 	.info = vdi_info,
 	.check = vdi_check,

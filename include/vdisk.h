@@ -151,6 +151,24 @@ struct vd_check {
 int vd_check(struct vd_image *img, bool repair, struct vd_check *res,
 	     struct vd_error *err);
 
+/* ---- stale temporary files ------------------------------------------- */
+
+/* Every new output is written to .NAME.vdisk-tmp-PID-XXXXXX beside NAME and
+ * renamed into place; a run killed by SIGKILL (or a crash) leaves that file
+ * behind.  When a new output to NAME begins, the temporary files of NAME
+ * whose process no longer exists and that nobody holds locked are removed,
+ * and each is reported here (the library never prints).  Process-wide;
+ * without a handler they are removed silently. */
+struct vd_stale_tmp {
+	const char *path;
+	long pid;           /* the process that wrote it (gone) */
+	uint64_t size;      /* its length */
+	uint64_t allocated; /* the bytes it held on disk */
+	int error;          /* 0: removed; else the errno unlink failed with */
+};
+typedef void (*vd_stale_tmp_fn)(void *ctx, const struct vd_stale_tmp *st);
+void vd_set_stale_tmp_handler(vd_stale_tmp_fn fn, void *ctx);
+
 /* ---- create ------------------------------------------------------------ */
 
 enum {

@@ -8,6 +8,22 @@
 
 #include <string.h>
 
+/* The library removes the temporary files crashed runs left behind (see
+ * vd_set_stale_tmp_handler); say so, with their size. */
+static void stale_notice(void *ctx, const struct vd_stale_tmp *st)
+{
+	char a[32], b[32];
+
+	cli_human(st->size, a, sizeof(a));
+	cli_human(st->allocated, b, sizeof(b));
+	if (st->error)
+		cli_err((const char *)ctx, "warning: cannot remove the stale temporary file %s (%s, %s on disk, left by process %ld): %s",
+			st->path, a, b, st->pid, strerror(st->error));
+	else
+		cli_err((const char *)ctx, "removed the stale temporary file %s (%s, %s on disk) left by process %ld, which no longer runs",
+			st->path, a, b, st->pid);
+}
+
 static const struct cli_cmd cmds[] = {
 	{ "info", cmd_info, "show the format, sizes, UUIDs and geometry of an image" },
 	{ "convert", cmd_convert, "copy an image into another format" },
@@ -65,6 +81,7 @@ int main(int argc, char **argv)
 			char prog[64];
 			snprintf(prog, sizeof(prog), "vdisk %s", name);
 			argv[1] = prog;
+			vd_set_stale_tmp_handler(stale_notice, (void *)cmds[i].name);
 			return cmds[i].run(argc - 1, argv + 1);
 		}
 	}

@@ -2,6 +2,17 @@
  * Image creation and the temporary-file-then-rename discipline every new
  * output follows.
  *
+ * Temporary files are named .NAME.vdisk-tmp-PID-XXXXXX beside NAME, and the
+ * process that writes one holds an OFD write lock on it (one byte far past
+ * any data, clear of the bytes QEMU and the in-use guard lock) until it is
+ * renamed or removed.  A run killed by SIGKILL or a crash leaves its file
+ * behind.  When the next output to NAME begins, each such file whose PID
+ * no longer exists (kill(pid, 0) fails with ESRCH) and that nobody holds
+ * locked (neither flock(2) nor a fcntl lock, which also covers a live
+ * writer in another PID namespace or a reused PID's predecessor) is removed
+ * and reported through the stale-file handler: it can only be the garbage
+ * of a crashed run of vdisk itself, and keeping it only keeps its space.
+ *
  * SPDX-License-Identifier: MIT
  */
 #define _GNU_SOURCE
@@ -13,6 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
+#include <dirent.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +57,108 @@ static int create_tmp(char *template)
 	return -1;
 }
 
+#define TMP_TAG ".vdisk-tmp-"
+/* the byte the writer of a temporary file locks */
+#define TMP_LOCK_BYTE ((off_t)0x7ffffffffffffff0ll)
+
+static vd_stale_tmp_fn stale_fn;
+static void *stale_ctx;
+
+void vd_set_stale_tmp_handler(vd_stale_tmp_fn fn, void *ctx)
+{
+	stale_fn = fn;
+	stale_ctx = ctx;
+}
+
+/* Does NAME (a directory entry) look like "PREFIX<pid>-XXXXXX"?  Sets *PID. */
+static bool stale_name(const char *name, const char *prefix, long *pid)
+{
+	size_t pl = strlen(prefix);
+	const char *p = name + pl;
+	char *end;
+
+	if (strncmp(name, prefix, pl) || *p < '1' || *p > '9')
+		return false;
+	errno = 0;
+	*pid = strtol(p, &end, 10);
+	if (errno || *pid <= 0 || *pid > 0x7fffffffl || *end != '-' || strlen(end + 1) != 6)
+		return false;
+	for (const char *c = end + 1; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9')))
+			return false;
+	return true;
+}
+
+/* Is the file open as FD locked by anyone (flock or a fcntl lock)?  FD
+ * keeps the flock it took, so two cleaners never race. */
+static bool file_locked(int fd)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
+
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+		return true;
+	if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+		return true; /* cannot tell: leave it */
+	return fl.l_type != F_UNLCK;
+}
+
+/* Remove the stale temporary files of destination BASE in DIR (see the
+ * top); each one is reported to the stale-file handler. */
+static void remove_stale(const char *dir, const char *base)
+{
+	char *prefix = NULL;
+	DIR *d;
+	struct dirent *de;
+
+	if (asprintf(&prefix, ".%s" TMP_TAG, base) < 0)
+		return;
+	d = opendir(dir);
+	while (d && (de = readdir(d))) {
+		struct vd_stale_tmp st = { 0 };
+		struct stat sb;
+		char *path = NULL;
+		long pid;
+		int fd;
+
+		if (!stale_name(de->d_name, prefix, &pid) || pid == (long)getpid())
+			continue;
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue; /* alive, or not ours to judge */
+		if (asprintf(&path, "%s/%s", dir, de->d_name) < 0)
+			break;
+		fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && !file_locked(fd)) {
+			st.path = path;
+			st.pid = pid;
+			st.size = (uint64_t)sb.st_size;
+			st.allocated = (uint64_t)sb.st_blocks * 512;
+			st.error = unlink(path) < 0 ? errno : 0;
+			if (st.error != ENOENT && stale_fn)
+				stale_fn(stale_ctx, &st);
+		}
+		if (fd >= 0)
+			close(fd);
+		free(path);
+	}
+	if (d)
+		closedir(d);
+	free(prefix);
+}
+
+/* Create the temporary file PATTERN (ending in XXXXXX) and hold the writer's
+ * lock on it; returns the descriptor or -errno. */
+static int make_tmp(char *pattern)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = TMP_LOCK_BYTE, .l_len = 1 };
+	int fd = create_tmp(pattern);
+
+	if (fd < 0)
+		return -errno;
+	/* best effort: without OFD locks, the PID alone marks it as alive */
+	(void)fcntl(fd, F_OFD_SETLK, &fl);
+	return fd;
+}
+
 int vd_tmp_begin(struct vd_tmp *t, const char *final, bool force,
 		 struct vd_error *err)
 {
@@ -67,19 +183,24 @@ int vd_tmp_begin(struct vd_tmp *t, const char *final, bool force,
 		r = vd_set_error(err, ENOMEM, "out of memory");
 		goto fail;
 	}
-	if (asprintf(&t->tmp, "%s/.%s.vdisk-tmp-XXXXXX", dirname(dup), basename(dup2)) < 0) {
-		t->tmp = NULL;
-		r = vd_set_error(err, ENOMEM, "out of memory");
-		goto fail;
+	{
+		const char *dir = dirname(dup), *base = basename(dup2);
+
+		remove_stale(dir, base);
+		if (asprintf(&t->tmp, "%s/.%s" TMP_TAG "%ld-XXXXXX", dir, base, (long)getpid()) < 0) {
+			t->tmp = NULL;
+			r = vd_set_error(err, ENOMEM, "out of memory");
+			goto fail;
+		}
 	}
-	fd = create_tmp(t->tmp);
+	fd = make_tmp(t->tmp);
 	if (fd < 0) {
-		r = vd_set_error(err, errno, "%s: cannot create temporary file: %s", t->tmp, strerror(errno));
+		r = vd_set_error(err, -fd, "%s: cannot create temporary file: %s", t->tmp, strerror(-fd));
 		free(t->tmp);
 		t->tmp = NULL;
 		goto fail;
 	}
-	close(fd);
+	t->lock_fd = fd + 1;
 	free(dup);
 	free(dup2);
 	return 0;
@@ -122,6 +243,7 @@ int vd_tmp_add(struct vd_tmp *t, const char *final, struct vd_host **h,
 {
 	struct vd_tmp one;
 	char **nf, **nt;
+	int *nl;
 	int r;
 
 	nf = realloc(t->extra_final, (t->nextra + 1) * sizeof(*nf));
@@ -130,15 +252,27 @@ int vd_tmp_add(struct vd_tmp *t, const char *final, struct vd_host **h,
 	nt = realloc(t->extra_tmp, (t->nextra + 1) * sizeof(*nt));
 	if (nt)
 		t->extra_tmp = nt;
-	if (!nf || !nt)
+	nl = realloc(t->extra_lock, (t->nextra + 1) * sizeof(*nl));
+	if (nl)
+		t->extra_lock = nl;
+	if (!nf || !nt || !nl)
 		return vd_set_error(err, ENOMEM, "out of memory");
 	r = vd_tmp_begin(&one, final, t->force, err);
 	if (r < 0)
 		return r;
 	t->extra_final[t->nextra] = one.final;
 	t->extra_tmp[t->nextra] = one.tmp;
+	t->extra_lock[t->nextra] = one.lock_fd;
 	t->nextra++;
 	return vd_host_open_file(h, one.tmp, VD_HOST_RDWR | (t->no_sync ? VD_HOST_NO_SYNC : 0), err);
+}
+
+/* Close the writer's lock descriptor (stored + 1; 0 = none). */
+static void release_lock(int *fd1)
+{
+	if (*fd1 > 0)
+		close(*fd1 - 1);
+	*fd1 = 0;
 }
 
 static void free_extras(struct vd_tmp *t, bool unlink_tmp)
@@ -146,12 +280,15 @@ static void free_extras(struct vd_tmp *t, bool unlink_tmp)
 	for (unsigned i = 0; i < t->nextra; i++) {
 		if (unlink_tmp && t->extra_tmp[i])
 			unlink(t->extra_tmp[i]);
+		release_lock(&t->extra_lock[i]);
 		free(t->extra_tmp[i]);
 		free(t->extra_final[i]);
 	}
 	free(t->extra_tmp);
 	free(t->extra_final);
+	free(t->extra_lock);
 	t->extra_tmp = t->extra_final = NULL;
+	t->extra_lock = NULL;
 	t->nextra = 0;
 }
 
@@ -249,6 +386,7 @@ int vd_tmp_commit(struct vd_tmp *t, bool force, struct vd_error *err)
 	}
 	free(t->tmp);
 	t->tmp = NULL;
+	release_lock(&t->lock_fd);
 	free(t->final);
 	t->final = NULL;
 	return 0;
@@ -262,6 +400,7 @@ void vd_tmp_abort(struct vd_tmp *t)
 		free(t->tmp);
 		t->tmp = NULL;
 	}
+	release_lock(&t->lock_fd);
 	free(t->final);
 	t->final = NULL;
 }

@@ -386,9 +386,15 @@ struct vd_tmp {
 	bool rewrite_names;
 	/* commit without fsync of the files and the directory */
 	bool no_sync;
+	/* descriptor + 1 (0: none) holding the writer's lock on tmp, and on
+	 * each extra file (see create.c) */
+	int lock_fd;
+	int *extra_lock;
 };
 
-/* Refuse an existing FINAL unless FORCE; create an empty temp file beside it. */
+/* Refuse an existing FINAL unless FORCE; remove the stale temporary files
+ * of FINAL (reported to the vd_set_stale_tmp_handler handler); create an
+ * empty temp file beside it, .NAME.vdisk-tmp-PID-XXXXXX, locked. */
 int vd_tmp_begin(struct vd_tmp *t, const char *final, bool force,
 		 struct vd_error *err);
 /* fsync the temp file by path, rename it over FINAL (no-replace unless FORCE),

@@ -17,10 +17,11 @@
  *
  * A dynamic VDI appends new blocks at slot cBlocksAllocated, so a released
  * block leaves a hole in the slot sequence that the header still counts.
- * When blocks were released, the format's own repair (vd_check with
- * REPAIR; for VDI: move the last slots into the holes, then lower the
- * count and truncate, each step valid) closes those holes before the
- * image is closed; it leaves an image with corruption as it is.
+ * When blocks were released (also when the run was cancelled), the
+ * format's own repair (vd_check with REPAIR; for VDI: copy the last slots
+ * into the holes, then one commit of map and count, then truncate: all or
+ * nothing) closes those holes before the image is closed; it leaves an
+ * image with corruption as it is.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -41,6 +42,7 @@ struct zf {
 	struct vd_zerofree_part *p;  /* counters of the current partition */
 	uint32_t unit;
 	bool predict_release;        /* dry run: would a discard release? */
+	bool released;               /* a discard released something */
 	uint8_t *buf;
 	uint64_t prog_base, prog_total, part_off;
 	struct vd_error *err;
@@ -142,6 +144,7 @@ static int release(struct zf *z, uint64_t off, uint64_t len)
 		if (r < 0)
 			return r;
 		if (!(e.flags & VD_BS_DATA)) {
+			z->released = true;
 			z->p->released_bytes += e.length;
 			z->p->released_blocks += e.length / z->unit;
 		} else {
@@ -443,8 +446,15 @@ int vd_zerofree(const char *path, const struct vd_zerofree_opts *opts,
 	}
 	res->file_size_before = res->file_size_after = info.file_size;
 	r = run(&z, res);
-	if (r == 0 && !opts->dry_run && res->total.released_blocks > 0)
-		r = reclaim(&z, res);
+	/* Interrupted or not, what was released is reclaimed before the image
+	 * is closed: the backend does it in one commit, completely or not at
+	 * all, so a cancelled run leaves a consistent image holding what it
+	 * released so far (and a signal during the reclaim lets it finish). */
+	if ((r == 0 || r == -ECANCELED) && !opts->dry_run && z.released) {
+		r2 = reclaim(&z, res);
+		if (r == 0)
+			r = r2;
+	}
 out:
 	free(z.buf);
 	r2 = vd_close(img, r < 0 ? NULL : err);

@@ -637,6 +637,7 @@ static void test_vdi_unaligned_fixed_cases(void **state)
 		free(got);
 	}
 	/* one slot per touched block, nothing more */
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	assert_int_equal(host_le32(img, 388), 4);
 	free(shadow);
 	assert_ok(vd_close(img, &err), &err);
@@ -661,6 +662,7 @@ static void test_vdi_random(void **state)
 	assert_ok(vd_check(img, false, &chk, &err), &err);
 	assert_int_equal(chk.corruptions, 0);
 	assert_int_equal(chk.leaks, 0);
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	assert_ok(vd_open_host(&img2, clone_host(img, "rnd2.vdi"), "vdi", VD_OPEN_RDWR, &err), &err);
 	assert_image_is(img2, shadow, "reopened copy");
 	vd_close(img2, &err);
@@ -688,6 +690,7 @@ static void test_vdi_short_io(void **state)
 	assert_true(f->nreads - r0 > 1000);
 	f->short_io = 0;
 	assert_image_is(img, shadow, "short I/O image, normal reads");
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	assert_ok(vd_open_host(&img2, clone_host(img, "short2.vdi"), "vdi", 0, &err), &err);
 	vd_host_mem_faults(img2->host)->short_io = 7;
 	assert_image_is(img2, shadow, "short I/O reopened");
@@ -826,6 +829,7 @@ static void test_block_status_vdi(void **state)
 	assert_ok(vd_write(img, 2 * MiB, buf, 512, &err), &err);
 	assert_ok(vd_write(img, 4 * MiB + 3, buf, 5, &err), &err);
 	assert_ok(vd_write(img, 100, buf, 5, &err), &err);
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	assert_int_equal(host_le32(img, 388), 4);
 
 	assert_ok(vd_block_status(img, 0, size, &e, &err), &err);
@@ -885,10 +889,11 @@ static void test_block_status_vdi(void **state)
 /* ---- fault injection ---- */
 
 /*
- * Fail the Nth host write of a block allocation (1: data, 2: block-map
- * entry, 3: cBlocksAllocated).  The error must propagate; afterwards the
- * handle must stay coherent: allocating another block must not alias the
- * failed one, and the file must stay valid.
+ * Fail the Nth host write of a block allocation and its flush (1: data,
+ * 2: the commit, which writes cBlocksAllocated and the block-map entry in
+ * one write).  The error must propagate; afterwards the handle must stay
+ * coherent: allocating another block must not alias the failed one, and
+ * the file must stay valid.
  */
 static void alloc_write_fault(unsigned nth, size_t len)
 {
@@ -905,6 +910,8 @@ static void alloc_write_fault(unsigned nth, size_t len)
 	memset(y, 0x22, MiB);
 	f->fail_write_nth = f->nwrites + nth;
 	r = vd_write(img, 0, x, len, &err);
+	if (r == 0)
+		r = vd_flush(img, &err);
 	if (r != -EIO)
 		fail_msg("write with write #%u failing returned %d (%s), expected -EIO", nth, r, err.msg);
 	assert_int_equal(err.code, -EIO);
@@ -926,6 +933,7 @@ static void alloc_write_fault(unsigned nth, size_t len)
 	assert_true(vd_is_zero(got, len) || memcmp(got, x, len) == 0);
 
 	/* the file on "disk" is valid and holds block 1 */
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	assert_ok(vd_open_host(&img2, clone_host(img, "fault2.vdi"), "vdi", 0, &err), &err);
 	assert_ok(vd_read(img2, MiB, got, len, &err), &err);
 	assert_same(got, y, len, "block 1 after reopen");
@@ -955,7 +963,7 @@ static void test_alloc_fault_bmap(void **state)
 static void test_alloc_fault_count(void **state)
 {
 	(void)state;
-	alloc_write_fault(3, 64 * KiB);
+	alloc_write_fault(2, MiB);
 }
 
 /*
@@ -1024,6 +1032,7 @@ static void test_enospc(void **state)
 	assert_ok(vd_write(img, MiB, buf, MiB, &err), &err);
 	assert_ok(vd_read(img, MiB, got, MiB, &err), &err);
 	assert_same(got, buf, MiB, "block 1 after space freed");
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	assert_int_equal(host_le32(img, 388), 1);
 	vd_close(img, &err);
 

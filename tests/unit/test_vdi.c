@@ -517,12 +517,14 @@ static void test_qemu_layout(void **state)
 	/* allocating block 1 appends slot 2 */
 	fill_pattern(guest + MiB + 512, 1000, 5);
 	assert_ok(vd_write(img, MiB + 512, guest + MiB + 512, 1000, &err), &err);
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	p = hdata(img->host, &n);
 	assert_int_equal(n, slot_off(&L, 3));
 	assert_int_equal(le32dec(p + 512 + 4), 2);
 	assert_int_equal(le32dec(p + O_CBLOCKSALLOC), 3);
 	assert_same(p + slot_off(&L, 2) + 512, guest + MiB + 512, 1000, "slot 2 bytes");
 	assert_image_is(img, guest, "QEMU layout after write");
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	assert_ok(open_host(clone_img(img, "q2.vdi"), 0, &img2, &err), &err);
 	assert_image_is(img2, guest, "QEMU layout reopened");
 	vd_close(img2, &err);
@@ -553,6 +555,7 @@ static void block_size_roundtrip(const char *opts, uint32_t bs, uint64_t disk)
 	assert_image_is(img, guest, opts);
 	assert_ok(vd_get_info(img, &info, &err), &err);
 	assert_int_equal(info.block_size, bs);
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	assert_ok(open_host(clone_img(img, "bs2.vdi"), 0, &img2, &err), &err);
 	assert_image_is(img2, guest, "reopened");
 	vd_close(img2, &err);
@@ -627,11 +630,13 @@ static void test_block_extra(void **state)
 	/* a new block goes to slot 2, after its own extra area */
 	fill_pattern(guest + 2 * MiB + 100, 5000, 8);
 	assert_ok(vd_write(img, 2 * MiB + 100, guest + 2 * MiB + 100, 5000, &err), &err);
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	p = hdata(img->host, &n);
 	assert_int_equal(n, slot_off(&L, 2) + MiB);
 	assert_int_equal(le32dec(p + 512 + 8), 2);
 	assert_same(p + slot_off(&L, 2) + 100, guest + 2 * MiB + 100, 5000, "slot 2 data");
 	assert_image_is(img, guest, "cbBlockExtra 512 after write");
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	assert_ok(open_host(clone_img(img, "x2.vdi"), 0, &img2, &err), &err);
 	assert_image_is(img2, guest, "cbBlockExtra 512 reopened");
 	vd_close(img2, &err);
@@ -672,6 +677,7 @@ static void test_zero_entries(void **state)
 	assert_ok(vd_write(img, 8192, buf, sizeof(buf), &err), &err);
 	memcpy(want + 8192, buf, sizeof(buf));
 	assert_image_is(img, want, "zero block after write");
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	p = hdata(img->host, &n);
 	assert_int_equal(le32dec(p + TMPL_OFFBLOCKS), 2);
 	assert_int_equal(le32dec(p + O_CBLOCKSALLOC), 3);
@@ -743,11 +749,13 @@ static void test_nalloc_updates(void **state)
 	assert_ok(vd_create_on_host(h, "vdi", 4 * MiB, "subformat=dynamic",
 				    VD_CREATE_DETERMINISTIC, NULL, &err), &err);
 	assert_ok(open_host(h, VD_OPEN_RDWR, &img, &err), &err);
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	p = hdata(img->host, &n);
 	assert_int_equal(le32dec(p + O_CBLOCKSALLOC), 0);
 	assert_int_equal(n, TMPL_OFFDATA);
 
 	assert_ok(vd_write(img, 3 * MiB + 77, &b, 1, &err), &err);
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	p = hdata(img->host, &n);
 	assert_int_equal(le32dec(p + O_CBLOCKSALLOC), 1);
 	assert_int_equal(le32dec(p + TMPL_OFFBLOCKS + 12), 0);
@@ -756,11 +764,13 @@ static void test_nalloc_updates(void **state)
 
 	/* rewriting an allocated block allocates nothing */
 	assert_ok(vd_write(img, 3 * MiB, &b, 1, &err), &err);
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	p = hdata(img->host, &n);
 	assert_int_equal(le32dec(p + O_CBLOCKSALLOC), 1);
 	assert_int_equal(n, TMPL_OFFDATA + MiB);
 
 	assert_ok(vd_write(img, MiB, &b, 1, &err), &err);
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	p = hdata(img->host, &n);
 	assert_int_equal(le32dec(p + O_CBLOCKSALLOC), 2);
 	assert_int_equal(le32dec(p + TMPL_OFFBLOCKS + 4), 1);
@@ -921,6 +931,7 @@ static void test_zero_writes_do_not_allocate(void **state)
 	/* partial zeros (aligned and not) into an unallocated block: nothing */
 	assert_ok(vd_write(img, 4096, zero, 8192, &err), &err);
 	assert_ok(vd_write(img, 3, zero, 1000, &err), &err);
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	p = hdata(img->host, &n);
 	assert_int_equal(n, TMPL_OFFDATA);
 	assert_int_equal(le32dec(p + O_CBLOCKSALLOC), 0);
@@ -928,6 +939,7 @@ static void test_zero_writes_do_not_allocate(void **state)
 
 	/* a whole block of zeros: marked as a zero block, still no data */
 	assert_ok(vd_write(img, MiB, zero, MiB, &err), &err);
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	p = hdata(img->host, &n);
 	assert_int_equal(n, TMPL_OFFDATA);
 	assert_int_equal(le32dec(p + O_CBLOCKSALLOC), 0);
@@ -942,11 +954,13 @@ static void test_zero_writes_do_not_allocate(void **state)
 	assert_ok(vd_write(img, 2 * MiB + 10, zero, 1, &err), &err);
 	want[2 * MiB + 10] = 0;
 	assert_image_is(img, want, "zeros over data");
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	assert_int_equal(le32dec(hdata(img->host, NULL) + O_CBLOCKSALLOC), 1);
 
 	/* allocate_zero_writes: zeros are stored as data */
 	img->allocate_zero_writes = true;
 	assert_ok(vd_write(img, 3 * MiB, zero, 4096, &err), &err);
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	p = hdata(img->host, &n);
 	assert_int_equal(le32dec(p + O_CBLOCKSALLOC), 2);
 	assert_int_equal(le32dec(p + TMPL_OFFBLOCKS + 12), 1);
@@ -1029,6 +1043,7 @@ static void test_check_repair_leak_and_count(void **state)
 	vd_flush(img, &err);
 	/* forget block 2: slot 1 leaks and cBlocksAllocated (4) is one too many */
 	{
+		assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 		struct vd_host *h = clone_img(img, "chk.vdi");
 		vd_close(img, &err);
 		le32enc(hdata(h, NULL) + TMPL_OFFBLOCKS + 8, 0xffffffff);
@@ -1050,6 +1065,7 @@ static void test_check_repair_leak_and_count(void **state)
 	assert_non_null(strstr(nt.text, "slot 1"));
 	assert_non_null(strstr(nt.text, "cBlocksAllocated"));
 	/* a check without repair changed nothing */
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	p = hdata(img->host, &n);
 	assert_int_equal(n, TMPL_OFFDATA + 4 * MiB);
 	assert_int_equal(le32dec(p + O_CBLOCKSALLOC), 4);
@@ -1062,6 +1078,7 @@ static void test_check_repair_leak_and_count(void **state)
 	assert_int_equal(chk.leaks_fixed, 2);
 	assert_true(nt.n[VD_CHECK_NOTE_FIXED] >= 2);
 	assert_image_is(img, want, "after repair");
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	p = hdata(img->host, &n);
 	assert_int_equal(le32dec(p + O_CBLOCKSALLOC), 3);
 	assert_int_equal(n, TMPL_OFFDATA + 3 * MiB);
@@ -1071,6 +1088,7 @@ static void test_check_repair_leak_and_count(void **state)
 	memset(&nt, 0, sizeof(nt));
 	assert_ok(vd_check(img, false, &chk, &err), &err);
 	assert_int_equal(chk.corruptions + chk.leaks, 0);
+	assert_ok(vd_flush(img, &err), &err); /* the map reaches the file on flush */
 	assert_ok(open_host(clone_img(img, "chk2.vdi"), VD_OPEN_RDWR, &img2, &err), &err);
 	assert_image_is(img2, want, "repaired image reopened");
 	/* and allocation continues after the last used slot */
@@ -1078,6 +1096,7 @@ static void test_check_repair_leak_and_count(void **state)
 		uint8_t b = 0x99;
 		assert_ok(vd_write(img2, 2 * MiB, &b, 1, &err), &err);
 		want[2 * MiB] = 0x99;
+		assert_ok(vd_flush(img2, &err), &err); /* the map reaches the file on flush */
 		p = hdata(img2->host, &n);
 		assert_int_equal(le32dec(p + TMPL_OFFBLOCKS + 8), 3);
 		assert_image_is(img2, want, "write after repair");
@@ -1317,6 +1336,102 @@ static void test_fuzz_write_readback_eof(void **state)
 	vd_close(img, &err);
 }
 
+/* qemu-img check's rule for a VDI: cBlocksAllocated equals the number of
+ * allocated map entries, each below cBlocks and in its own slot; vdisk's:
+ * no used slot at or past the count. */
+static void assert_qemu_rule(struct vd_host *h, const char *what)
+{
+	uint64_t n;
+	uint8_t *p = hdata(h, &n);
+	uint32_t nb = le32dec(p + O_CBLOCKS), count = le32dec(p + O_CBLOCKSALLOC);
+	uint32_t off = le32dec(p + O_OFFBLOCKS), alloc = 0, top = 0;
+
+	for (uint32_t b = 0; b < nb; b++) {
+		uint32_t e = le32dec(p + off + 4 * b);
+		if (e >= 0xfffffffe)
+			continue;
+		assert_true(e < nb);
+		alloc++;
+		top = e + 1 > top ? e + 1 : top;
+	}
+	if (alloc != count || top > count)
+		fail_msg("%s: cBlocksAllocated %u, %u allocated entries, highest slot + 1 = %u",
+			 what, count, alloc, top);
+}
+
+/* Discards and allocations reach the file in one commit (flush), which
+ * keeps qemu-img check's rule at every failed write of it; the commit after
+ * discards moves the last slots into the released ones and truncates. */
+static void test_commit_keeps_qemu_rule(void **state)
+{
+	uint8_t *want = calloc(1, 6 * MiB);
+
+	(void)state;
+	for (unsigned nth = 1; nth <= 12; nth++) {
+		struct vd_error err = { 0 };
+		struct vd_host *h = vd_host_mem_new("q.vdi", 0);
+		struct vd_image *img;
+		struct vd_mem_faults *f;
+		uint64_t before, after;
+		int r;
+
+		assert_ok(vd_create_on_host(h, "vdi", 6 * MiB, NULL, VD_CREATE_DETERMINISTIC, NULL, &err), &err);
+		assert_ok(open_host(h, VD_OPEN_RDWR, &img, &err), &err);
+		for (unsigned b = 0; b < 6; b++) {
+			fill_pattern(want + b * MiB, MiB, (uint8_t)(b + 1));
+			assert_ok(vd_write(img, b * MiB, want + b * MiB, MiB, &err), &err);
+		}
+		/* nothing reached the map yet: the old, valid state */
+		assert_qemu_rule(img->host, "before the first flush");
+		assert_int_equal(le32dec(hdata(img->host, NULL) + O_CBLOCKSALLOC), 0);
+		assert_ok(vd_flush(img, &err), &err);
+		assert_qemu_rule(img->host, "after the first flush");
+		assert_int_equal(le32dec(hdata(img->host, NULL) + O_CBLOCKSALLOC), 6);
+		hdata(img->host, &before);
+
+		/* release blocks 1 and 3; a failing write somewhere in the commit */
+		assert_ok(vd_discard(img, MiB, MiB, &err), &err);
+		assert_ok(vd_discard(img, 3 * MiB, MiB, &err), &err);
+		memset(want + MiB, 0, MiB);
+		memset(want + 3 * MiB, 0, MiB);
+		assert_image_is(img, want, "after discards");
+		f = vd_host_mem_faults(img->host);
+		f->fail_write_nth = f->nwrites + nth;
+		r = vd_flush(img, &err);
+		f->fail_write_nth = 0;
+		{
+			char what[64];
+			struct vd_image *img2;
+			snprintf(what, sizeof(what), "write %u of the reclaim failing", nth);
+			assert_qemu_rule(img->host, what);
+			/* the file holds every live block as it was */
+			assert_ok(open_host(clone_img(img, "q2.vdi"), 0, &img2, &err), &err);
+			for (unsigned b = 0; b < 6; b++) {
+				uint8_t *got = malloc(MiB);
+				assert_ok(vd_read(img2, b * MiB, got, MiB, &err), &err);
+				if (b != 1 && b != 3)
+					assert_same(got, want + b * MiB, MiB, what);
+				free(got);
+			}
+			vd_close(img2, &err);
+		}
+		if (r == 0) {
+			/* all done: 4 blocks in 4 slots, the file shortened */
+			assert_int_equal(le32dec(hdata(img->host, NULL) + O_CBLOCKSALLOC), 4);
+			hdata(img->host, &after);
+			assert_int_equal(after, before - 2 * MiB);
+		} else {
+			/* a retry finishes it */
+			assert_ok(vd_flush(img, &err), &err);
+			assert_qemu_rule(img->host, "retried");
+			assert_int_equal(le32dec(hdata(img->host, NULL) + O_CBLOCKSALLOC), 4);
+		}
+		assert_image_is(img, want, "after the reclaim");
+		vd_close(img, &err);
+	}
+	free(want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1359,6 +1474,7 @@ int main(void)
 		cmocka_unit_test(test_check_repair_leak_and_count),
 		cmocka_unit_test(test_check_trailing_junk),
 		cmocka_unit_test(test_check_low_nalloc_repair),
+		cmocka_unit_test(test_commit_keeps_qemu_rule),
 		cmocka_unit_test(test_check_unrepairable),
 		cmocka_unit_test(test_huge_map_small_file),
 		cmocka_unit_test(test_huge_map_no_allocation),
