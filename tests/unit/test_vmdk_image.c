@@ -161,6 +161,48 @@ static void test_stream_write_once(void **state)
 	free(data);
 }
 
+/* An empty stream opened to write is written by the stream writer: what
+ * it took cannot be read back before it finishes, and a read says so
+ * instead of returning zeros (make fuzz found the zeros); after close the
+ * data is there. */
+static void test_stream_no_readback(void **state)
+{
+	uint8_t *bytes, buf[4096], got[4096];
+	uint64_t len;
+	struct vd_host *h;
+	struct vd_image *img;
+	struct vd_error e = { 0 };
+
+	(void)state;
+	make_image("subformat=streamOptimized", MiB, NULL, &bytes, &len);
+	h = host_of(bytes, len);
+	assert_ok(vd_open_host(&img, h, "vmdk", VD_OPEN_RDWR, &e), &e);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 7 + 1) | 1;
+	assert_ok(vd_write(img, 0, buf, sizeof(buf), &e), &e);
+	assert_int_equal(vd_read(img, 0, got, sizeof(got), &e), -EACCES);
+	assert_msg_has(&e, "cannot be read back before it is finished");
+	{
+		uint64_t n;
+		uint8_t *after;
+		assert_ok(vd_flush(img, &e), &e);
+		after = vd_host_mem_data(h, &n);
+		free(bytes);
+		bytes = malloc(n);
+		assert_non_null(bytes);
+		memcpy(bytes, after, n);
+		len = n;
+	}
+	vd_close(img, NULL);
+	/* finished: the data reads back */
+	h = host_of(bytes, len);
+	assert_ok(vd_open_host(&img, h, "vmdk", 0, &e), &e);
+	assert_ok(vd_read(img, 0, got, sizeof(got), &e), &e);
+	assert_same(got, buf, sizeof(got), "after the stream finished");
+	vd_close(img, NULL);
+	free(bytes);
+}
+
 /* ---- defect 14b: a failed stream flush stays failed ---- */
 
 static void test_stream_flush_sticky(void **state)
@@ -371,6 +413,7 @@ int main(void)
 		cmocka_unit_test(test_stream_create_complete),
 		cmocka_unit_test(test_stream_write_once),
 		cmocka_unit_test(test_stream_flush_sticky),
+		cmocka_unit_test(test_stream_no_readback),
 		cmocka_unit_test(test_check_sparse),
 		cmocka_unit_test(test_check_stream),
 	};
