@@ -406,6 +406,43 @@ static pid_t find_opener(const struct stat *st, const struct devs *d, bool write
 	return found;
 }
 
+/* This process has the file open for writing itself (a new image it
+ * created and now opens as an image: convert, create); that descriptor,
+ * not another writer, is what refused the lease. */
+static bool self_writes(const struct stat *st)
+{
+	DIR *fds = opendir("/proc/self/fd");
+	struct dirent *fe;
+	bool found = false;
+
+	if (!fds)
+		return false;
+	while (!found && (fe = readdir(fds)) != NULL) {
+		char p[PATH_MAX], fi[PATH_MAX], buf[256];
+		unsigned long fl = 0;
+		struct stat s;
+		FILE *f;
+
+		if (fe->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "/proc/self/fd/%s", fe->d_name);
+		if (stat(p, &s) < 0 || !S_ISREG(s.st_mode) || s.st_dev != st->st_dev ||
+		    s.st_ino != st->st_ino)
+			continue;
+		snprintf(fi, sizeof(fi), "/proc/self/fdinfo/%s", fe->d_name);
+		f = fopen(fi, "re");
+		if (!f)
+			continue;
+		while (fgets(buf, sizeof(buf), f))
+			if (sscanf(buf, "flags: %lo", &fl) == 1)
+				break;
+		fclose(f);
+		found = (fl & O_ACCMODE) != O_RDONLY;
+	}
+	closedir(fds);
+	return found;
+}
+
 /* The PID holding an flock on ST's inode, from /proc/locks (0: unknown). */
 static pid_t flock_holder(const struct stat *st)
 {
@@ -550,7 +587,7 @@ static int check_host(const char *path, int fd, const struct stat *st, unsigned 
 			r = vd_set_error(err, EBUSY,
 					 "%s: in use: it backs loop device %s (detach it first: losetup -d %s)",
 					 path, d->name[0], d->name[0]);
-		else if (writer)
+		else if (writer && !self_writes(st))
 			r = vd_set_error(err, EBUSY, "%s: in use: open for writing by another process",
 					 path);
 	} else if (r == 0) {
