@@ -112,7 +112,9 @@ struct vd_info_kv {
 
 struct vd_info {
 	const char *format;       /* "raw", "vdi" */
-	char subformat[32];       /* "dynamic", "fixed", "" */
+	char subformat[32];       /* "dynamic", "fixed", "": a value the
+				   * format's create accepts as subformat=
+				   * when it can create such images */
 	uint64_t virtual_size;
 	uint64_t file_size;       /* apparent size of the image file(s) */
 	uint64_t allocated_bytes; /* guest bytes stored as data in the image */
@@ -322,7 +324,7 @@ int vd_compare(struct vd_image *a, struct vd_image *b,
 /* ---- compact and defrag: rewrite an image into a new file ------------- */
 
 /* Both build a new image of the same format, subformat, block size and
- * identity (UUIDs; for VMDK also CID, adapter type and hardware version) in
+ * identity (vd_get_identity: UUIDs, CID, the hardware description) in
  * a temporary file beside IMAGE, write the kept blocks in guest order into
  * space reserved up front (fallocate of the final size), and rename it over
  * IMAGE (file mode kept).  Killed at any moment, IMAGE is intact; on
