@@ -735,9 +735,8 @@ static int vmdk_info(struct vd_image *img, struct vd_info *info, struct vd_error
 	vd_info_add(info, "extents", true, "%u", v->n);
 	/* The extent list may not fit the extra keys.  Then say so
 	 * ("extents_listed") and list the extents that are not plain RW
-	 * (RDONLY, NOACCESS) first: an operation that must keep them (compact
-	 * and defrag refuse any listed extent that is not RW) then always
-	 * sees one, instead of missing it past the cut. */
+	 * (RDONLY, NOACCESS) first, so a reader sees them.  Operations read
+	 * every extent's access from vd_describe, never from these keys. */
 	room = VD_INFO_MAX_EXTRA - info->nextra;
 	cut = v->n > room;
 	if (cut) {
