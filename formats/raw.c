@@ -141,6 +141,19 @@ static int raw_info(struct vd_image *img, struct vd_info *info, struct vd_error 
 	return 0;
 }
 
+/* Guest offset = file offset.  A regular file releases discarded ranges
+ * (holes); a block device is a device layer whose discards free nothing in
+ * an image. */
+static int raw_describe(struct vd_image *img, struct vd_describe *d, struct vd_error *err)
+{
+	bool dev = img->host->is_blockdev;
+
+	d->alloc = dev ? VD_ALLOC_DEVICE : VD_ALLOC_RAW;
+	d->discard_releases = !dev && img->host->ops->punch_hole != NULL;
+	return vd_describe_add(d, img->host->path, VD_FILE_IMAGE, VD_FILE_RW, 0, img->size, 0,
+			       dev, err);
+}
+
 const struct vd_driver vd_driver_raw = {
 	.name = "raw",
 	.probe = raw_probe,
@@ -153,5 +166,6 @@ const struct vd_driver vd_driver_raw = {
 	.block_status = raw_block_status,
 	.create = raw_create,
 	.info = raw_info,
+	.describe = raw_describe,
 	.zero_init = true,
 };

@@ -295,6 +295,8 @@ static int vdi_block_status(struct vd_image *img, uint64_t off, uint64_t len,
 
 /* ---- create ---- */
 
+static void vdi_create_identity(uint8_t *hdr, const struct vd_identity *id);
+
 static int vdi_create(struct vd_host *h, const struct vd_create_params *p,
 		      struct vd_error *err)
 {
@@ -324,6 +326,12 @@ static int vdi_create(struct vd_host *h, const struct vd_create_params *p,
 		if (vd_parse_size(bs_opt, &bs) < 0 || !vd_is_pow2(bs) || bs < 4096 || bs > VDI_MAX_BLOCK)
 			return vd_set_error(err, EINVAL,
 					    "vdi: block_size '%s' must be a power of two from 4K to 256M", bs_opt);
+	} else if (p->block_size) {
+		/* kept from an image being rewritten: any size vdisk reads */
+		bs = p->block_size;
+		if (!vd_is_pow2(bs) || bs < VDI_MIN_BLOCK || bs > VDI_MAX_BLOCK)
+			return vd_set_error(err, EINVAL, "vdi: block size %llu must be a power of two from %u to %u",
+					    (unsigned long long)bs, VDI_MIN_BLOCK, VDI_MAX_BLOCK);
 	}
 	if (p->size > VDI_MAX_CREATE_SIZE)
 		return vd_set_error(err, EFBIG, "vdi: size %llu is larger than the maximum %llu",
@@ -354,17 +362,22 @@ static int vdi_create(struct vd_host *h, const struct vd_create_params *p,
 	le32enc(hdr + OFF_CBBLOCK, (uint32_t)bs);
 	le32enc(hdr + OFF_CBLOCKS, (uint32_t)nblocks);
 	le32enc(hdr + OFF_CBLOCKSALLOC, type == VDI_TYPE_FIXED ? (uint32_t)nblocks : 0);
-	r = vd_uuid_option(u, p->opts, "uuid", p->flags & VD_CREATE_DETERMINISTIC, 0, err);
+	r = vd_uuid_choose(u, p->opts, "uuid", p->identity ? p->identity->uuid : NULL,
+			   p->flags & VD_CREATE_DETERMINISTIC, 0, err);
 	if (r < 0)
 		return r;
 	uuid_swap(g, u);
 	memcpy(hdr + OFF_UUID_CREATE, g, 16);
-	r = vd_uuid_option(u, p->opts, "uuid_modify", p->flags & VD_CREATE_DETERMINISTIC, 1, err);
+	r = vd_uuid_choose(u, p->opts, "uuid_modify",
+			   p->identity ? p->identity->modification_uuid : NULL,
+			   p->flags & VD_CREATE_DETERMINISTIC, 1, err);
 	if (r < 0)
 		return r;
 	uuid_swap(g, u);
 	memcpy(hdr + OFF_UUID_MODIFY, g, 16);
 	le32enc(hdr + OFF_LCHS + 12, VD_SECTOR);
+	if (p->identity)
+		vdi_create_identity(hdr, p->identity);
 
 	/* Fixed: reserve the whole file in one call first, so the host can
 	 * give it few, large extents. */
@@ -458,6 +471,78 @@ static int vdi_info(struct vd_image *img, struct vd_info *info, struct vd_error 
 	return 0;
 }
 
+/* ---- describe and identity ---- */
+
+/* Dynamic: blocks allocated on demand, whole discarded blocks become zero
+ * blocks and their slot a host hole.  Fixed: every slot reserved. */
+static int vdi_describe(struct vd_image *img, struct vd_describe *d, struct vd_error *err)
+{
+	struct vdi *s = img->priv;
+	bool fixed = s->type == VDI_TYPE_FIXED;
+
+	d->alloc = fixed ? VD_ALLOC_FULL : VD_ALLOC_BLOCKS;
+	d->block_size = s->block_size;
+	d->discard_releases = !fixed;
+	d->discard_granularity = s->block_size;
+	d->zero_granularity = VD_SECTOR;
+	return vd_describe_add(d, img->host->path, VD_FILE_IMAGE, VD_FILE_RW, 0, img->size, 0,
+			       img->host->is_blockdev, err);
+}
+
+static void uuid_identity(const uint8_t *disk, char out[37])
+{
+	static const uint8_t nil[16];
+	uint8_t u[16];
+
+	out[0] = '\0';
+	if (!memcmp(disk, nil, 16))
+		return;
+	uuid_swap(u, disk);
+	vd_uuid_format(u, out);
+}
+
+static int vdi_identity(struct vd_image *img, struct vd_identity *id, struct vd_error *err)
+{
+	struct vdi *s = img->priv;
+	const uint8_t *h = s->hdr;
+
+	(void)err;
+	uuid_identity(h + OFF_UUID_CREATE, id->uuid);
+	uuid_identity(h + OFF_UUID_MODIFY, id->modification_uuid);
+	uuid_identity(h + OFF_UUID_LINKAGE, id->parent_uuid);
+	uuid_identity(h + OFF_UUID_PARENTMOD, id->parent_modification_uuid);
+	id->cylinders = le32dec(h + OFF_CYLINDERS);
+	id->heads = le32dec(h + OFF_HEADS);
+	id->sectors = le32dec(h + OFF_SECTORS);
+	if (s->cb_header >= 400) {
+		id->bios_cylinders = le32dec(h + OFF_LCHS);
+		id->bios_heads = le32dec(h + OFF_LCHS + 4);
+		id->bios_sectors = le32dec(h + OFF_LCHS + 8);
+	}
+	/* the comment as stored, up to its NUL (255 bytes at most, so it
+	 * fits again with its terminator) */
+	memcpy(id->comment, h + OFF_COMMENT, sizeof(id->comment) - 1);
+	id->comment[sizeof(id->comment) - 1] = '\0';
+	return 0;
+}
+
+/* What a new header keeps of ID besides the UUIDs (vdi_create): the
+ * legacy and LCHS geometry when set, and the comment. */
+static void vdi_create_identity(uint8_t *hdr, const struct vd_identity *id)
+{
+	if (id->heads && id->sectors) {
+		le32enc(hdr + OFF_CYLINDERS, id->cylinders);
+		le32enc(hdr + OFF_HEADS, id->heads);
+		le32enc(hdr + OFF_SECTORS, id->sectors);
+	}
+	if (id->bios_heads && id->bios_sectors) {
+		le32enc(hdr + OFF_LCHS, id->bios_cylinders);
+		le32enc(hdr + OFF_LCHS + 4, id->bios_heads);
+		le32enc(hdr + OFF_LCHS + 8, id->bios_sectors);
+	}
+	memcpy(hdr + OFF_COMMENT, id->comment, strnlen(id->comment, VDI_COMMENT_LEN - 1));
+}
+
 const struct vd_driver vd_driver_vdi = {
 	.name = "vdi",
 	.probe = vdi_probe,
@@ -472,5 +557,8 @@ const struct vd_driver vd_driver_vdi = {
 	.create = vdi_create,
 	.info = vdi_info,
 	.check = vdi_check,
+	.describe = vdi_describe,
+	.identity = vdi_identity,
+	.identity_fields = VD_ID_UUIDS | VD_ID_GEOMETRY | VD_ID_BIOS_GEOMETRY | VD_ID_COMMENT,
 	.zero_init = true,
 };

@@ -186,6 +186,12 @@ int vmdk_desc_parse(struct vmdk_desc *d, const char *text, size_t len,
 			}
 		} else if (!strcmp(key, "createType")) {
 			unquote(d->create_type, sizeof(d->create_type), val);
+		} else if (!strcmp(key, "parentFileNameHint")) {
+			unquote(d->parent_name, sizeof(d->parent_name), val);
+		} else if (!strcmp(key, "ddb.toolsVersion")) {
+			unquote(d->tools_version, sizeof(d->tools_version), val);
+		} else if (!strcmp(key, "ddb.longContentID")) {
+			unquote(d->long_content_id, sizeof(d->long_content_id), val);
 		} else if (!strcmp(key, "ddb.adapterType")) {
 			unquote(d->adapter, sizeof(d->adapter), val);
 		} else if (!strcmp(key, "ddb.virtualHWVersion")) {
@@ -209,6 +215,12 @@ int vmdk_desc_parse(struct vmdk_desc *d, const char *text, size_t len,
 					d->heads = x;
 				else if (!strcmp(key + 13, "sectors"))
 					d->sectors = x;
+				else if (!strcmp(key + 13, "biosCylinders"))
+					d->bios_cylinders = x;
+				else if (!strcmp(key + 13, "biosHeads"))
+					d->bios_heads = x;
+				else if (!strcmp(key + 13, "biosSectors"))
+					d->bios_sectors = x;
 			}
 		}
 	}
@@ -261,6 +273,16 @@ char *vmdk_desc_format(const struct vmdk_desc *d)
 		"ddb.uuid.parentmodification = \"%s\"\n",
 		d->hwversion, d->adapter, d->cylinders, d->heads, d->sectors,
 		d->uuid_image, d->uuid_parent, d->uuid_modify, d->uuid_parent_modify);
+	/* kept from an image being rewritten or converted; absent otherwise */
+	if (d->bios_heads && d->bios_sectors)
+		fprintf(f, "ddb.geometry.biosCylinders = \"%" PRIu32 "\"\n"
+			"ddb.geometry.biosHeads = \"%" PRIu32 "\"\n"
+			"ddb.geometry.biosSectors = \"%" PRIu32 "\"\n",
+			d->bios_cylinders, d->bios_heads, d->bios_sectors);
+	if (d->tools_version[0])
+		fprintf(f, "ddb.toolsVersion = \"%s\"\n", d->tools_version);
+	if (d->long_content_id[0])
+		fprintf(f, "ddb.longContentID = \"%s\"\n", d->long_content_id);
 	if (fclose(f) != 0) {
 		free(out);
 		return NULL;

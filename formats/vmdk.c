@@ -24,26 +24,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-struct vmdk_ext {
-	enum vmdk_access access;
-	enum vmdk_etype type;
-	uint64_t start, length; /* guest bytes */
-	uint64_t flat_off;      /* bytes into the file, FLAT */
-	struct vd_host *h;      /* NULL for ZERO */
-	bool own;               /* h was opened here (close it) */
-	struct vmdk_sparse *sp; /* SPARSE */
-	char *file;             /* as named by the descriptor */
-};
-
-struct vmdk {
-	struct vmdk_desc desc;
-	bool has_desc;
-	unsigned n;
-	struct vmdk_ext *ext;
-	unsigned last; /* extent of the last lookup */
-	struct vmdk_stream *stream;
-};
-
 static bool is_text_descriptor(const uint8_t *buf, size_t len)
 {
 	static const char sig[] = "# Disk DescriptorFile";
@@ -761,9 +741,8 @@ static int vmdk_info(struct vd_image *img, struct vd_info *info, struct vd_error
 	vd_info_add(info, "extents", true, "%u", v->n);
 	/* The extent list may not fit the extra keys.  Then say so
 	 * ("extents_listed") and list the extents that are not plain RW
-	 * (RDONLY, NOACCESS) first: an operation that must keep them (compact
-	 * and defrag refuse any listed extent that is not RW) then always
-	 * sees one, instead of missing it past the cut. */
+	 * (RDONLY, NOACCESS) first, so a reader sees them.  Operations read
+	 * every extent's access from vd_describe, never from these keys. */
 	room = VD_INFO_MAX_EXTRA - info->nextra;
 	cut = v->n > room;
 	if (cut) {
@@ -904,6 +883,9 @@ static int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 	const char *hw = vd_opts_get(p->opts, "hwversion");
 	const char *compat = vd_opts_get(p->opts, "compat");
 	const char *cid = vd_opts_get(p->opts, "cid");
+	const char *prealloc = vd_opts_get(p->opts, "preallocation");
+	const struct vd_identity *id = p->identity;
+	bool falloc = false;
 	uint8_t u[16];
 	bool det = p->flags & VD_CREATE_DETERMINISTIC;
 	const char *final = p->tmp ? p->tmp->final : h->path;
@@ -915,11 +897,12 @@ static int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 	int r;
 
 	/* identity (compact, defrag and pipelines keep or set it) */
-	r = vd_uuid_option(u, p->opts, "uuid", det, 0, err);
+	r = vd_uuid_choose(u, p->opts, "uuid", id ? id->uuid : NULL, det, 0, err);
 	if (r == 0)
 		vd_uuid_format(u, d.uuid_image);
 	if (r == 0)
-		r = vd_uuid_option(u, p->opts, "uuid_modify", det, 1, err);
+		r = vd_uuid_choose(u, p->opts, "uuid_modify", id ? id->modification_uuid : NULL,
+				   det, 1, err);
 	if (r == 0)
 		vd_uuid_format(u, d.uuid_modify);
 	if (r == 0)
@@ -937,6 +920,15 @@ static int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 	snprintf(d.create_type, sizeof(d.create_type), "%s", sub);
 	snprintf(d.adapter, sizeof(d.adapter), "ide");
 	snprintf(d.hwversion, sizeof(d.hwversion), "4");
+	if (id)
+		vmdk_create_identity(&d, id);
+	if (prealloc && !strcmp(prealloc, "falloc"))
+		falloc = true;
+	else if (prealloc && strcmp(prealloc, "off"))
+		return vd_set_error(err, EINVAL, "vmdk: preallocation must be 'off' or 'falloc', not '%s'",
+				    prealloc);
+	if (falloc && !strstr(sub, "Flat"))
+		return vd_set_error(err, EINVAL, "vmdk: preallocation=falloc needs a flat subformat (monolithicFlat, twoGbMaxExtentFlat)");
 	if (compat) {
 		const struct preset *ps = NULL;
 		for (size_t i = 0; i < VD_ARRAY_SIZE(presets); i++)
@@ -962,7 +954,14 @@ static int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 	}
 	if (sectors == 0)
 		return vd_set_error(err, EINVAL, "vmdk: size must be greater than 0");
-	geometry(&d, sectors);
+	if (id && id->heads && id->sectors && !compat && !adapter) {
+		/* the source's physical geometry, unless the adapter changes */
+		d.cylinders = id->cylinders;
+		d.heads = id->heads;
+		d.sectors = id->sectors;
+	} else {
+		geometry(&d, sectors);
+	}
 	if (compat && !strcmp(compat, "virtualbox") && d.heads > 16) {
 		/* VirtualBox discards physical geometry with more than 16 heads */
 		d.heads = 16;
@@ -974,6 +973,8 @@ static int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 		if (!*cid || *end || x > 0xfffffffful || x == 0xfffffffful)
 			return vd_set_error(err, EINVAL, "vmdk: cid must be 1 to 8 hex digits (not ffffffff), not '%s'", cid);
 		d.cid = (uint32_t)x;
+	} else if (id && id->has_cid && id->cid != 0xffffffffu) {
+		d.cid = id->cid;
 	} else if (det) {
 		d.cid = 0x12345678u;
 	} else if (getrandom(&d.cid, sizeof(d.cid), 0) != sizeof(d.cid)) {
@@ -1049,6 +1050,13 @@ static int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 					r = vd_host_truncate(eh, d.extents[i].sectors * VD_SECTOR, err);
 				else if (r == 0)
 					r = vmdk_sparse_create(eh, d.extents[i].sectors, NULL, err);
+				if (r == 0 && falloc) {
+					/* one fallocate per flat extent file, before any data */
+					r = vd_host_allocate(eh, 0, d.extents[i].sectors * VD_SECTOR, err);
+					if (r == -ENOTSUP)
+						r = vd_set_error(err, ENOTSUP, "%s: the host filesystem cannot preallocate",
+								 eh->path);
+				}
 				if (r == 0)
 					r = vd_host_flush(eh, err);
 				if (r == 0) {
@@ -1090,5 +1098,10 @@ const struct vd_driver vd_driver_vmdk = {
 	.create = vmdk_create,
 	.info = vmdk_info,
 	.check = vmdk_check,
+	.describe = vmdk_describe,
+	.identity = vmdk_identity,
+	.identity_fields = VD_ID_UUIDS | VD_ID_CID | VD_ID_ADAPTER | VD_ID_HW_VERSION |
+			   VD_ID_TOOLS_VERSION | VD_ID_LONG_CONTENT_ID | VD_ID_GEOMETRY |
+			   VD_ID_BIOS_GEOMETRY,
 	.zero_init = true,
 };

@@ -149,10 +149,14 @@ struct vmdk_desc_extent {
 struct vmdk_desc {
 	uint32_t cid, parent_cid;
 	char create_type[32];
-	char adapter[16];
+	char parent_name[256];  /* parentFileNameHint */
+	char adapter[32];
 	char hwversion[16];
+	char tools_version[32]; /* ddb.toolsVersion, "" if none */
+	char long_content_id[33]; /* ddb.longContentID, "" if none */
 	char uuid_image[40], uuid_parent[40], uuid_modify[40], uuid_parent_modify[40];
 	uint32_t cylinders, heads, sectors;
+	uint32_t bios_cylinders, bios_heads, bios_sectors; /* 0 if none */
 	unsigned nextents;
 	struct vmdk_desc_extent *extents;
 };
@@ -178,5 +182,33 @@ void vmdk_stream_free(struct vmdk_stream *st);
 /* Header + embedded descriptor of an empty stream; the writer appends. */
 int vmdk_stream_create(struct vd_host *h, uint64_t capacity, const char *desc,
 		       struct vd_error *err);
+
+/* ---- the open image (vmdk.c), described by vmdk-describe.c ---- */
+
+struct vmdk_ext {
+	enum vmdk_access access;
+	enum vmdk_etype type;
+	uint64_t start, length; /* guest bytes */
+	uint64_t flat_off;      /* bytes into the file, FLAT */
+	struct vd_host *h;      /* NULL for ZERO */
+	bool own;               /* h was opened here (close it) */
+	struct vmdk_sparse *sp; /* SPARSE */
+	char *file;             /* as named by the descriptor */
+};
+
+struct vmdk {
+	struct vmdk_desc desc;
+	bool has_desc;
+	unsigned n;
+	struct vmdk_ext *ext;
+	unsigned last; /* extent of the last lookup */
+	struct vmdk_stream *stream;
+};
+
+int vmdk_describe(struct vd_image *img, struct vd_describe *d, struct vd_error *err);
+int vmdk_identity(struct vd_image *img, struct vd_identity *id, struct vd_error *err);
+/* The identity fields vmdk_create keeps (UUIDs and CID aside), applied to
+ * D before the options that override them. */
+void vmdk_create_identity(struct vmdk_desc *d, const struct vd_identity *id);
 
 #endif

@@ -112,7 +112,9 @@ struct vd_info_kv {
 
 struct vd_info {
 	const char *format;       /* "raw", "vdi" */
-	char subformat[32];       /* "dynamic", "fixed", "" */
+	char subformat[32];       /* "dynamic", "fixed", "": a value the
+				   * format's create accepts as subformat=
+				   * when it can create such images */
 	uint64_t virtual_size;
 	uint64_t file_size;       /* apparent size of the image file(s) */
 	uint64_t allocated_bytes; /* guest bytes stored as data in the image */
@@ -130,6 +132,114 @@ struct vd_info {
 
 int vd_get_info(struct vd_image *img, struct vd_info *info,
 		struct vd_error *err);
+
+/* ---- describe: how one layer stores the guest disk -------------------- */
+
+/* Typed answers for operations that must treat images differently
+ * (compact, defrag, zerofree, convert) without knowing format names.  A
+ * backend answers for its own layer only: what its files hold and how it
+ * allocates; a parent layer (differencing VDI, VMDK delta) answers for
+ * itself. */
+
+enum vd_alloc_kind {
+	VD_ALLOC_RAW,    /* guest offset = file offset; sparseness is the host file's */
+	VD_ALLOC_BLOCKS, /* allocated on demand in block_size units (dynamic VDI,
+			  * sparse VMDK; later qcow2 clusters, dynamic VHD/VHDX blocks) */
+	VD_ALLOC_FULL,   /* every block reserved at creation (fixed VDI, flat VMDK) */
+	VD_ALLOC_STREAM, /* write-once compressed stream (streamOptimized VMDK) */
+	VD_ALLOC_DEVICE, /* extents on block devices or other images (raw-device
+			  * descriptors, raw block devices) */
+};
+
+/* What the layer allows on a file, as its metadata says (not the open mode). */
+enum vd_file_access {
+	VD_FILE_RW,
+	VD_FILE_RDONLY,
+	VD_FILE_NOACCESS,
+	VD_FILE_ZERO,     /* no file: the range reads as zeros and cannot be written */
+};
+
+enum vd_file_role {
+	VD_FILE_IMAGE,      /* the file opened (holds guest data unless guest_len is 0) */
+	VD_FILE_DESCRIPTOR, /* the file opened, metadata only (VMDK text descriptor) */
+	VD_FILE_EXTENT,     /* another file holding guest data */
+	VD_FILE_PARENT,     /* reserved: a backing layer */
+};
+
+struct vd_file_desc {
+	char *path;          /* as opened (absolute or relative to the current
+			      * directory); NULL for VD_FILE_ZERO ranges */
+	int role;            /* enum vd_file_role */
+	int access;          /* enum vd_file_access */
+	uint64_t guest_off, guest_len; /* the guest range it serves (0/0: metadata only) */
+	uint64_t file_off;   /* where that range starts in the file when it is
+			      * stored in guest order (RAW, flat extents); 0 else */
+	bool block_device;   /* the file is a block device */
+};
+
+struct vd_describe {
+	int alloc;                /* enum vd_alloc_kind */
+	uint32_t block_size;      /* allocation unit in bytes, 0: none */
+	bool discard_releases;    /* discarding whole blocks frees space in the image */
+	bool zero_init;           /* a new image of this kind reads as zeros */
+	bool rewritable;          /* may be changed in place (false: a stream) */
+	uint32_t zero_granularity;    /* bytes, 0: any */
+	uint32_t discard_granularity; /* smallest range a discard releases, 0: any */
+	bool starts_zeroed;       /* what this layer does not hold reads as zeros
+				   * (false once parents exist: "ask the parent") */
+	unsigned nfiles;
+	struct vd_file_desc *files; /* data ranges in guest order; free with vd_describe_free */
+};
+
+int vd_describe(struct vd_image *img, struct vd_describe *d, struct vd_error *err);
+void vd_describe_free(struct vd_describe *d);
+
+/* ---- identity: what convert, compact and defrag keep, and create accepts */
+
+/* Fields of struct vd_identity, for vd_format_identity_fields. */
+enum {
+	VD_ID_UUIDS = 1u << 0,          /* uuid, modification_uuid */
+	VD_ID_PARENT = 1u << 1,         /* parent_uuid, parent_modification_uuid, parent_cid, parent_name */
+	VD_ID_CID = 1u << 2,            /* cid */
+	VD_ID_ADAPTER = 1u << 3,        /* adapter_type */
+	VD_ID_HW_VERSION = 1u << 4,
+	VD_ID_TOOLS_VERSION = 1u << 5,
+	VD_ID_LONG_CONTENT_ID = 1u << 6,
+	VD_ID_GEOMETRY = 1u << 7,       /* cylinders, heads, sectors */
+	VD_ID_BIOS_GEOMETRY = 1u << 8,  /* bios_* */
+	VD_ID_COMMENT = 1u << 9,
+};
+/* Identifiers of this very image (a copy gets new ones) ... */
+#define VD_ID_IDENTIFIERS (VD_ID_UUIDS | VD_ID_PARENT | VD_ID_CID | VD_ID_LONG_CONTENT_ID)
+/* ... and the description of the virtual hardware (a copy keeps it). */
+#define VD_ID_HARDWARE (VD_ID_ADAPTER | VD_ID_HW_VERSION | VD_ID_TOOLS_VERSION | \
+			VD_ID_GEOMETRY | VD_ID_BIOS_GEOMETRY | VD_ID_COMMENT)
+
+/* Every text field is "" and every number 0 when the image has none; given
+ * to create, such a field means "the format's default". */
+struct vd_identity {
+	char uuid[37], modification_uuid[37];      /* lower-case RFC 4122 text */
+	char parent_uuid[37], parent_modification_uuid[37];
+	bool has_cid;
+	uint32_t cid, parent_cid;   /* VMDK content ids (parent_cid 0xffffffff: none) */
+	char parent_name[256];      /* VMDK parentFileNameHint */
+	char adapter_type[32];      /* VMDK ddb.adapterType */
+	unsigned hw_version;        /* VMDK ddb.virtualHWVersion */
+	char tools_version[32];     /* VMDK ddb.toolsVersion */
+	char long_content_id[33];   /* VMDK ddb.longContentID */
+	uint32_t cylinders, heads, sectors; /* physical geometry (VDI legacy
+					     * geometry, VMDK ddb.geometry.*) */
+	uint32_t bios_cylinders, bios_heads, bios_sectors; /* VDI LCHS, VMDK
+							    * ddb.geometry.bios* */
+	char comment[256];          /* VDI comment */
+};
+
+int vd_get_identity(struct vd_image *img, struct vd_identity *id, struct vd_error *err);
+/* Clear every field of ID that is not in KEEP (VD_ID_*). */
+void vd_identity_keep(struct vd_identity *id, unsigned keep);
+/* The VD_ID_* fields images of FORMAT store and its create honours (0 for
+ * none or an unknown format). */
+unsigned vd_format_identity_fields(const char *format);
 
 /* ---- check ------------------------------------------------------------- */
 
@@ -232,7 +342,7 @@ int vd_compare(struct vd_image *a, struct vd_image *b,
 /* ---- compact and defrag: rewrite an image into a new file ------------- */
 
 /* Both build a new image of the same format, subformat, block size and
- * identity (UUIDs; for VMDK also CID, adapter type and hardware version) in
+ * identity (vd_get_identity: UUIDs, CID, the hardware description) in
  * a temporary file beside IMAGE, write the kept blocks in guest order into
  * space reserved up front (fallocate of the final size), and rename it over
  * IMAGE (file mode kept).  Killed at any moment, IMAGE is intact; on

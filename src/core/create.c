@@ -416,8 +416,16 @@ int vd_create_in_tmp(struct vd_host *h, struct vd_tmp *t, const char *format,
 		     uint64_t size, const char *opts, unsigned flags,
 		     const volatile int *cancel, struct vd_error *err)
 {
+	return vd_create_in_tmp_like(h, t, format, size, opts, flags, NULL, cancel, err);
+}
+
+int vd_create_in_tmp_like(struct vd_host *h, struct vd_tmp *t, const char *format,
+			  uint64_t size, const char *opts, unsigned flags,
+			  const struct vd_create_like *like, const volatile int *cancel,
+			  struct vd_error *err)
+{
 	const struct vd_driver *drv = vd_driver_find(format);
-	struct vd_create_params p;
+	struct vd_create_params p = { 0 };
 	struct vd_opts o;
 	int r;
 
@@ -433,6 +441,10 @@ int vd_create_in_tmp(struct vd_host *h, struct vd_tmp *t, const char *format,
 	p.flags = flags;
 	p.cancel = cancel;
 	p.tmp = t;
+	if (like) {
+		p.identity = like->identity;
+		p.block_size = like->block_size;
+	}
 	return drv->create(h, &p, err);
 }
 

@@ -302,6 +302,11 @@ struct vd_create_params {
 	unsigned flags; /* VD_CREATE_* */
 	const volatile int *cancel; /* may be NULL */
 	struct vd_tmp *tmp;         /* NULL: single-file images only */
+	/* Typed requests from operations; the options win over them. */
+	const struct vd_identity *identity; /* NULL: new identifiers, default
+					     * hardware description; else honour
+					     * the fields it sets (see struct vd_identity) */
+	uint32_t block_size;        /* allocation unit (0: the format's default) */
 };
 
 static inline bool vd_cancelled(const volatile int *cancel)
@@ -339,9 +344,29 @@ struct vd_driver {
 		    struct vd_error *err);
 	int (*check)(struct vd_image *img, bool repair, struct vd_check *res,
 		     struct vd_error *err);
+	/* Typed description of this layer only (src/core/describe.c fills
+	 * the defaults first: RAW, one IMAGE file, zero_init as below; the
+	 * backend overwrites what differs).  Missing: those defaults. */
+	int (*describe)(struct vd_image *img, struct vd_describe *d,
+			struct vd_error *err);
+	/* Fill ID (zeroed by the core).  Missing: no identity. */
+	int (*identity)(struct vd_image *img, struct vd_identity *id,
+			struct vd_error *err);
+	/* VD_ID_* fields the images store and create honours. */
+	unsigned identity_fields;
 	/* True when a freshly created image of this format reads as zeros. */
 	bool zero_init;
 };
+
+/* Describe helpers for backends (src/core/describe.c): append a file entry
+ * (PATH copied, may be NULL). */
+int vd_describe_add(struct vd_describe *d, const char *path, int role, int access,
+		    uint64_t guest_off, uint64_t guest_len, uint64_t file_off,
+		    bool block_device, struct vd_error *err);
+/* The UUID for a new image: option KEY of O if given, else GIVEN (text from
+ * an identity) if it is set and not the nil UUID, else vd_uuid_new. */
+int vd_uuid_choose(uint8_t u[16], struct vd_opts *o, const char *key, const char *given,
+		   bool deterministic, unsigned seed, struct vd_error *err);
 
 /* The static registry (src/core/registry.c). */
 extern const struct vd_driver *const vd_drivers[];
@@ -416,6 +441,16 @@ int vd_create_on_host(struct vd_host *h, const char *format, uint64_t size,
 int vd_create_in_tmp(struct vd_host *h, struct vd_tmp *t, const char *format,
 		     uint64_t size, const char *opts, unsigned flags,
 		     const volatile int *cancel, struct vd_error *err);
+/* The same with typed requests (IDENTITY may be NULL, BLOCK_SIZE 0): what
+ * compact and defrag keep of the image they rewrite, convert of its source. */
+struct vd_create_like {
+	const struct vd_identity *identity;
+	uint32_t block_size;
+};
+int vd_create_in_tmp_like(struct vd_host *h, struct vd_tmp *t, const char *format,
+			  uint64_t size, const char *opts, unsigned flags,
+			  const struct vd_create_like *like, const volatile int *cancel,
+			  struct vd_error *err);
 
 /* ---- the convert pipeline, for other operations (device copy) ---- */
 

@@ -767,21 +767,12 @@ static int write_all(struct build *b, struct vd_image *dst, struct vd_error *err
 
 /* ---- identity options ---- */
 
-/* The identifiers each format takes as creation options (vd_create_params
- * has no typed identity; the options are the one channel backends read). */
-static const struct {
-	const char *format;
-	bool uuid, cid;
-} identity_keys[] = {
-	{ "vdi", true, false },
-	{ "vmdk", true, true },
-};
-
 static int identity(struct build *b, const uint8_t *d, char **opts,
 		    struct vd_build_summary *sum, struct vd_error *err)
 {
 	const struct vd_build_opts *o = b->o;
-	bool want_uuid = false, want_cid = false;
+	unsigned fields = vd_format_identity_fields(o->format);
+	bool want_uuid = fields & VD_ID_UUIDS, want_cid = fields & VD_ID_CID;
 	struct vd_opts user;
 	char *s = NULL;
 	size_t len = 0;
@@ -791,11 +782,6 @@ static int identity(struct build *b, const uint8_t *d, char **opts,
 	r = vd_opts_parse(&user, o->format_opts, err);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < VD_ARRAY_SIZE(identity_keys); i++)
-		if (!strcmp(identity_keys[i].format, o->format)) {
-			want_uuid = identity_keys[i].uuid;
-			want_cid = identity_keys[i].cid;
-		}
 	if (o->uuid && !want_uuid)
 		return vd_set_error(err, EINVAL, "format '%s' has no image UUID", o->format);
 	if (o->uuid && vd_opts_get(&user, "uuid"))
@@ -876,30 +862,26 @@ static int file_sha256(const char *path, struct vd_build_file *out,
 	return 0;
 }
 
-/* The identifiers the finished image carries, as vd_get_info reports them. */
+/* The identifiers the finished image carries (vd_get_identity). */
 static int read_identity(const char *path, struct vd_build_summary *sum,
 			 struct vd_error *err)
 {
 	struct vd_image *img;
-	struct vd_info *info = vd_calloc(1, sizeof(*info), err);
+	struct vd_identity id;
 	int r;
 
-	if (!info)
-		return -ENOMEM;
 	r = vd_open(&img, path, NULL, 0, err);
 	if (r == 0) {
-		r = vd_get_info(img, info, err);
+		r = vd_get_identity(img, &id, err);
 		vd_close(img, NULL);
 	}
 	if (r == 0) {
-		snprintf(sum->uuid, sizeof(sum->uuid), "%s", info->uuid);
-		snprintf(sum->uuid_modify, sizeof(sum->uuid_modify), "%s", info->uuid_modify);
+		snprintf(sum->uuid, sizeof(sum->uuid), "%s", id.uuid);
+		snprintf(sum->uuid_modify, sizeof(sum->uuid_modify), "%s", id.modification_uuid);
 		sum->cid[0] = '\0';
-		for (unsigned i = 0; i < info->nextra; i++)
-			if (!strcmp(info->extra[i].key, "cid"))
-				snprintf(sum->cid, sizeof(sum->cid), "%s", info->extra[i].value);
+		if (id.has_cid)
+			snprintf(sum->cid, sizeof(sum->cid), "%08" PRIx32, id.cid);
 	}
-	free(info);
 	return r;
 }
 

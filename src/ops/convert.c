@@ -259,60 +259,29 @@ static bool same_file(const struct vd_host *a, const struct vd_host *b)
 	return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-/* ---- flat VMDK outputs with -o preallocation=falloc ----
- * The VMDK backend has no preallocation option; convert takes it off the
- * option string and reserves each flat extent file in full (one fallocate
- * per file) before the in-order copy, as create does for fixed VDI and raw. */
-
-/* Copy OPTS into OUT without "preallocation=..."; *FALLOC says whether it
- * was "falloc".  -EINVAL for other values. */
-static int take_preallocation(const char *opts, char *out, size_t len, bool *falloc,
-			      struct vd_error *err)
+/* A new destination.  Of the same format as the source it keeps the
+ * source's description of the virtual hardware (VD_ID_HARDWARE: VMDK
+ * adapter type, hardware and tools version, geometry; VDI geometry and
+ * comment), so the guest sees the same disk; -o options win.  Never its
+ * identifiers (UUIDs, CID, content id): the copy is another disk, and
+ * VirtualBox refuses two media with one UUID.  Another format gets its
+ * defaults: geometry and adapter conventions differ between formats. */
+static int create_like_source(struct vd_image *src, struct vd_host *h, struct vd_tmp *tmp,
+			      const struct vd_convert_opts *o, struct vd_error *err)
 {
-	size_t n = 0;
+	struct vd_identity id;
+	struct vd_create_like like = { 0 };
+	int r;
 
-	*falloc = false;
-	out[0] = 0;
-	for (const char *p = opts; p && *p;) {
-		const char *e = strchr(p, ',');
-		size_t l = e ? (size_t)(e - p) : strlen(p);
-		if (l > 15 && !strncmp(p, "preallocation=", 14)) {
-			if (l == 20 && !strncmp(p + 14, "falloc", 6))
-				*falloc = true;
-			else if (!(l == 17 && !strncmp(p + 14, "off", 3)))
-				return vd_set_error(err, EINVAL, "vmdk: preallocation must be 'off' or 'falloc', not '%.*s'",
-						    (int)(l - 14), p + 14);
-		} else if (n + l + 2 < len) {
-			n += (size_t)snprintf(out + n, len - n, "%s%.*s", n ? "," : "", (int)l, p);
-		} else {
-			return vd_set_error(err, EINVAL, "vmdk: option string too long");
-		}
-		p = e ? e + 1 : p + l;
-	}
-	return 0;
-}
-
-static int preallocate_extents(const struct vd_tmp *t, struct vd_error *err)
-{
-	if (t->nextra == 0)
-		return vd_set_error(err, EINVAL, "vmdk: preallocation=falloc needs a flat subformat (monolithicFlat, twoGbMaxExtentFlat)");
-	for (unsigned i = 0; i < t->nextra; i++) {
-		struct vd_host *h;
-		uint64_t size;
-		int r = vd_host_open_file(&h, t->extra_tmp[i], VD_HOST_RDWR, err);
+	if (vd_driver_find(o->dst_format) == src->drv) {
+		r = vd_get_identity(src, &id, err);
 		if (r < 0)
 			return r;
-		r = vd_host_size(h, &size, err);
-		if (r == 0 && size)
-			r = vd_host_allocate(h, 0, size, err);
-		vd_host_close(h);
-		if (r == -ENOTSUP)
-			return vd_set_error(err, ENOTSUP, "%s: the host filesystem cannot preallocate",
-					    t->extra_tmp[i]);
-		if (r < 0)
-			return r;
+		vd_identity_keep(&id, VD_ID_HARDWARE);
+		like.identity = &id;
 	}
-	return 0;
+	return vd_create_in_tmp_like(h, tmp, o->dst_format, vd_size(src), o->dst_opts,
+				     o->create_flags, &like, o->cancel, err);
 }
 
 int vd_convert(const char *src_path, const char *dst_path,
@@ -356,22 +325,7 @@ int vd_convert(const char *src_path, const char *dst_path,
 		r = vd_host_open_file(&h, tmp.tmp, VD_HOST_RDWR | (o->no_sync ? VD_HOST_NO_SYNC : 0), err);
 		if (r < 0)
 			goto out;
-		{
-			/* VMDK: preallocation=falloc handled here (see above) */
-			char vopts[1024];
-			bool falloc = false;
-			const char *dopts = o->dst_opts;
-			r = 0;
-			if (!strcmp(o->dst_format, "vmdk") && dopts) {
-				r = take_preallocation(dopts, vopts, sizeof(vopts), &falloc, err);
-				dopts = vopts[0] ? vopts : NULL;
-			}
-			if (r == 0)
-				r = vd_create_in_tmp(h, &tmp, o->dst_format, vd_size(src), dopts,
-						     o->create_flags, o->cancel, err);
-			if (r == 0 && falloc)
-				r = preallocate_extents(&tmp, err);
-		}
+		r = create_like_source(src, h, &tmp, o, err);
 		if (r < 0) {
 			vd_prefix_error(err, "%s", dst_path);
 			vd_host_close(h);

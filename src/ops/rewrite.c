@@ -2,8 +2,10 @@
  * rewrite: the engine behind compact and defrag.
  *
  * The image is rewritten into a new temporary file beside it: same format,
- * subformat, block size and identity (UUIDs; for VMDK also CID, adapter type
- * and hardware version), blocks in guest order.  Before anything is written
+ * subformat, block size and identity (vd_get_identity: UUIDs, CID, the
+ * hardware description), blocks in guest order.  What kind of rewrite an
+ * image needs comes from vd_describe (how it allocates, which files hold
+ * which guest range with which access), never from its format's name.  Before anything is written
  * the space the new file will take is known (compact reads every data block
  * once to find the all-zero ones; defrag keeps every allocated block), the
  * free space of the filesystem is checked against it, and the data area is
@@ -53,6 +55,7 @@ enum kind {
 /* One file of the new image and the guest range it stores. */
 struct outfile {
 	const char *path;  /* temporary path (owned by the vd_tmp) */
+	int role;          /* enum vd_file_role */
 	uint64_t gstart, glen;
 	uint64_t base;     /* its size after create: metadata */
 	uint64_t kept;     /* blocks kept in it */
@@ -65,6 +68,8 @@ struct rw {
 	struct vd_rewrite_result *res;
 	struct vd_image *src, *dst;
 	struct vd_info *si, *di;
+	struct vd_describe sd, dd;  /* source, new image */
+	struct vd_identity id;      /* the source's, kept */
 	enum kind kind;
 	uint64_t size;
 	uint64_t unit, nunits;
@@ -93,19 +98,6 @@ static void progress(struct rw *w, uint64_t add)
 		w->total = w->done;
 	if (w->o->progress)
 		w->o->progress(w->o->progress_ctx, w->done, w->total);
-}
-
-static const char *info_get(const struct vd_info *info, const char *key)
-{
-	for (unsigned i = 0; i < info->nextra; i++)
-		if (!strcmp(info->extra[i].key, key))
-			return info->extra[i].value;
-	return NULL;
-}
-
-static bool uuid_set(const char *u)
-{
-	return u[0] && strcmp(u, "00000000-0000-0000-0000-000000000000");
 }
 
 static uint64_t host_bytes_of(const char *path)
@@ -167,145 +159,130 @@ static int reserve(const char *path, uint64_t off, uint64_t len, bool keep,
 
 /* ---- what to rewrite ---- */
 
-static int classify(struct rw *w, struct vd_error *err)
+static const char *access_name(int access)
 {
-	const struct vd_info *si = w->si;
-	const char *sub = si->subformat;
-
-	if (!strcmp(si->format, "raw")) {
-		w->kind = KIND_RAW;
-		return 0;
-	}
-	if (!strcmp(si->format, "vdi")) {
-		w->kind = !strcmp(sub, "fixed") ? KIND_FLAT : KIND_BLOCKS;
-		return 0;
-	}
-	if (!strcmp(si->format, "vmdk")) {
-		const char *ne = info_get(si, "extents");
-		char key[32];
-		if (!strcmp(sub, "monolithicSparse") || !strcmp(sub, "twoGbMaxExtentSparse")) {
-			w->kind = KIND_BLOCKS;
-		} else if (!strcmp(sub, "monolithicFlat") || !strcmp(sub, "twoGbMaxExtentFlat")) {
-			w->kind = KIND_FLAT;
-		} else if (!strcmp(sub, "streamOptimized")) {
-			return vd_set_error(err, ENOTSUP,
-					    "%s: streamOptimized VMDK images are compressed and hold no zero grains; nothing to rewrite (convert to another subformat first)",
-					    w->path);
-		} else {
-			return vd_set_error(err, ENOTSUP,
-					    "%s: cannot rewrite a VMDK of subformat '%s' (only monolithicSparse, twoGbMaxExtentSparse, monolithicFlat, twoGbMaxExtentFlat)",
-					    w->path, sub);
-		}
-		/* every extent must be a plain read-write one */
-		for (unsigned i = 0; ne && i < strtoul(ne, NULL, 10); i++) {
-			const char *v;
-			snprintf(key, sizeof(key), "extent%u", i);
-			v = info_get(si, key);
-			if (!v && !info_get(si, "extents_listed"))
-				return vd_set_error(err, ENOTSUP,
-						    "%s: extent %u is not described; cannot tell whether it may be rewritten",
-						    w->path, i);
-			if (v && strncmp(v, "RW ", 3))
-				return vd_set_error(err, ENOTSUP,
-						    "%s: extent %u is not a plain read-write extent (%s); cannot rewrite it",
-						    w->path, i, v);
-		}
-		return 0;
-	}
-	return vd_set_error(err, ENOTSUP, "%s: cannot rewrite images of format %s", w->path,
-			    si->format);
+	static const char *const names[] = {
+		[VD_FILE_RW] = "RW", [VD_FILE_RDONLY] = "RDONLY",
+		[VD_FILE_NOACCESS] = "NOACCESS", [VD_FILE_ZERO] = "ZERO",
+	};
+	return access >= 0 && access < (int)VD_ARRAY_SIZE(names) ? names[access] : "?";
 }
 
+/* Does file F of a description hold guest data (or a ZERO range)? */
+static bool serves_guest(const struct vd_file_desc *f)
+{
+	return f->guest_len > 0;
+}
+
+static int classify(struct rw *w, struct vd_error *err)
+{
+	const struct vd_describe *d = &w->sd;
+	unsigned n = 0;
+
+	switch (d->alloc) {
+	case VD_ALLOC_RAW:
+		w->kind = KIND_RAW;
+		break;
+	case VD_ALLOC_BLOCKS:
+		w->kind = KIND_BLOCKS;
+		break;
+	case VD_ALLOC_FULL:
+		w->kind = KIND_FLAT;
+		break;
+	case VD_ALLOC_STREAM:
+		return vd_set_error(err, ENOTSUP,
+				    "%s: %s %s images are write-once compressed streams and hold no zero blocks; nothing to rewrite (convert to another subformat first)",
+				    w->path, w->si->subformat, w->si->format);
+	default:
+		return vd_set_error(err, ENOTSUP,
+				    "%s: the %s %s image keeps its data on block devices; only image files can be rewritten",
+				    w->path, w->si->subformat, w->si->format);
+	}
+	/* every range must live in a plain read-write file: the new image
+	 * would have nothing else */
+	for (unsigned i = 0; i < d->nfiles; i++) {
+		const struct vd_file_desc *f = &d->files[i];
+		if (!serves_guest(f))
+			continue;
+		n++;
+		if (f->access != VD_FILE_RW)
+			return vd_set_error(err, ENOTSUP,
+					    "%s: extent %u (%s) is %s, not a plain read-write extent; cannot rewrite it",
+					    w->path, n, f->path ? f->path : "no file", access_name(f->access));
+	}
+	return 0;
+}
+
+/* "subformat=..." of the source (vd_info.subformat is what the backend's
+ * create accepts for it); the rest is typed (identity, block size). */
 static int create_options(struct rw *w, char *out, size_t len)
 {
-	const struct vd_info *si = w->si;
 	int n = 0;
 
 	out[0] = 0;
-	if (!strcmp(si->format, "vdi")) {
-		n = snprintf(out, len, "subformat=%s,block_size=%" PRIu32, si->subformat, si->block_size);
-	} else if (!strcmp(si->format, "vmdk")) {
-		const char *cid = info_get(si, "cid"), *ad = info_get(si, "adapter_type");
-		const char *hw = info_get(si, "hw_version");
-		n = snprintf(out, len, "subformat=%s", si->subformat);
-		if (cid && strcmp(cid, "ffffffff"))
-			n += snprintf(out + n, len - (size_t)n, ",cid=%s", cid);
-		if (ad && ad[0])
-			n += snprintf(out + n, len - (size_t)n, ",adapter_type=%s", ad);
-		if (hw && hw[0])
-			n += snprintf(out + n, len - (size_t)n, ",hwversion=%s", hw);
-	} else {
-		return 0; /* raw: nothing */
-	}
-	if (uuid_set(si->uuid))
-		n += snprintf(out + n, len - (size_t)n, ",uuid=%s", si->uuid);
-	if (uuid_set(si->uuid_modify))
-		n += snprintf(out + n, len - (size_t)n, ",uuid_modify=%s", si->uuid_modify);
+	if (w->si->subformat[0])
+		n = snprintf(out, len, "subformat=%s", w->si->subformat);
 	return n >= (int)len ? -ENAMETOOLONG : 0;
 }
 
-/* Extent I of a VMDK as "ACCESS SECTORS TYPE" (without the file name). */
-static bool extent_shape(const struct vd_info *info, unsigned i, char *out, size_t len,
-			 uint64_t *sectors)
-{
-	char key[32], acc[16], type[16];
-	unsigned long long s;
-	const char *v;
-
-	snprintf(key, sizeof(key), "extent%u", i);
-	v = info_get(info, key);
-	if (!v || sscanf(v, "%15s %llu %15s", acc, &s, type) != 3)
-		return false;
-	snprintf(out, len, "%s %llu %s", acc, s, type);
-	*sectors = s;
-	return true;
-}
-
-/* The files of the new image.  A multi-file VMDK keeps its extent files in
+/* The files of the new image.  A multi-file image keeps its extent files in
  * T's extra list, in extent order; each must cover the same guest range as
  * the original's, so that the extent files can be replaced one by one with
  * every intermediate state valid. */
 static int list_files(struct rw *w, struct vd_tmp *t, struct vd_error *err)
 {
-	const char *sne = info_get(w->si, "extents"), *dne = info_get(w->di, "extents");
-	unsigned n = t->nextra ? t->nextra : 1;
-	uint64_t esize = 0;
+	const struct vd_describe *sd = &w->sd, *dd = &w->dd;
+	unsigned n = t->nextra ? t->nextra : 1, ns = 0, nd = 0;
+	const struct vd_file_desc **df;
 	struct stat st;
+	int r = 0;
 
 	w->files = vd_calloc(n, sizeof(*w->files), err);
-	if (!w->files)
+	df = vd_calloc(dd->nfiles + 1, sizeof(*df), err);
+	if (!w->files || !df) {
+		free(df);
 		return -ENOMEM;
+	}
 	w->nfiles = n;
-	if (t->nextra) {
-		if (!sne || !dne || strcmp(sne, dne))
-			return vd_set_error(err, ENOTSUP,
-					    "%s: the image has %s extent files but a new one would have %s; cannot replace them safely (use vdisk convert)",
-					    w->path, sne ? sne : "?", dne ? dne : "?");
-		for (unsigned i = 0; i < n && i < VD_INFO_MAX_EXTRA; i++) {
-			char a[64], b[64];
-			uint64_t sa, sb;
-			bool ha = extent_shape(w->si, i, a, sizeof(a), &sa);
-			bool hb = extent_shape(w->di, i, b, sizeof(b), &sb);
-			if (ha != hb || (ha && strcmp(a, b)))
-				return vd_set_error(err, ENOTSUP,
-						    "%s: extent %u is \"%s\" but a new image would have \"%s\"; cannot replace the extent files safely (use vdisk convert)",
-						    w->path, i + 1, ha ? a : "?", hb ? b : "?");
-			if (i == 0 && hb)
-				esize = sb * VD_SECTOR;
+	for (unsigned i = 0; i < sd->nfiles; i++)
+		ns += serves_guest(&sd->files[i]);
+	for (unsigned i = 0; i < dd->nfiles; i++)
+		if (serves_guest(&dd->files[i]))
+			df[nd++] = &dd->files[i];
+	if (nd != n || ns != nd) {
+		r = vd_set_error(err, ENOTSUP,
+				 "%s: the image has %u extent files but a new one would have %u; cannot replace them safely (use vdisk convert)",
+				 w->path, ns, nd);
+		goto out;
+	}
+	for (unsigned i = 0, k = 0; i < sd->nfiles; i++) {
+		const struct vd_file_desc *a = &sd->files[i], *b;
+		if (!serves_guest(a))
+			continue;
+		b = df[k++];
+		if (a->guest_off != b->guest_off || a->guest_len != b->guest_len) {
+			r = vd_set_error(err, ENOTSUP,
+					 "%s: extent %u holds guest bytes %" PRIu64 "..%" PRIu64 " but a new image's would hold %" PRIu64 "..%" PRIu64 "; cannot replace the extent files safely (use vdisk convert)",
+					 w->path, k, a->guest_off, a->guest_off + a->guest_len - 1,
+					 b->guest_off, b->guest_off + b->guest_len - 1);
+			goto out;
 		}
-		if (esize == 0)
-			return vd_set_error(err, EINVAL, "%s: cannot tell the extent size", w->path);
 	}
 	for (unsigned i = 0; i < n; i++) {
 		struct outfile *f = &w->files[i];
 		f->path = t->nextra ? t->extra_tmp[i] : t->tmp;
-		f->gstart = t->nextra ? i * esize : 0;
-		f->glen = t->nextra ? VD_MIN(esize, w->size - VD_MIN(f->gstart, w->size)) : w->size;
-		if (stat(f->path, &st) < 0)
-			return vd_set_error(err, errno, "%s: %s", f->path, strerror(errno));
+		f->role = df[i]->role;
+		f->gstart = df[i]->guest_off;
+		f->glen = df[i]->guest_len;
+		if (stat(f->path, &st) < 0) {
+			r = vd_set_error(err, errno, "%s: %s", f->path, strerror(errno));
+			goto out;
+		}
 		f->base = (uint64_t)st.st_size;
 	}
-	return 0;
+out:
+	free(df);
+	return r;
 }
 
 /* ---- --fs-aware: what the guest filesystems do not use ---- */
@@ -713,6 +690,7 @@ static int rewrite_new(struct rw *w, const struct stat *orig, struct vd_error *e
 {
 	struct vd_tmp t = { 0 };
 	struct vd_host *h = NULL;
+	struct vd_create_like like = { .identity = &w->id, .block_size = w->sd.block_size };
 	char opts[768];
 	uint64_t needed = 0;
 	int r;
@@ -723,9 +701,11 @@ static int rewrite_new(struct rw *w, const struct stat *orig, struct vd_error *e
 
 	/* fully allocated outputs: check before the create reserves the space */
 	if (w->kind == KIND_FLAT) {
-		uint64_t bs = w->si->block_size ? w->si->block_size : VD_SECTOR;
+		uint64_t bs = w->sd.block_size ? w->sd.block_size : VD_SECTOR;
 		needed = VD_ALIGN_UP(w->size, bs);
-		if (!strcmp(w->si->format, "vdi")) /* header, block map: 1 MiB aligned */
+		/* a block map (fixed VDI): header and 4 bytes a block, 1 MiB
+		 * aligned; the exact figure is the backend's, this is close */
+		if (w->sd.block_size)
 			needed += VD_ALIGN_UP((1u << 20) + 4 * (needed / bs), 1u << 20);
 		r = check_space(w, needed, err);
 	} else if (w->kind == KIND_RAW) {
@@ -740,8 +720,8 @@ static int rewrite_new(struct rw *w, const struct stat *orig, struct vd_error *e
 	r = vd_host_open_file(&h, t.tmp, VD_HOST_RDWR, err);
 	if (r < 0)
 		goto out;
-	r = vd_create_in_tmp(h, &t, w->si->format, w->size, opts[0] ? opts : NULL, 0,
-			     w->o->cancel, err);
+	r = vd_create_in_tmp_like(h, &t, w->si->format, w->size, opts[0] ? opts : NULL, 0,
+				  &like, w->o->cancel, err);
 	if (r < 0) {
 		vd_host_close(h);
 		if (r == -ENOSPC && needed) {
@@ -755,6 +735,12 @@ static int rewrite_new(struct rw *w, const struct stat *orig, struct vd_error *e
 		goto out;
 	w->dst->host->stream_writeback = true;
 	r = vd_get_info(w->dst, w->di, err);
+	if (r == 0)
+		r = vd_describe(w->dst, &w->dd, err);
+	if (r == 0 && w->dd.block_size != w->sd.block_size)
+		r = vd_set_error(err, ENOTSUP,
+				 "%s: the image has blocks of %" PRIu32 " bytes but a new %s image would have %" PRIu32 "; cannot keep them (use vdisk convert)",
+				 w->path, w->sd.block_size, w->si->format, w->dd.block_size);
 	if (r == 0)
 		r = list_files(w, &t, err);
 	if (r < 0)
@@ -787,11 +773,12 @@ static int rewrite_new(struct rw *w, const struct stat *orig, struct vd_error *e
 		}
 		break;
 	case KIND_FLAT:
-		w->unit = w->si->block_size;
-		w->res->block_size = w->si->block_size;
-		/* a fixed VDI reserved its file at create; flat extents now */
-		if (strcmp(w->si->format, "vdi"))
-			for (unsigned i = 0; i < w->nfiles && r == 0; i++)
+		w->unit = w->sd.block_size;
+		w->res->block_size = w->sd.block_size;
+		/* the image file reserved its blocks at create (fixed VDI);
+		 * extent files holding the data (flat VMDK) now */
+		for (unsigned i = 0; i < w->nfiles && r == 0; i++)
+			if (w->files[i].role == VD_FILE_EXTENT)
 				r = reserve(w->files[i].path, 0, w->files[i].glen, false, err);
 		if (r == 0)
 			r = copy_data(w, false, err);
@@ -865,6 +852,10 @@ static int rewrite(const char *path, int mode, const struct vd_rewrite_opts *o,
 	w.size = vd_size(w.src);
 	r = vd_get_info(w.src, w.si, err);
 	if (r == 0)
+		r = vd_describe(w.src, &w.sd, err);
+	if (r == 0)
+		r = vd_get_identity(w.src, &w.id, err);
+	if (r == 0)
 		r = classify(&w, err);
 	if (r < 0)
 		goto out;
@@ -921,6 +912,8 @@ out:
 	free(w.buf);
 	free(w.si);
 	free(w.di);
+	vd_describe_free(&w.sd);
+	vd_describe_free(&w.dd);
 	return r;
 }
 

@@ -433,11 +433,16 @@ int vd_zerofree(const char *path, const struct vd_zerofree_opts *opts,
 	z.o = opts;
 	z.err = err;
 	z.unit = info.block_size && vd_is_pow2(info.block_size) ? info.block_size : ZERO_UNIT;
-	/* What a discard does is only known by trying; a dry run guesses from
-	 * the subformat: preallocated and stream images keep their blocks. */
-	z.predict_release = !strstr(info.subformat, "ixed") && !strstr(info.subformat, "Flat") &&
-			    strcmp(info.subformat, "streamOptimized") && strcmp(info.subformat, "device") &&
-			    (info.block_size || !strcmp(res->format, "raw"));
+	/* What a discard does is only known by trying; a dry run asks the
+	 * backend: preallocated, stream and device images keep their blocks. */
+	{
+		struct vd_describe d;
+		r = vd_describe(img, &d, err);
+		if (r < 0)
+			goto out;
+		z.predict_release = d.discard_releases;
+		vd_describe_free(&d);
+	}
 	res->unit = z.unit;
 	z.buf = vd_malloc(CHUNK, err);
 	if (!z.buf) {

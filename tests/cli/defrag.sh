@@ -136,6 +136,11 @@ assert_contains "convert sparse vmdk falloc: says why" "needs a flat subformat" 
 assert_rc "convert vmdk preallocation=bogus: refused" 1 \
 	"$VDISK" convert -O vmdk -o subformat=monolithicFlat,preallocation=bogus "$R" "$T/pf3.vmdk"
 assert_eq "convert refusals: nothing left" "" "$(ls "$T"/pf2* "$T"/pf3* 2>/dev/null; tmp_files "$T")"
+# the VMDK backend owns the option, so create takes it too
+assert_rc "create flat vmdk falloc" 0 "$VDISK" create -O vmdk -o subformat=twoGbMaxExtentFlat,preallocation=falloc "$T/pc.vmdk" 8M
+alloc=$(($(stat -c %b "$T/pc-f001.vmdk") * 512))
+[ "$alloc" -ge $((8 * MiB)) ] && pass "create flat vmdk falloc: extent fully allocated" ||
+	fail "create flat vmdk falloc: only $alloc bytes allocated"
 if command -v filefrag >/dev/null && [ "$(summary "$T/pf.vmdk" host-map)" = fiemap ]; then
 	frag=$(filefrag "$T/pf-flat.vmdk" | sed -E 's/.*: ([0-9]+) extents? found/\1/')
 	[ "$frag" -le 2 ] && pass "convert flat vmdk falloc: $frag host extents" || fail "convert flat vmdk falloc: $frag host extents"

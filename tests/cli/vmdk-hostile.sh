@@ -191,7 +191,7 @@ assert_contains "31 extents: info lists the RDONLY one" 'extent19: RDONLY 419225
 sum2=$(cat "$X"/* | sha256sum)
 for op in compact defrag; do
 	assert_rc "31 extents: $op refuses" 1 "$VDISK" $op "$X/x.vmdk"
-	assert_contains "31 extents: $op names the RDONLY extent" "extent 19 is not a plain read-write extent" "$T/.err"
+	assert_contains "31 extents: $op names the RDONLY extent" "extent 20 ($X/x-s020.vmdk) is RDONLY, not a plain read-write extent" "$T/.err"
 	assert_eq "31 extents: $op leaves the files" "$sum2" "$(cat "$X"/* | sha256sum)"
 done
 rm -rf "$X"
