@@ -42,14 +42,15 @@ for op in compact defrag; do
 	assert_rc "vdi $op" 0 "$VDISK" $op "$V"
 	assert_eq "vdi $op: header fields byte for byte" "$before" "$(vdi_fields "$V")"
 	ja=$(jinfo "$V")
-	for k in uuid '"modification-uuid"' geometry '"cluster-size"' '"format-specific".comment'; do
+	assert_eq "vdi $op: the poked comment is what info shows" "\"kept by $op: comment\"" "$(echo "$ja" | jq -c '."format-specific".data.comment')"
+	for k in uuid '"modification-uuid"' geometry '"cluster-size"' '"format-specific".data.comment'; do
 		assert_eq "vdi $op: info $k kept" "$(echo "$jb" | jq -c ".$k")" "$(echo "$ja" | jq -c ".$k")"
 	done
 	assert_rc "vdi $op: qemu-img check" 0 qemu-img check "$V"
 	assert_rc "vdi $op: qemu-img compare" 0 qemu-img compare -f raw -F vdi "$T/data.raw" "$V"
 	assert_rc "vdi $op: vdisk check" 0 "$VDISK" check "$V"
 done
-[ "$(jinfo "$T/compact.vdi" | jq '."format-specific".blocks_allocated')" -lt 32 ] &&
+[ "$(jinfo "$T/compact.vdi" | jq '."format-specific".data."blocks-allocated"')" -lt 32 ] &&
 	pass "vdi compact: dropped the zero blocks" || fail "vdi compact: kept every block"
 
 # a block size other than QEMU's 1 MiB (vdisk check only: qemu opens 1 MiB only)
@@ -66,8 +67,8 @@ assert_rc "vdi convert" 0 "$VDISK" convert -O vdi "$T/compact.vdi" "$T/copy.vdi"
 assert_eq "vdi convert: LCHS and legacy geometry kept" \
 	"$(od -A n -t x1 -j 348 -N 12 "$T/compact.vdi"; od -A n -t x1 -j 456 -N 12 "$T/compact.vdi")" \
 	"$(od -A n -t x1 -j 348 -N 12 "$T/copy.vdi"; od -A n -t x1 -j 456 -N 12 "$T/copy.vdi")"
-assert_eq "vdi convert: comment kept" "$(jinfo "$T/compact.vdi" | jq '."format-specific".comment')" \
-	"$(jinfo "$T/copy.vdi" | jq '."format-specific".comment')"
+assert_eq "vdi convert: comment kept" "$(jinfo "$T/compact.vdi" | jq '."format-specific".data.comment')" \
+	"$(jinfo "$T/copy.vdi" | jq '."format-specific".data.comment')"
 [ "$(jinfo "$T/compact.vdi" | jq -r .uuid)" != "$(jinfo "$T/copy.vdi" | jq -r .uuid)" ] &&
 	pass "vdi convert: a new UUID" || fail "vdi convert: the copy has the source's UUID"
 assert_rc "vdi convert: qemu-img check" 0 qemu-img check "$T/copy.vdi"

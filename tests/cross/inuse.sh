@@ -141,8 +141,10 @@ kill "$qpid" 2>/dev/null; pkill -f "qemu-io -f vdi $T/d.vdi" 2>/dev/null; wait "
 truncate -s 64M "$T/dev.img"
 if D=$(loop "$T/dev.img"); then
 	exec 7<"$D"
+	before=$(sum "$T/dev.img")
 	assert_rc "device open by another process: refused" 1 "$VDISK" convert -O raw "$T/d.raw" "$D"
 	assert_contains "device open: names the process" "process $$ (bash) has $D open" "$T/.err"
+	assert_eq "device open: unchanged" "$before" "$(sum "$T/dev.img")"
 	assert_rc "device open: --force writes anyway" 0 "$VDISK" convert --force -O raw "$T/d.raw" "$D"
 	assert_contains "device open: --force warns, naming the process" "warning: $D: process $$ (bash) has $D open" "$T/.err"
 	exec 7<&-
@@ -150,6 +152,7 @@ if D=$(loop "$T/dev.img"); then
 	before=$(sum "$T/dev.img")
 	assert_rc "device with a partition table: refused" 1 "$VDISK" convert -O raw "$T/d.raw" "$D"
 	assert_contains "device with a signature: says what" "holds a dos partition table; --force overwrites it" "$T/.err"
+	assert_eq "device with a partition table: unchanged" "$before" "$(sum "$T/dev.img")"
 	mkfs.ext4 -q -F "$D"
 	before=$(sum "$T/dev.img")
 	assert_rc "device with ext4: refused" 1 "$VDISK" convert -O raw "$T/d.raw" "$D"
