@@ -211,4 +211,7 @@ int vmdk_identity(struct vd_image *img, struct vd_identity *id, struct vd_error 
  * D before the options that override them. */
 void vmdk_create_identity(struct vmdk_desc *d, const struct vd_identity *id);
 
+/* vmdk-create.c: the driver's create operation */
+int vmdk_create(struct vd_host *h, const struct vd_create_params *p, struct vd_error *err);
+
 #endif
