@@ -214,4 +214,11 @@ void vmdk_create_identity(struct vmdk_desc *d, const struct vd_identity *id);
 /* vmdk-create.c: the driver's create operation */
 int vmdk_create(struct vd_host *h, const struct vd_create_params *p, struct vd_error *err);
 
+static inline uint64_t vmdk_grain_bytes(const struct vmdk_sparse *sp)
+{
+	return sp->grain * VD_SECTOR;
+}
+/* Write the little-endian V at byte OFF of the extent (vmdk-sparse.c). */
+int vmdk_sparse_write_u32(struct vmdk_sparse *sp, uint64_t off, uint32_t v, struct vd_error *err);
+
 #endif
