@@ -85,4 +85,11 @@ int cli_rewrite_cmd(const char *cmd, const char *usage_text, bool fs_aware_ok,
 void cli_rewrite_report(const char *cmd, const char *path, int json,
 			const struct vd_rewrite_result *r);
 
+/* Overlapping partitions: how many PT lists (at most VD_PTABLE_MAX_OVERLAPS),
+ * and info's and geometry's JSON for them: ,"overlap-count": N,
+ * "overlaps": [{"partition", "start", "end", "with": "partition" | "ebr" |
+ * "mbr", "other", "other-start", "other-end"}, ...] */
+unsigned cli_overlaps_listed(const struct vd_ptable *pt);
+void cli_overlaps_json(const struct vd_ptable *pt);
+
 #endif

@@ -30,10 +30,6 @@ static const char usage[] =
 	"  -h, --help           show this help\n";
 
 /* overlaps held in the list (the count may be larger) */
-static unsigned ov_listed(const struct vd_ptable *pt)
-{
-	return pt->noverlaps < VD_PTABLE_MAX_OVERLAPS ? pt->noverlaps : VD_PTABLE_MAX_OVERLAPS;
-}
 
 
 struct gpart {
@@ -82,21 +78,6 @@ static void chs_json(const char *key, const struct vd_chs *c)
 	printf(", \"%s\": [%" PRIu32 ", %" PRIu32 ", %" PRIu32 "]", key, c->cylinder, c->head, c->sector);
 }
 
-/* As vdisk info: "overlap-count" and "overlaps" (see vdisk-info(1)). */
-static void overlaps_json(const struct vd_ptable *pt)
-{
-	unsigned n = ov_listed(pt);
-
-	printf(",\n    \"overlap-count\": %u,\n    \"overlaps\": [", pt->noverlaps);
-	for (unsigned i = 0; i < n; i++) {
-		const struct vd_ptable_overlap *o = &pt->overlap[i];
-		printf("%s\n        {\"partition\": %u, \"start\": %" PRIu64 ", \"end\": %" PRIu64
-		       ", \"with\": \"%s\", \"other\": %u, \"other-start\": %" PRIu64 ", \"other-end\": %" PRIu64 "}",
-		       i ? "," : "", o->a, o->a_start, o->a_end, o->b == 0 ? "mbr" : o->b_ebr ? "ebr" : "partition",
-		       o->b, o->b_start, o->b_end);
-	}
-	printf("%s]", n ? "\n    " : "");
-}
 
 int cmd_geometry(int argc, char **argv)
 {
@@ -250,7 +231,7 @@ int cmd_geometry(int argc, char **argv)
 			printf("%s]", np ? "\n    " : "");
 		}
 		if (have_table)
-			overlaps_json(pt);
+			cli_overlaps_json(pt);
 		printf("\n}\n");
 		rc = 0;
 		goto out;
@@ -316,7 +297,7 @@ int cmd_geometry(int argc, char **argv)
 		char t[200];
 
 		printf("overlapping partitions (%u):\n", pt->noverlaps);
-		for (unsigned i = 0; i < ov_listed(pt); i++) {
+		for (unsigned i = 0; i < cli_overlaps_listed(pt); i++) {
 			vd_ptable_overlap_text(pt, &pt->overlap[i], t, sizeof(t));
 			printf("    %s\n", t);
 			cli_err("geometry", "warning: %s", t);

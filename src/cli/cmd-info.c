@@ -26,10 +26,6 @@ static const char usage[] =
 	"  -h, --help           show this help\n";
 
 /* overlaps held in the list (the count may be larger) */
-static unsigned ov_listed(const struct vd_ptable *pt)
-{
-	return pt->noverlaps < VD_PTABLE_MAX_OVERLAPS ? pt->noverlaps : VD_PTABLE_MAX_OVERLAPS;
-}
 
 
 /* ---- partitions and content (libblkid through the block-I/O layer) ---- */
@@ -52,7 +48,7 @@ static void probe_layout(struct vd_image *img, struct layout *l)
 		l->has_table = true;
 		if (l->pt.note[0])
 			cli_err("info", "warning: %s", l->pt.note);
-		for (unsigned i = 0; i < ov_listed(&l->pt); i++) {
+		for (unsigned i = 0; i < cli_overlaps_listed(&l->pt); i++) {
 			vd_ptable_overlap_text(&l->pt, &l->pt.overlap[i], t, sizeof(t));
 			cli_err("info", "warning: %s", t);
 		}
@@ -139,29 +135,13 @@ static void layout_human(const struct layout *l)
 		char t[200];
 
 		printf("overlapping partitions (%u):\n", l->pt.noverlaps);
-		for (unsigned i = 0; i < ov_listed(&l->pt); i++) {
+		for (unsigned i = 0; i < cli_overlaps_listed(&l->pt); i++) {
 			vd_ptable_overlap_text(&l->pt, &l->pt.overlap[i], t, sizeof(t));
 			printf("    %s\n", t);
 		}
 	}
 }
 
-/* "overlaps": [{"partition": 2, "start": S, "end": E, "with": "partition"
- * | "ebr" | "mbr", "other": 1, "other-start": S, "other-end": E}, ...] */
-static void overlaps_json(const struct vd_ptable *pt)
-{
-	unsigned n = ov_listed(pt);
-
-	printf(",\n    \"overlap-count\": %u,\n    \"overlaps\": [", pt->noverlaps);
-	for (unsigned i = 0; i < n; i++) {
-		const struct vd_ptable_overlap *o = &pt->overlap[i];
-		printf("%s\n        {\"partition\": %u, \"start\": %" PRIu64 ", \"end\": %" PRIu64
-		       ", \"with\": \"%s\", \"other\": %u, \"other-start\": %" PRIu64 ", \"other-end\": %" PRIu64 "}",
-		       i ? "," : "", o->a, o->a_start, o->a_end, o->b == 0 ? "mbr" : o->b_ebr ? "ebr" : "partition",
-		       o->b, o->b_start, o->b_end);
-	}
-	printf("%s]", n ? "\n    " : "");
-}
 
 static void content_json(const struct vd_content *c)
 {
@@ -218,7 +198,7 @@ static void layout_json(const struct layout *l)
 		printf("}");
 	}
 	printf("%s]", l->pt.nparts ? "\n    " : "");
-	overlaps_json(&l->pt);
+	cli_overlaps_json(&l->pt);
 }
 
 /*

@@ -7,6 +7,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,4 +197,24 @@ char *cli_read_script(const char *cmd, const char *path)
 	if (!in)
 		fclose(f);
 	return buf;
+}
+
+unsigned cli_overlaps_listed(const struct vd_ptable *pt)
+{
+	return pt->noverlaps < VD_PTABLE_MAX_OVERLAPS ? pt->noverlaps : VD_PTABLE_MAX_OVERLAPS;
+}
+
+void cli_overlaps_json(const struct vd_ptable *pt)
+{
+	unsigned n = cli_overlaps_listed(pt);
+
+	printf(",\n    \"overlap-count\": %u,\n    \"overlaps\": [", pt->noverlaps);
+	for (unsigned i = 0; i < n; i++) {
+		const struct vd_ptable_overlap *o = &pt->overlap[i];
+		printf("%s\n        {\"partition\": %u, \"start\": %" PRIu64 ", \"end\": %" PRIu64
+		       ", \"with\": \"%s\", \"other\": %u, \"other-start\": %" PRIu64 ", \"other-end\": %" PRIu64 "}",
+		       i ? "," : "", o->a, o->a_start, o->a_end, o->b == 0 ? "mbr" : o->b_ebr ? "ebr" : "partition",
+		       o->b, o->b_start, o->b_end);
+	}
+	printf("%s]", n ? "\n    " : "");
 }

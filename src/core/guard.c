@@ -333,6 +333,27 @@ static int check_swaps(const char *path, const struct stat *st, const struct dev
 
 /* ---- other processes ---- */
 
+/* Descriptor FD of FDDIR (/proc/PID/fd) is open for writing: its fdinfo
+ * "flags:\t0100002" (octal). */
+static bool fd_writes(const char *fddir, const char *fd)
+{
+	char fi[PATH_MAX], buf[256];
+	unsigned long fl = 0;
+	size_t n = strlen(fddir);
+	FILE *f;
+
+	/* /proc/PID/fd -> /proc/PID/fdinfo */
+	snprintf(fi, sizeof(fi), "%.*sinfo/%s", (int)n, fddir, fd);
+	f = fopen(fi, "re");
+	if (!f)
+		return false;
+	while (fgets(buf, sizeof(buf), f))
+		if (sscanf(buf, "flags: %lo", &fl) == 1)
+			break;
+	fclose(f);
+	return (fl & O_ACCMODE) != O_RDONLY;
+}
+
 /* The first other process with the file (regular: ST's inode, WRITERS
  * only: open for writing) or one of D's devices open; 0 if none.  NAME
  * gets its command, WHAT the device it has open ("" for the file). */
@@ -374,22 +395,8 @@ static pid_t find_opener(const struct stat *st, const struct devs *d, bool write
 			if (i < 0 && !(S_ISREG(s.st_mode) && S_ISREG(st->st_mode) &&
 				       s.st_dev == st->st_dev && s.st_ino == st->st_ino))
 				continue;
-			if (writers && i < 0) {
-				/* fdinfo "flags:\t0100002" (octal) */
-				char fi[PATH_MAX], buf[256];
-				FILE *f;
-				unsigned long fl = 0;
-				snprintf(fi, sizeof(fi), "/proc/%d/fdinfo/%s", (int)pid, fe->d_name);
-				f = fopen(fi, "re");
-				if (f) {
-					while (fgets(buf, sizeof(buf), f))
-						if (sscanf(buf, "flags: %lo", &fl) == 1)
-							break;
-					fclose(f);
-				}
-				if ((fl & O_ACCMODE) == O_RDONLY)
-					continue;
-			}
+			if (writers && i < 0 && !fd_writes(dir, fe->d_name))
+				continue;
 			found = pid;
 			snprintf(what, wlen, "%s", i >= 0 ? d->name[i] : "");
 			break;
@@ -418,10 +425,8 @@ static bool self_writes(const struct stat *st)
 	if (!fds)
 		return false;
 	while (!found && (fe = readdir(fds)) != NULL) {
-		char p[PATH_MAX], fi[PATH_MAX], buf[256];
-		unsigned long fl = 0;
+		char p[PATH_MAX];
 		struct stat s;
-		FILE *f;
 
 		if (fe->d_name[0] == '.')
 			continue;
@@ -429,15 +434,7 @@ static bool self_writes(const struct stat *st)
 		if (stat(p, &s) < 0 || !S_ISREG(s.st_mode) || s.st_dev != st->st_dev ||
 		    s.st_ino != st->st_ino)
 			continue;
-		snprintf(fi, sizeof(fi), "/proc/self/fdinfo/%s", fe->d_name);
-		f = fopen(fi, "re");
-		if (!f)
-			continue;
-		while (fgets(buf, sizeof(buf), f))
-			if (sscanf(buf, "flags: %lo", &fl) == 1)
-				break;
-		fclose(f);
-		found = (fl & O_ACCMODE) != O_RDONLY;
+		found = fd_writes("/proc/self/fd", fe->d_name);
 	}
 	closedir(fds);
 	return found;
