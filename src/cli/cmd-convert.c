@@ -287,5 +287,12 @@ int cmd_convert(int argc, char **argv)
 	}
 	if (r < 0)
 		return cli_fail("convert", &err, 1);
+	if (!o.existing_target) {
+		char warn[512];
+
+		vd_create_warning(o.dst_format, o.dst_opts, warn, sizeof(warn));
+		if (warn[0])
+			cli_err("convert", "warning: %s", warn);
+	}
 	return 0;
 }
