@@ -107,9 +107,11 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
 	rand_bytes slow $((24 * MiB)) >"$T/slow.raw"
 	slow_convert() { # NAME ARGS...: start a delayed convert, SIGINT it, wait
 		local name=$1 spid vpid i rc=0; shift
-		strace -f -o /dev/null -e trace=pwrite64,pwritev,write \
-			-e inject=pwrite64,pwritev:delay_enter=100000 \
-			"$VDISK" convert -q "$@" >"$T/$name.out" 2>"$T/$name.err" &
+		# LeakSanitizer cannot run under ptrace (make SANITIZE=1)
+		ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+			strace -f -o /dev/null -e trace=pwrite64,pwritev,write \
+				-e inject=pwrite64,pwritev:delay_enter=100000 \
+				"$VDISK" convert -q "$@" >"$T/$name.out" 2>"$T/$name.err" &
 		spid=$!
 		vpid=
 		for ((i = 0; i < 200; i++)); do
