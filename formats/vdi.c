@@ -295,6 +295,25 @@ static int vdi_block_status(struct vd_image *img, uint64_t off, uint64_t len,
 
 /* ---- create ---- */
 
+/* FORMATS.md: QEMU opens only 1 MiB blocks, VirtualBox 512 KiB to 8 MiB. */
+static void vdi_create_warning(struct vd_opts *o, char *buf, size_t len)
+{
+	const char *bs_opt = vd_opts_get(o, "block_size");
+	uint64_t bs;
+
+	if (!bs_opt || vd_parse_size(bs_opt, &bs) < 0 || !vd_is_pow2(bs) || bs < 4096 ||
+	    bs > VDI_MAX_BLOCK || bs == VDI_DEFAULT_BLOCK)
+		return;
+	if (bs >= (512u << 10) && bs <= (8u << 20))
+		snprintf(buf, len, "vdi: block_size %s (%llu bytes) is not 1 MiB: qemu-img "
+			 "(and qemu) open only VDI images with 1 MiB blocks; VirtualBox opens "
+			 "512 KiB to 8 MiB", bs_opt, (unsigned long long)bs);
+	else
+		snprintf(buf, len, "vdi: block_size %s (%llu bytes) is not 1 MiB: neither "
+			 "qemu-img (and qemu: 1 MiB blocks only) nor VirtualBox (512 KiB to "
+			 "8 MiB) opens this image", bs_opt, (unsigned long long)bs);
+}
+
 static void vdi_create_identity(uint8_t *hdr, const struct vd_identity *id);
 
 static int vdi_create(struct vd_host *h, const struct vd_create_params *p,
@@ -555,6 +574,7 @@ const struct vd_driver vd_driver_vdi = {
 	.block_status = vdi_block_status,
 	.flush = vdi_flush,
 	.create = vdi_create,
+	.create_warning = vdi_create_warning,
 	.info = vdi_info,
 	.check = vdi_check,
 	.describe = vdi_describe,

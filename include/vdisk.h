@@ -297,6 +297,11 @@ int vd_create(const char *path, const char *format, uint64_t size,
 /* Names of the registered formats, NULL-terminated. */
 const char *const *vd_formats(void);
 bool vd_format_can_create(const char *format);
+/* What other tools will not read in an image of FORMAT created with the
+ * options OPTS (as given to vd_create or convert): a sentence in BUF, ""
+ * when nothing (or when OPTS are invalid: vd_create reports that).  The
+ * library never prints; create and convert show it as a warning. */
+void vd_create_warning(const char *format, const char *opts, char *buf, size_t len);
 
 /* ---- operations -------------------------------------------------------- */
 

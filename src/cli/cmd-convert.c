@@ -6,6 +6,7 @@
  */
 #include "cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -273,7 +274,25 @@ int cmd_convert(int argc, char **argv)
 	o.cancel = &cli_cancel;
 	r = vd_convert(src, dst, &o, &err);
 	cli_progress_end(&prog);
+	if (r < 0 && err.code == -ECANCELED && cli_cancel) {
+		/* what vdisk-convert(1) promises: a new DST is built in a
+		 * temporary file that is removed, -n writes in place */
+		if (o.existing_target)
+			cli_err("convert", "interrupted by signal %d; %s is partly written (-n writes in place)",
+				cli_cancel, dst);
+		else
+			cli_err("convert", "interrupted by signal %d; nothing was changed (the temporary file was removed, %s left as it was)",
+				cli_cancel, dst);
+		return 128 + cli_cancel;
+	}
 	if (r < 0)
 		return cli_fail("convert", &err, 1);
+	if (!o.existing_target) {
+		char warn[512];
+
+		vd_create_warning(o.dst_format, o.dst_opts, warn, sizeof(warn));
+		if (warn[0])
+			cli_err("convert", "warning: %s", warn);
+	}
 	return 0;
 }

@@ -144,6 +144,7 @@ int cmd_create(int argc, char **argv)
 	const char *fmt = NULL, *opts = NULL, *script_path = NULL, *boot_path = NULL;
 	const char *sde = getenv("SOURCE_DATE_EPOCH");
 	struct vd_error err = { 0 };
+	char warn[512];
 	struct vd_build_opts bo = { .align = VD_ALIGN_MIB };
 	struct vd_build_part parts[VD_MBR_MAX_PARTS];
 	unsigned flags = VD_CREATE_EXCL, nparts = 0;
@@ -269,6 +270,9 @@ int cmd_create(int argc, char **argv)
 		free(text);
 		if (r < 0)
 			return build_fail(&err);
+		vd_create_warning(fmt, opts, warn, sizeof(warn));
+		if (warn[0])
+			cli_err("create", "warning: %s", warn);
 		if (json)
 			print_json(argv[optind], fmt, &sum);
 		else
@@ -283,5 +287,8 @@ int cmd_create(int argc, char **argv)
 	cli_catch_signals();
 	if (vd_create(argv[optind], fmt, size, opts, flags, &cli_cancel, &err) < 0)
 		return cli_fail("create", &err, 1);
+	vd_create_warning(fmt, opts, warn, sizeof(warn));
+	if (warn[0])
+		cli_err("create", "warning: %s", warn);
 	return 0;
 }

@@ -20,7 +20,8 @@ static const char usage[] =
 	"or of IMAGE: cylinders, usable bytes, the first-partition offsets, and a\n"
 	"whole-disk partition's size with the losetup and mkfs numbers.  For an\n"
 	"image with an MBR, list its partitions with their CHS fields as stored\n"
-	"and as computed, flagging the ones that disagree with the LBA fields.\n"
+	"and as computed, flagging the ones that disagree with the LBA fields,\n"
+	"and (as for a GPT's) the losetup and mkfs numbers of each partition.\n"
 	"\n"
 	"  -H, --heads H        heads per cylinder (default 255)\n"
 	"      --sectors S      sectors per track (default 63)\n"
@@ -288,6 +289,13 @@ int cmd_geometry(int argc, char **argv)
 			       "  %-11s %-11s %-11s %-11s%s\n",
 			       p->number, p->start, p->start + p->size - 1, p->size, p->start * 512,
 			       p->size * 512, b[0], b[1], b[2], b[3], gp[i].mismatch ? "  CHS mismatch" : "");
+			/* as for GPT; an extended partition only holds the
+			 * logical ones (and their EBRs): no filesystem */
+			if (p->number <= 4 && vd_mbr_is_extended(p->type))
+				printf("        extended: holds the logical partitions, no losetup/mkfs of its own\n");
+			else
+				printf("        losetup -o %" PRIu64 " --sizelimit %" PRIu64 "; mkfs ... %" PRIu64 "\n",
+				       p->start * 512, p->size * 512, p->size / 2);
 			bad += gp[i].mismatch;
 		}
 		if (bad)

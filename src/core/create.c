@@ -448,6 +448,20 @@ int vd_create_in_tmp_like(struct vd_host *h, struct vd_tmp *t, const char *forma
 	return drv->create(h, &p, err);
 }
 
+void vd_create_warning(const char *format, const char *opts, char *buf, size_t len)
+{
+	const struct vd_driver *d = format ? vd_driver_find(format) : NULL;
+	struct vd_opts o;
+	struct vd_error e = { 0 };
+
+	if (!buf || !len)
+		return;
+	buf[0] = 0;
+	if (!d || !d->create_warning || vd_opts_parse(&o, opts, &e) < 0)
+		return;
+	d->create_warning(&o, buf, len);
+}
+
 int vd_create(const char *path, const char *format, uint64_t size,
 	      const char *opts, unsigned flags, const volatile int *cancel,
 	      struct vd_error *err)

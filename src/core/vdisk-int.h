@@ -340,6 +340,9 @@ struct vd_driver {
 	/* Write a new, empty image of p->size into the empty host H. */
 	int (*create)(struct vd_host *h, const struct vd_create_params *p,
 		      struct vd_error *err);
+	/* What other tools will not read in an image created with O: a
+	 * sentence in BUF (LEN > 0, BUF[0] is 0 on entry), or nothing. */
+	void (*create_warning)(struct vd_opts *o, char *buf, size_t len);
 	int (*info)(struct vd_image *img, struct vd_info *info,
 		    struct vd_error *err);
 	int (*check)(struct vd_image *img, bool repair, struct vd_check *res,

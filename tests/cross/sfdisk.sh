@@ -147,6 +147,28 @@ assert_contains "vdisk geometry: worked example cylinders" "cylinders: 503 (4137
 assert_contains "vdisk geometry: worked example losetup" "losetup -o 32256 --sizelimit 4137283584" geo.txt
 assert_contains "vdisk geometry: worked example mkfs" "mkfs ... 4040316" geo.txt
 assert_rc "vdisk geometry: neither an image nor a size" 1 "$VDISK" geometry no-such-file
+# MBR partitions get their losetup and mkfs numbers too (as GPT ones do):
+# a primary, an extended and two logicals made by sfdisk, checked against
+# sfdisk --json in the JSON (offset, bytes, blocks-1k) and in the text
+fresh l.img 64M
+printf 'label: dos\nlabel-id: 0x1badd00d\nstart=2048, size=20480, type=83\nstart=22528, type=5\nstart=24576, size=10240, type=83\nstart=36864, type=82\n' |
+	sfdisk -q l.img >/dev/null || fail "sfdisk refused the logical-partition script"
+want=$(sfdisk --json l.img | jq -r '.partitiontable.partitions[] |
+	"\(.node | sub("^.*[^0-9]"; "")) \(.start) \(.start * 512) \(.size * 512) \((.size / 2) | floor) \(.type)"')
+got=$("$VDISK" geometry --output=json l.img | jq -r '.partitions[] |
+	"\(.number) \(.start) \(.offset) \(.bytes) \(."blocks-1k") \(.type)"')
+assert_eq "MBR with logicals: geometry JSON offsets, bytes, blocks-1k as sfdisk --json" "$want" "$got"
+assert_eq "MBR with logicals: 4 partitions (1, 2 extended, 5, 6)" "1 2 5 6" \
+	"$(echo "$got" | awk '{print $1}' | tr '\n' ' ' | sed 's/ $//')"
+"$VDISK" geometry l.img >geo.txt
+sfdisk --json l.img | jq -r '.partitiontable.partitions[] | select(.type != "5") |
+	"losetup -o \(.start * 512) --sizelimit \(.size * 512); mkfs ... \((.size / 2) | floor)"' >want.txt
+[ "$(wc -l <want.txt)" = 3 ] || fail "expected 3 non-extended partitions from sfdisk"
+while read -r line; do
+	assert_contains "MBR text: $line" "$line" geo.txt
+done <want.txt
+assert_eq "MBR text: one losetup line per non-extended partition" 3 "$(grep -c 'losetup -o .*; mkfs' geo.txt)"
+assert_contains "MBR text: the extended partition has none" "extended: holds the logical partitions" geo.txt
 
 # ---- rejections: exit 1, image unchanged ----
 fresh r.img 100M
