@@ -566,16 +566,21 @@ static int check_host(const char *path, int fd, const struct stat *st, unsigned 
 				 "%s: in use: held by /dev/%s (device-mapper, RAID or LVM stacked on it)",
 				 path, held);
 	if (r == 0 && S_ISREG(st->st_mode)) {
-		bool writer = false;
+		bool writer = false, no_writer = false;
 
 		/* a read lease is refused while anybody has the file open for
 		 * writing, the kernel's loop driver included */
-		if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0)
+		if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
 			fcntl(fd, F_SETLEASE, F_UNLCK);
-		else if (errno == EAGAIN)
+			no_writer = true;
+		} else if (errno == EAGAIN) {
 			writer = true;
-		/* EPERM (not the owner), EINVAL (no leases here): look anyway */
-		pid = find_opener(st, d, true, name, sizeof(name), what, sizeof(what));
+		}
+		/* EPERM (not the owner), EINVAL (no leases here): look anyway;
+		 * the /proc scan costs a stat per descriptor of every process,
+		 * so it is skipped when the lease already says nobody writes
+		 * and no loop device is on the file */
+		pid = no_writer && d->n == 0 ? 0 : find_opener(st, d, true, name, sizeof(name), what, sizeof(what));
 		if (pid)
 			r = vd_set_error(err, EBUSY, "%s: in use: process %d (%s) has it open%s%s%s",
 					 path, (int)pid, name, what[0] ? " through " : " for writing",
