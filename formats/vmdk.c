@@ -13,6 +13,10 @@
 #define _GNU_SOURCE
 #include "vmdk.h"
 
+/* the words of the path policy's messages (vd_related_resolve) */
+static const struct vd_related_words VMDK_RELATED_WORDS = { "extent file", "descriptor", "extent" };
+#define VMDK_RELATED (&VMDK_RELATED_WORDS)
+
 #include <errno.h>
 #include <inttypes.h>
 #include <libgen.h>
@@ -45,144 +49,6 @@ static int vmdk_probe(const uint8_t *buf, size_t len, uint64_t file_size)
 		return 100;
 	if (is_text_descriptor(buf, len))
 		return 90;
-	return 0;
-}
-
-/* An extent file as resolved before anything is opened for I/O. */
-struct resolved {
-	char *full;   /* the path to open */
-	dev_t dev;    /* what it resolved to */
-	ino_t ino;
-};
-
-static bool inside(const char *real, const char *rdir)
-{
-	size_t n = strlen(rdir);
-
-	if (!strcmp(rdir, "/"))
-		return real[0] == '/';
-	return !strncmp(real, rdir, n) && real[n] == '/';
-}
-
-/* Resolve the extent file NAME named by the descriptor of IMG into R.
- *
- * Race-free against symlinks swapped while we look: the name is resolved
- * once, into an O_PATH descriptor (no I/O, no device open, no lock); the
- * policy is checked on that descriptor (its real path from /proc/self/fd,
- * its type from fstat), and open_resolved later opens the name for I/O and
- * refuses it unless it is the same inode. */
-static int resolve_extent(struct vd_image *img, const char *name, struct resolved *r,
-			  struct vd_error *err)
-{
-	const char *dpath = img->host->path;
-	bool allow = (img->flags & VD_OPEN_ALLOW_DEVICES) != 0;
-	char *dup = strdup(dpath), *dir, rdir[PATH_MAX], real[PATH_MAX], link[64];
-	struct stat st;
-	int fd = -1, ret;
-
-	memset(r, 0, sizeof(*r));
-	if (!dup)
-		return vd_set_error(err, ENOMEM, "out of memory");
-	dir = dirname(dup);
-	if (!allow) {
-		const char *p = name;
-		if (name[0] == '/') {
-			ret = vd_set_error(err, EPERM, "%s: extent file \"%s\" is an absolute path (pass --allow-devices to use it)",
-					   dpath, name);
-			goto out;
-		}
-		while (p) {
-			if (!strncmp(p, "..", 2) && (p[2] == '/' || p[2] == '\0')) {
-				ret = vd_set_error(err, EPERM, "%s: extent file \"%s\" leaves the descriptor's directory (pass --allow-devices to use it)",
-						   dpath, name);
-				goto out;
-			}
-			p = strchr(p, '/');
-			if (p)
-				p++;
-		}
-	}
-	if (name[0] == '/')
-		r->full = strdup(name);
-	else if (asprintf(&r->full, "%s/%s", dir, name) < 0)
-		r->full = NULL;
-	if (!r->full) {
-		ret = vd_set_error(err, ENOMEM, "out of memory");
-		goto out;
-	}
-	fd = open(r->full, O_PATH | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		ret = vd_set_error(err, errno, "%s: extent: %s: %s", dpath, r->full, strerror(errno));
-		goto out;
-	}
-	if (!allow) {
-		ssize_t n;
-		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-		n = readlink(link, real, sizeof(real) - 1);
-		if (n >= 0) {
-			real[n] = '\0';
-		} else {
-			/* no /proc: the real path by name, which must still be
-			 * the inode the descriptor holds */
-			struct stat st2;
-			if (!realpath(r->full, real) || stat(real, &st2) < 0 ||
-			    st2.st_dev != st.st_dev || st2.st_ino != st.st_ino) {
-				ret = vd_set_error(err, EPERM, "%s: extent file \"%s\" changed while it was resolved",
-						   dpath, name);
-				goto out;
-			}
-		}
-		if (!realpath(dir, rdir)) {
-			ret = vd_set_error(err, errno, "%s: %s", dir, strerror(errno));
-			goto out;
-		}
-		if (!inside(real, rdir)) {
-			ret = vd_set_error(err, EPERM, "%s: extent file \"%s\" resolves to %s, outside the descriptor's directory (pass --allow-devices to use it)",
-					   dpath, name, real);
-			goto out;
-		}
-		if (!S_ISREG(st.st_mode)) {
-			ret = vd_set_error(err, EPERM, "%s: extent file \"%s\" is not a regular file (pass --allow-devices to use a device)",
-					   dpath, name);
-			goto out;
-		}
-	}
-	r->dev = st.st_dev;
-	r->ino = st.st_ino;
-	ret = 0;
-out:
-	if (fd >= 0)
-		close(fd);
-	if (ret < 0) {
-		free(r->full);
-		r->full = NULL;
-	}
-	free(dup);
-	return ret;
-}
-
-/* Open the file resolve_extent checked; it must still be that inode. */
-static int open_resolved(struct vd_image *img, const char *name, const struct resolved *res,
-			 bool rdwr, struct vd_host **h, struct vd_error *err)
-{
-	const char *dpath = img->host->path;
-	bool allow = (img->flags & VD_OPEN_ALLOW_DEVICES) != 0;
-	unsigned hflags = (rdwr ? VD_HOST_RDWR : 0) | (allow ? VD_HOST_ALLOW_DEV : 0) |
-			  (img->flags & VD_OPEN_NO_SYNC ? VD_HOST_NO_SYNC : 0) |
-			  (rdwr || (img->flags & (VD_OPEN_RDWR | VD_OPEN_EXCLUSIVE)) ? VD_HOST_GUARD : 0);
-	struct stat st;
-	int r;
-
-	r = vd_host_open_file(h, res->full, hflags, err);
-	if (r < 0)
-		return vd_prefix_error(err, "%s: extent", dpath);
-	if ((*h)->fd >= 0 && (fstat((*h)->fd, &st) < 0 || st.st_dev != res->dev ||
-			       st.st_ino != res->ino)) {
-		vd_host_close(*h);
-		*h = NULL;
-		return vd_set_error(err, EPERM, "%s: extent file \"%s\" was replaced while it was opened (a symlink swapped in?); refused",
-				    dpath, name);
-	}
 	return 0;
 }
 
@@ -261,7 +127,7 @@ static int open_descriptor_extents(struct vd_image *img, struct vmdk *v, struct 
 {
 	const char *path = img->host->path;
 	unsigned n = v->desc.nextents;
-	struct resolved *res;
+	struct vd_related *res;
 	unsigned *first;
 	bool *rdwr;
 	uint64_t start = 0, budget = VMDK_META_MAX;
@@ -287,7 +153,7 @@ static int open_descriptor_extents(struct vd_image *img, struct vmdk *v, struct 
 		first[i] = i;
 		if (de->type == VMDK_ZERO)
 			continue;
-		r = resolve_extent(img, de->file, &res[i], err);
+		r = vd_related_resolve(img, VMDK_RELATED, de->file, &res[i], err);
 		if (r < 0)
 			break;
 		if (have_dst && dst.st_dev == res[i].dev && dst.st_ino == res[i].ino) {
@@ -329,7 +195,7 @@ static int open_descriptor_extents(struct vd_image *img, struct vmdk *v, struct 
 		if (de->type != VMDK_ZERO && first[i] != i) {
 			e.h = v->ext[first[i]].h; /* the same FLAT file: one host */
 		} else if (de->type != VMDK_ZERO) {
-			r = open_resolved(img, de->file, &res[i], rdwr[i], &e.h, err);
+			r = vd_related_open(img, VMDK_RELATED, de->file, &res[i], rdwr[i], &e.h, err);
 			if (r < 0) {
 				free(e.file);
 				break;
@@ -371,7 +237,7 @@ static int open_descriptor_extents(struct vd_image *img, struct vmdk *v, struct 
 	}
 out:
 	for (unsigned i = 0; res && i < n; i++)
-		free(res[i].full);
+		vd_related_free(&res[i]);
 	free(res);
 	free(first);
 	free(rdwr);

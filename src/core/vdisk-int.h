@@ -498,4 +498,26 @@ void vd_rawvmdk_layout_free(struct vd_rawvmdk_layout *l);
 /* The device of partition NUMBER of DEV: /dev/sda1, /dev/loop0p1. */
 void vd_rawvmdk_partdev(const char *dev, unsigned number, char *out, size_t len);
 
+/* ---- files an image names (src/core/related.c): the one path policy ---- */
+struct vd_related_words {
+	const char *file;       /* "extent file" */
+	const char *owner;      /* "descriptor": whose directory */
+	const char *short_name; /* "extent": message prefix */
+};
+struct vd_related {
+	char *full;   /* the path to open */
+	dev_t dev;    /* what it resolved to */
+	ino_t ino;
+};
+/* Resolve NAME (named inside IMG) relative to IMG's directory, checking the
+ * policy on what it resolves to (O_PATH, no I/O, no lock). */
+int vd_related_resolve(struct vd_image *img, const struct vd_related_words *w, const char *name,
+		       struct vd_related *r, struct vd_error *err);
+/* Open what vd_related_resolve checked (RDWR, or with the guard when IMG
+ * is opened RDWR or EXCLUSIVE); refused unless it is still that inode. */
+int vd_related_open(struct vd_image *img, const struct vd_related_words *w, const char *name,
+		    const struct vd_related *res, bool rdwr, struct vd_host **h,
+		    struct vd_error *err);
+void vd_related_free(struct vd_related *r);
+
 #endif
