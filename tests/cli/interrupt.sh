@@ -100,7 +100,7 @@ interrupt TERM 143
 interrupt INT 130
 
 # ------------------------------------------- SIGINT, slowed down by strace
-# Every write held 100 ms by strace, so the signal surely lands mid-copy of
+# Every write held 300 ms by strace, so the signal surely lands mid-copy of
 # a small source: onto an existing DST with --force (left as it was) and
 # with -n (written in place: the message says it is partly written).
 if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; then
@@ -110,7 +110,7 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
 		# LeakSanitizer cannot run under ptrace (make SANITIZE=1)
 		ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
 			strace -f -o /dev/null -e trace=pwrite64,pwritev,write \
-				-e inject=pwrite64,pwritev:delay_enter=100000 \
+				-e inject=pwrite64,pwritev:delay_enter=300000 \
 				"$VDISK" convert -q "$@" >"$T/$name.out" 2>"$T/$name.err" &
 		spid=$!
 		vpid=
@@ -119,7 +119,7 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
 			[ -n "$vpid" ] && break
 			sleep 0.05
 		done
-		sleep 1 # well into the copy: 24 writes of 1 MiB take 2.4 s
+		sleep 0.5 # well into the copy: even 3 writes of 8 MiB take 0.9 s
 		[ -n "$vpid" ] && kill -INT $vpid
 		wait "$spid" || rc=$?
 		echo "$rc"

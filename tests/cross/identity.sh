@@ -94,12 +94,13 @@ for op in compact defrag; do
 		put_desc "$Q" "$dsec"
 	assert_eq "vmdk $op: longContentID poked" 1 "$(ddb_lines "$Q" | grep -c longContentID)"
 	before=$(ddb_lines "$Q")
-	cid=$(head -c 65536 "$Q" | tr -d '\0' | grep -a '^CID=')
+	# the value, not its spelling: qemu-img writes CID=%x, VMware and vdisk %08x
+	cid=$(head -c 65536 "$Q" | tr -d '\0' | grep -a '^CID=' | sed 's/CID=/0x/' | xargs printf '%d')
 	assert_rc "vmdk $op" 0 "$VDISK" $op "$Q"
 	after=$(ddb_lines "$Q")
 	assert_eq "vmdk $op: every ddb line kept" "" "$(comm -23 <(echo "$before") <(echo "$after"))"
 	assert_eq "vmdk $op: only ddb.uuid.* added" "" "$(comm -13 <(echo "$before") <(echo "$after") | grep -v '^ddb\.uuid\.')"
-	assert_eq "vmdk $op: CID kept" "$cid" "$(head -c 65536 "$Q" | tr -d '\0' | grep -a '^CID=')"
+	assert_eq "vmdk $op: CID kept" "$cid" "$(head -c 65536 "$Q" | tr -d '\0' | grep -a '^CID=' | sed 's/CID=/0x/' | xargs printf '%d')"
 	assert_rc "vmdk $op: qemu-img check" 0 qemu-img check "$Q"
 	assert_rc "vmdk $op: qemu-img compare" 0 qemu-img compare -f raw -F vmdk "$T/data.raw" "$Q"
 	assert_rc "vmdk $op: qemu-img info" 0 qemu-img info "$Q"
