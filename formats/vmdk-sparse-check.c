@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define BAD(...) vd_set_error(err, EINVAL, __VA_ARGS__)
 
@@ -179,6 +180,86 @@ static bool grain_map_mark(struct grain_map *m, const struct vmdk_sparse *sp, ui
 	return false;
 }
 
+/* The metadata of a hosted sparse extent (header, descriptor, grain
+ * directories and tables) as sector ranges sorted by start, with the
+ * running maximum of their ends: a grain [E, E + grain) overlaps some
+ * metadata exactly when the largest end among the ranges starting before
+ * E + grain is past E.  A grain there is overwritten by the next table
+ * update (make fuzz found one). */
+struct meta_map {
+	uint64_t *start, *maxend;
+	uint32_t n;
+};
+
+static void meta_add(uint64_t *st, uint64_t *en, uint32_t *n, uint64_t s, uint64_t len)
+{
+	if (len) {
+		st[*n] = s;
+		en[*n] = s + len;
+		(*n)++;
+	}
+}
+
+static int meta_build(struct meta_map *m, const struct vmdk_sparse *sp, struct vd_error *err)
+{
+	uint64_t gt_sectors = VD_ALIGN_UP(sp->gtes * 4ull, VD_SECTOR) / VD_SECTOR;
+	uint64_t gd_sectors = VD_ALIGN_UP(sp->gd_entries * 4ull, VD_SECTOR) / VD_SECTOR;
+	size_t cap = 2 * (size_t)sp->gd_entries + 4;
+	uint64_t *st = vd_malloc(cap * 8, err), *en = vd_malloc(cap * 8, err), *pair;
+	uint32_t n = 0;
+
+	memset(m, 0, sizeof(*m));
+	pair = vd_malloc(cap * 16, err);
+	if (!st || !en || !pair) {
+		free(st);
+		free(en);
+		free(pair);
+		return -ENOMEM;
+	}
+	meta_add(st, en, &n, 0, 1);
+	meta_add(st, en, &n, sp->desc_off, sp->desc_off ? sp->desc_size : 0);
+	if (sp->gd)
+		meta_add(st, en, &n, sp->gd_off, gd_sectors);
+	if (sp->rgd)
+		meta_add(st, en, &n, sp->rgd_off, gd_sectors);
+	for (uint32_t d = 0; d < sp->gd_entries; d++) {
+		if (sp->gd && sp->gd[d])
+			meta_add(st, en, &n, sp->gd[d], gt_sectors);
+		if (sp->rgd && sp->rgd[d])
+			meta_add(st, en, &n, sp->rgd[d], gt_sectors);
+	}
+	/* sort (start, end) pairs by start */
+	for (uint32_t i = 0; i < n; i++) {
+		pair[2 * i] = st[i];
+		pair[2 * i + 1] = en[i];
+	}
+	qsort(pair, n, 16, cmp_u64); /* the first u64 of each pair is the key */
+	for (uint32_t i = 0; i < n; i++) {
+		st[i] = pair[2 * i];
+		en[i] = VD_MAX(pair[2 * i + 1], i ? en[i - 1] : 0);
+	}
+	free(pair);
+	m->start = st;
+	m->maxend = en;
+	m->n = n;
+	return 0;
+}
+
+static bool meta_overlaps(const struct meta_map *m, uint64_t e, uint64_t len)
+{
+	uint32_t lo = 0, hi = m->n;
+
+	/* the first range starting at or after e + len */
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (m->start[mid] < e + len)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo > 0 && m->maxend[lo - 1] > e;
+}
+
 /* Validate the grain directory and tables.  Entries must point inside the
  * data area; the redundant copies must equal the primary ones.  A redundant
  * copy that is out of date (a writer stopped between updating the primary
@@ -192,6 +273,7 @@ int vmdk_sparse_check(struct vmdk_sparse *sp, bool repair, struct vd_check *res,
 	uint32_t *a = vd_malloc(bytes, err), *b = vd_malloc(bytes, err);
 	bool *skip = vd_calloc((size_t)sp->gd_entries + 1, 1, err);
 	struct grain_map map = { 0 };
+	struct meta_map meta = { 0 };
 	int r = 0;
 
 	if (!a || !b || !skip) {
@@ -203,6 +285,9 @@ int vmdk_sparse_check(struct vmdk_sparse *sp, bool repair, struct vd_check *res,
 		if (r < 0)
 			goto out;
 	} else {
+		r = meta_build(&meta, sp, err);
+		if (r < 0)
+			goto out;
 		map.units = sp->file_size / vmdk_grain_bytes(sp) + 1;
 		map.bits = vd_calloc((size_t)(map.units / 8 + 1), 1, err);
 		if (!map.bits) {
@@ -268,6 +353,9 @@ int vmdk_sparse_check(struct vmdk_sparse *sp, bool repair, struct vd_check *res,
 			} else if (e < sp->overhead && sp->overhead * VD_SECTOR <= sp->file_size) {
 				NOTE_BAD("%s: grain table %u entry %u points to sector %u, outside the data area (from sector %llu)",
 					 sp->h->path, d, i, e, (unsigned long long)sp->overhead);
+			} else if (meta_overlaps(&meta, e, sp->grain)) {
+				NOTE_BAD("%s: grain table %u entry %u points to sector %u, which overlaps the extent's metadata (header, descriptor, grain directory or a grain table)",
+					 sp->h->path, d, i, e);
 			} else if (grain_map_mark(&map, sp, e)) {
 				NOTE_BAD("%s: grain table %u entry %u points to sector %u, a grain another entry uses too (cross-linked grains)",
 					 sp->h->path, d, i, e);
@@ -304,6 +392,8 @@ out:
 	free(b);
 	free(skip);
 	free(map.bits);
+	free(meta.start);
+	free(meta.maxend);
 	return r;
 }
 

@@ -67,8 +67,17 @@ static int stream_policy(struct vd_image *img, struct vmdk_sparse *sp, bool whol
 	bool empty = false;
 	int r;
 
-	if (!sp->compressed)
+	if (!sp->compressed) {
+		/* an uncompressed extent laid out like a stream (its directory
+		 * found through a footer at the end): a grain appended in place
+		 * would overwrite the footer, and the next open would fail
+		 * (make fuzz found it) */
+		if (sp->gd_at_end && img->writable)
+			return vd_set_error(err, EROFS,
+					    "%s: this sparse VMDK keeps its grain directory in a footer at the end of the file; it cannot be changed in place (convert it)",
+					    path);
 		return 0;
+	}
 	if (sp->stream_incomplete && !(img->flags & VD_OPEN_CHECK))
 		return vd_set_error(err, EINVAL,
 				    "%s: invalid streamOptimized VMDK: it ends after its header, with no grain directory, footer or end-of-stream marker (its writer did not finish)",

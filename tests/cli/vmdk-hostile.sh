@@ -211,4 +211,22 @@ assert_eq "umask 027: convert output is 640" 640 "$(stat -c %a "$U/c.vmdk")"
 (umask 022 && "$VDISK" create -O vdi "$U/d.vdi" 8M) || fail "umask 022: create vdi"
 assert_eq "umask 022: vdi is 644" 644 "$(stat -c %a "$U/d.vdi")"
 
+
+# ---- footer-GD extent (make fuzz): an uncompressed sparse extent whose
+# grain directory is in a footer cannot be written in place (a new grain
+# would overwrite the footer), and check finds its grain over the metadata
+F=$T/footer.vmdk
+cp "$TESTDATA/vmdk-footer-gd-overlap.vmdk" "$F"
+fsum=$(sha256sum "$F" | cut -d' ' -f1)
+assert_rc "footer-GD extent: check finds the corruption" 2 "$VDISK" check "$F"
+assert_contains "footer-GD extent: check names the overlap" "points to sector 1, which overlaps the extent's metadata" "$T/.out"
+for cmd in "check -r" "zerofree" "mbr --script $T/footer-mbr.txt"; do
+	echo 'type=83' >"$T/footer-mbr.txt"
+	# shellcheck disable=SC2086
+	assert_rc "footer-GD extent: $cmd refused" 1 "$VDISK" $cmd "$F"
+	assert_contains "footer-GD extent: $cmd says why" "cannot be changed in place" "$T/.err"
+done
+assert_rc "footer-GD extent: convert -n refused" 1 "$VDISK" convert -n -O vmdk "$F" "$F"
+assert_eq "footer-GD extent: file unchanged" "$fsum" "$(sha256sum "$F" | cut -d' ' -f1)"
+
 finish
