@@ -235,11 +235,9 @@ static int find_dev(const struct devs *d, dev_t dev)
 	return -1;
 }
 
-/* "(a loop device backed by it)" when device I stands for the file. */
-static const char *via(const struct devs *d, int i, const struct stat *st)
+/* What a device of the set is to a regular file: a loop device on it. */
+static const char *via(const struct stat *st)
 {
-	(void)d;
-	(void)i;
 	return S_ISBLK(st->st_mode) ? "" : " (a loop device backed by it)";
 }
 
@@ -276,7 +274,7 @@ static int check_mounts(const char *path, const struct stat *st, const struct de
 		i = find_dev(d, makedev(maj, min));
 		if (i >= 0) {
 			r = vd_set_error(err, EBUSY, "%s: in use: %s%s is mounted on %s",
-					 path, d->name[i], via(d, i, st), fields[4]);
+					 path, d->name[i], via(st), fields[4]);
 			break;
 		}
 		if (src) {
@@ -323,7 +321,7 @@ static int check_swaps(const char *path, const struct stat *st, const struct dev
 					 path, line);
 		} else if (S_ISBLK(s.st_mode) && (i = find_dev(d, s.st_rdev)) >= 0) {
 			r = vd_set_error(err, EBUSY, "%s: in use: %s%s is active swap (swapoff %s first)",
-					 path, d->name[i], via(d, i, st), line);
+					 path, d->name[i], via(st), line);
 		}
 	}
 	free(line);
