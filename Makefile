@@ -64,7 +64,7 @@ deps:
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBS)
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h src/core/*.h src/cli/*.h formats/*.h src/fs/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/core/*.h src/cli/*.h formats/*.h src/fs/*.h src/ops/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
