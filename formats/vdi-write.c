@@ -233,7 +233,7 @@ static int settle(struct vd_image *img, bool repair, struct vd_check *res,
 		  struct vd_error *err)
 {
 	struct vdi *s = img->priv;
-	bool compact = s->type == VDI_TYPE_DYNAMIC && (repair || s->released);
+	bool compact = vdi_sparse(s) && (repair || s->released);
 	uint32_t *owner, used = 0, max_used = 0, count, old;
 	bool moved = false;
 	int r;
@@ -398,10 +398,17 @@ int vdi_write(struct vd_image *img, uint64_t off, const void *buf,
 		return vd_host_pwrite(img->host, buf, len, slot_offset(s, e) + off % s->block_size, err);
 	if (!img->allocate_zero_writes && vd_is_zero(buf, len)) {
 		/* Zeros into a block that reads as zeros: do not allocate.  A
-		 * whole block is marked as a zero block. */
-		if (len == s->block_size && e == VDI_UNALLOCATED)
+		 * whole block is marked as a zero block.  In a child a
+		 * never-allocated block reads from the parent: zeros written
+		 * over it must hide it (the core widens partial writes of such
+		 * blocks to the whole block, the last one may be short). */
+		bool whole = len == s->block_size ||
+			     (img->has_parent && off % s->block_size == 0 &&
+			      len >= slot_guest_bytes(s, b));
+		if (whole && e == VDI_UNALLOCATED)
 			return set_entry(img, b, VDI_ZERO, err);
-		return 0;
+		if (e == VDI_ZERO || !img->has_parent)
+			return 0;
 	}
 	if (s->released && entry_allocated(disk_entry(s, b))) {
 		/* discarded since the last commit: reclaim its old slot first,
@@ -420,7 +427,7 @@ int vdi_write_zeroes(struct vd_image *img, uint64_t off, uint64_t len,
 	uint32_t b = (uint32_t)(off / s->block_size);
 	uint32_t e = s->bmap[b];
 	/* A fixed image stays fully allocated: never punch holes in it. */
-	bool unmap = (flags & VD_ZERO_MAY_UNMAP) && s->type == VDI_TYPE_DYNAMIC;
+	bool unmap = (flags & VD_ZERO_MAY_UNMAP) && vdi_sparse(s);
 
 	if (!entry_allocated(e))
 		return 0; /* reads as zeros already; nothing to allocate */
@@ -440,7 +447,7 @@ int vdi_discard(struct vd_image *img, uint64_t off, uint64_t len,
 	uint32_t e = s->bmap[b];
 	int r;
 
-	if (s->type != VDI_TYPE_DYNAMIC || off % s->block_size ||
+	if (!vdi_sparse(s) || off % s->block_size ||
 	    len < VD_ALIGN_UP(block_guest_bytes(s, b), VD_SECTOR))
 		return -ENOTSUP;
 	if (e == VDI_ZERO)
@@ -490,7 +497,7 @@ int vdi_check(struct vd_image *img, bool repair, struct vd_check *res,
 
 	/* Leaks (dynamic images): unused slots below the highest used one, and
 	 * bytes past it.  A fixed image keeps its slots whatever the map says. */
-	for (uint32_t i = 0; s->type == VDI_TYPE_DYNAMIC && i < max_used; i++) {
+	for (uint32_t i = 0; vdi_sparse(s) && i < max_used; i++) {
 		if (!owner[i]) {
 			res->leaks++;
 			res->leaked_bytes += slot_stride(s);
@@ -498,7 +505,7 @@ int vdi_check(struct vd_image *img, bool repair, struct vd_check *res,
 		}
 	}
 	data_end = s->off_data + (uint64_t)max_used * slot_stride(s);
-	if (s->type == VDI_TYPE_DYNAMIC && s->file_size > data_end &&
+	if (vdi_sparse(s) && s->file_size > data_end &&
 	    s->file_size - data_end >= VD_SECTOR) {
 		res->leaks++;
 		res->leaked_bytes += s->file_size - data_end;
@@ -510,7 +517,7 @@ int vdi_check(struct vd_image *img, bool repair, struct vd_check *res,
 	 * a count above the used blocks only wastes slots, as a discard leaves
 	 * it (a leak); a fixed image keeps all its slots. */
 	count_low = s->nalloc < max_used;
-	count_off = count_low || (s->type == VDI_TYPE_DYNAMIC && s->nalloc != used);
+	count_off = count_low || (vdi_sparse(s) && s->nalloc != used);
 	if (count_low) {
 		res->corruptions++;
 		vd_check_note(res, VD_CHECK_NOTE_ERROR,
@@ -533,7 +540,7 @@ int vdi_check(struct vd_image *img, bool repair, struct vd_check *res,
 		res->corruptions--;
 		res->corruptions_fixed++;
 	}
-	if (s->type == VDI_TYPE_DYNAMIC) {
+	if (vdi_sparse(s)) {
 		res->leaks_fixed += res->leaks;
 		res->leaks = 0;
 		res->leaked_bytes = 0;

@@ -11,7 +11,11 @@
  * writes (every kill point leaves an image qemu-img check accepts) is
  * described at its top.
  *
- * Header version 0 and undo/differencing images are refused with a message.
+ * Differencing images (type 4) are dynamic images whose never-allocated
+ * blocks (0xFFFFFFFF) read from the parent (uuidLinkage names its
+ * uuidCreate, uuidParentModify its uuidModify): the core finds and opens
+ * it (src/core/chain.c); zero blocks (0xFFFFFFFE) read as zeros and hide
+ * the parent.  Header version 0 and undo images (type 3) are refused.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -20,6 +24,8 @@
 #include <stdlib.h>
 
 #include "vdi.h"
+
+#include <uuid/uuid.h>
 
 /* VirtualBox stores UUIDs as little-endian GUIDs: the first three fields are
  * byte-swapped relative to RFC 4122. The same swap converts both ways. */
@@ -78,13 +84,13 @@ static int parse_header(struct vdi *s, const char *path, uint64_t file_size,
 		return BAD("cbHeader (offset 72) is %u but the file has only %llu bytes",
 			   s->cb_header, (unsigned long long)file_size);
 	s->type = le32dec(h + OFF_TYPE);
-	if (s->type == VDI_TYPE_DIFF || s->type == VDI_TYPE_UNDO)
+	if (s->type == VDI_TYPE_UNDO)
 		return vd_set_error(err, ENOTSUP,
-				    "%s: VDI image type %u (%s) is not supported: merge or clone it "
-				    "with VirtualBox first", path, s->type,
-				    s->type == VDI_TYPE_DIFF ? "differencing" : "undo");
-	if (s->type != VDI_TYPE_DYNAMIC && s->type != VDI_TYPE_FIXED)
-		return BAD("imageType (offset 76) is %u, expected 1 (dynamic) or 2 (fixed)", s->type);
+				    "%s: VDI image type 3 (undo, from VirtualBox 1.x) is not supported: "
+				    "merge or clone it with VirtualBox first", path);
+	if (s->type != VDI_TYPE_DYNAMIC && s->type != VDI_TYPE_FIXED && s->type != VDI_TYPE_DIFF)
+		return BAD("imageType (offset 76) is %u, expected 1 (dynamic), 2 (fixed) or 4 (differencing)",
+			   s->type);
 	s->flags = le32dec(h + OFF_FLAGS);
 	s->off_blocks = le32dec(h + OFF_OFFBLOCKS);
 	s->off_data = le32dec(h + OFF_OFFDATA);
@@ -225,6 +231,7 @@ static int vdi_open(struct vd_image *img, struct vd_error *err)
 			goto fail;
 	}
 	img->priv = s;
+	img->has_parent = s->type == VDI_TYPE_DIFF;
 	img->size = VD_ALIGN_UP(s->disk_size, VD_SECTOR);
 	img->align = VD_SECTOR;
 	img->split = s->block_size;
@@ -252,6 +259,8 @@ static int vdi_read(struct vd_image *img, uint64_t off, void *buf, size_t len,
 	uint32_t b = (uint32_t)(off / s->block_size);
 	uint32_t e = s->bmap[b];
 
+	if (e == VDI_UNALLOCATED)
+		return vd_backing_read(img, off, buf, len, err);
 	if (!entry_allocated(e)) {
 		memset(buf, 0, len);
 		return 0;
@@ -323,7 +332,7 @@ static int vdi_create(struct vd_host *h, const struct vd_create_params *p,
 	const char *st = vd_opts_get(p->opts, "static");
 	const char *bs_opt = vd_opts_get(p->opts, "block_size");
 	uint8_t hdr[HDR_BUF] = { 0 };
-	uint8_t u[16], g[16];
+	uint8_t u[16], g[16], plink[16], pmod[16];
 	uint64_t size, bs = VDI_DEFAULT_BLOCK, nblocks, off_blocks, off_data, total;
 	uint32_t type = VDI_TYPE_DYNAMIC;
 	uint8_t *buf;
@@ -337,10 +346,33 @@ static int vdi_create(struct vd_host *h, const struct vd_create_params *p,
 		return r;
 	if (sub && !strcmp(sub, "fixed"))
 		type = VDI_TYPE_FIXED;
-	else if (sub && strcmp(sub, "dynamic"))
+	else if (sub && strcmp(sub, "dynamic") && strcmp(sub, "differencing"))
 		return vd_set_error(err, EINVAL, "vdi: subformat must be 'dynamic' or 'fixed', not '%s'", sub);
 	if (st && (!strcmp(st, "on") || !strcmp(st, "true")))
 		type = VDI_TYPE_FIXED;
+	if (sub && !strcmp(sub, "differencing") && !p->parent)
+		return vd_set_error(err, EINVAL, "vdi: a differencing image needs a parent (create -b PARENT)");
+	if (p->parent) {
+		/* a differencing image: dynamic, linked to the parent's
+		 * uuidCreate and uuidModify */
+		struct vd_identity pid;
+		if (type == VDI_TYPE_FIXED)
+			return vd_set_error(err, EINVAL, "vdi: a differencing image cannot be fixed");
+		r = vd_get_identity(p->parent, &pid, err);
+		if (r < 0)
+			return r;
+		if (!pid.uuid[0])
+			return vd_set_error(err, EINVAL, "%s: the parent has no image UUID a differencing VDI can link to (uuidLinkage)",
+					    vd_path(p->parent));
+		type = VDI_TYPE_DIFF;
+		memset(pmod, 0, sizeof(pmod));
+		if (uuid_parse(pid.uuid, plink) != 0 ||
+		    (pid.modification_uuid[0] && uuid_parse(pid.modification_uuid, pmod) != 0))
+			return vd_set_error(err, EINVAL, "%s: the parent's UUID '%s' is not a UUID",
+					    vd_path(p->parent), pid.uuid);
+		uuid_swap(hdr + OFF_UUID_LINKAGE, plink);
+		uuid_swap(hdr + OFF_UUID_PARENTMOD, pmod);
+	}
 	if (bs_opt) {
 		if (vd_parse_size(bs_opt, &bs) < 0 || !vd_is_pow2(bs) || bs < 4096 || bs > VDI_MAX_BLOCK)
 			return vd_set_error(err, EINVAL,
@@ -449,7 +481,7 @@ static int vdi_info(struct vd_image *img, struct vd_info *info, struct vd_error 
 		}
 	}
 	snprintf(info->subformat, sizeof(info->subformat), "%s",
-		 s->type == VDI_TYPE_FIXED ? "fixed" : "dynamic");
+		 s->type == VDI_TYPE_FIXED ? "fixed" : s->type == VDI_TYPE_DIFF ? "differencing" : "dynamic");
 	info->block_size = s->block_size;
 	snprintf(info->header_version, sizeof(info->header_version), "%u.%u",
 		 s->version >> 16, s->version & 0xffff);
@@ -581,4 +613,6 @@ const struct vd_driver vd_driver_vdi = {
 	.identity = vdi_identity,
 	.identity_fields = VD_ID_UUIDS | VD_ID_GEOMETRY | VD_ID_BIOS_GEOMETRY | VD_ID_COMMENT,
 	.zero_init = true,
+	.discard_hides_parent = true, /* discarded blocks become zero blocks */
+	.creates_children = true,
 };

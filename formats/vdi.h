@@ -91,6 +91,12 @@ static inline uint64_t slot_offset(const struct vdi *s, uint32_t slot)
 	return s->off_data + (uint64_t)slot * slot_stride(s) + s->block_extra;
 }
 
+/* Blocks allocated on demand: dynamic and differencing images. */
+static inline bool vdi_sparse(const struct vdi *s)
+{
+	return s->type == VDI_TYPE_DYNAMIC || s->type == VDI_TYPE_DIFF;
+}
+
 static inline bool entry_allocated(uint32_t e)
 {
 	return e < VDI_ZERO;

@@ -196,6 +196,29 @@ int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 	split = !strncmp(sub, "twoGb", 5);
 	flat = strstr(sub, "Flat") != NULL;
 	stream = !strcmp(sub, "streamOptimized");
+	if (p->parent) {
+		/* a delta: sparse, linked by the parent's CID and a name
+		 * relative to the child's folder (as qemu-img create -b) */
+		struct vd_identity pid;
+		if (flat || stream)
+			return vd_set_error(err, EINVAL, "vmdk: a child (delta) image must be sparse, not %s", sub);
+		r = vd_get_identity(p->parent, &pid, err);
+		if (r < 0)
+			return r;
+		d.parent_cid = pid.has_cid ? pid.cid : 0xffffffffu;
+		if (d.parent_cid == 0xffffffffu)
+			d.parent_cid = 0xfffffffeu; /* a parent without a CID (not a VMDK) */
+		if (strlen(p->parent_name) >= sizeof(d.parent_name) || strchr(p->parent_name, '"'))
+			return vd_set_error(err, EINVAL, "vmdk: the parent's name '%s' cannot be stored (at most %zu bytes, no '\"')",
+					    p->parent_name, sizeof(d.parent_name) - 1);
+		snprintf(d.parent_name, sizeof(d.parent_name), "%s", p->parent_name);
+		if (pid.uuid[0]) {
+			snprintf(d.uuid_parent, sizeof(d.uuid_parent), "%s", pid.uuid);
+			if (pid.modification_uuid[0])
+				snprintf(d.uuid_parent_modify, sizeof(d.uuid_parent_modify), "%s",
+					 pid.modification_uuid);
+		}
+	}
 	if ((split || flat) && !p->tmp)
 		return vd_set_error(err, EINVAL, "vmdk: %s images need a destination path", sub);
 	base = stem(final);

@@ -250,8 +250,13 @@ char *vmdk_desc_format(const struct vmdk_desc *d)
 
 	if (!f)
 		return NULL;
-	fprintf(f, "# Disk DescriptorFile\nversion=1\nCID=%08" PRIx32 "\nparentCID=ffffffff\n"
-		"createType=\"%s\"\n\n# Extent description\n", d->cid, d->create_type);
+	fprintf(f, "# Disk DescriptorFile\nversion=1\nCID=%08" PRIx32 "\nparentCID=%08" PRIx32 "\n"
+		"createType=\"%s\"\n", d->cid, d->parent_name[0] ? d->parent_cid : 0xffffffffu,
+		d->create_type);
+	/* a delta: the parent's name, relative to this descriptor's folder */
+	if (d->parent_name[0])
+		fprintf(f, "parentFileNameHint=\"%s\"\n", d->parent_name);
+	fprintf(f, "\n# Extent description\n");
 	for (unsigned i = 0; i < d->nextents; i++) {
 		const struct vmdk_desc_extent *e = &d->extents[i];
 		fprintf(f, "%s %" PRIu64 " %s", acc[e->access], e->sectors, e->type_name);

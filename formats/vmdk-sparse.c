@@ -377,6 +377,8 @@ int vmdk_sparse_read(struct vmdk_sparse *sp, uint64_t off, void *buf, size_t len
 		if (r == 0)
 			memcpy(buf, sp->zgrain + in, len);
 		return r;
+	case GRAIN_UNALLOCATED:
+		return 1;
 	default:
 		memset(buf, 0, len);
 		return 0;

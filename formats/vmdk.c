@@ -144,10 +144,6 @@ static int open_descriptor_extents(struct vd_image *img, struct vmdk *v, struct 
 	bool have_dst;
 	int r = 0;
 
-	if (v->desc.parent_cid != 0xffffffffu)
-		return vd_set_error(err, ENOTSUP,
-				    "%s: VMDK with a parent (parentCID %08x) is not supported: convert the snapshot chain with its product first",
-				    path, v->desc.parent_cid);
 	res = vd_calloc(n, sizeof(*res), err);
 	first = vd_calloc(n, sizeof(*first), err);
 	rdwr = vd_calloc(n, sizeof(*rdwr), err);
@@ -287,14 +283,6 @@ static int vmdk_open(struct vd_image *img, struct vd_error *err)
 			struct vd_error ignored;
 			if (vmdk_desc_parse(&v->desc, text, strlen(text), path, &ignored) == 0) {
 				v->has_desc = true;
-				if (v->desc.parent_cid != 0xffffffffu) {
-					free(text);
-					vmdk_sparse_close(e.sp);
-					r = vd_set_error(err, ENOTSUP,
-							 "%s: VMDK with a parent (parentCID %08x) is not supported",
-							 path, v->desc.parent_cid);
-					goto fail;
-				}
 				e.access = v->desc.extents[0].access;
 			}
 		}
@@ -340,6 +328,19 @@ static int vmdk_open(struct vd_image *img, struct vd_error *err)
 		img->size += v->ext[i].length;
 	img->size = VD_ALIGN_DOWN(img->size, VD_SECTOR);
 	img->align = VD_SECTOR;
+	if (v->has_desc && v->desc.parent_cid != 0xffffffffu) {
+		/* a delta: unallocated grains read from the parent (found and
+		 * checked by the core: parentCID against its CID) */
+		img->has_parent = true;
+		if (v->desc.parent_name[0] && !(img->parent_hint = strdup(v->desc.parent_name))) {
+			r = vd_set_error(err, ENOMEM, "out of memory");
+			goto fail;
+		}
+		for (unsigned i = 0; i < v->n; i++)
+			if (v->ext[i].sp)
+				img->cow_unit = (uint32_t)VD_MAX((uint64_t)img->cow_unit,
+								 vmdk_grain_bytes(v->ext[i].sp));
+	}
 	return 0;
 fail:
 	vmdk_close(img);
@@ -410,6 +411,8 @@ static int vmdk_read(struct vd_image *img, uint64_t off, void *buf, size_t len,
 				n = (size_t)got;
 			else
 				r = vmdk_sparse_read(e->sp, off - e->start, p, n, err);
+			if (r == 1) /* not in this layer */
+				r = vd_backing_read(img, off, p, n, err);
 		}
 		}
 		if (r < 0)
@@ -446,14 +449,14 @@ static int vmdk_write(struct vd_image *img, uint64_t off, const void *buf,
 			/* a run of new grains: one data write, one table write */
 			ssize_t done = vmdk_sparse_write_run(e->sp, off - e->start, p,
 							     (size_t)VD_MIN((uint64_t)len, e->start + e->length - off),
-							     img->allocate_zero_writes, err);
+							     img->allocate_zero_writes || img->has_parent, err);
 			if (done < 0)
 				return (int)done;
 			if (done > 0)
 				n = (size_t)done;
 			else
 				r = vmdk_sparse_write(e->sp, off - e->start, p, n,
-						      img->allocate_zero_writes, err);
+						      img->allocate_zero_writes || img->has_parent, err);
 		}
 		if (r < 0)
 			return r;
@@ -662,7 +665,7 @@ static int vmdk_info(struct vd_image *img, struct vd_info *info, struct vd_error
 		r = vd_block_status(img, off, img->size - off, &e, err);
 		if (r < 0)
 			return r;
-		if (e.flags & VD_BS_DATA)
+		if ((e.flags & VD_BS_DATA) && e.depth == 0) /* this layer's */
 			info->allocated_bytes += e.length;
 		off += e.length;
 	}
@@ -686,6 +689,7 @@ static int vmdk_check(struct vd_image *img, bool repair, struct vd_check *res,
 
 const struct vd_driver vd_driver_vmdk = {
 	.name = "vmdk",
+	.creates_children = true,
 	.probe = vmdk_probe,
 	.open = vmdk_open,
 	.close = vmdk_close,

@@ -93,6 +93,7 @@ void vmdk_sparse_close(struct vmdk_sparse *sp);
 int vmdk_sparse_lookup(struct vmdk_sparse *sp, uint64_t sector, int *kind,
 		       uint64_t *file_sector, struct vd_error *err);
 /* Read/write within one grain (OFF, LEN in bytes relative to the extent). */
+/* 1: the grain is not in this layer (BUF untouched) */
 int vmdk_sparse_read(struct vmdk_sparse *sp, uint64_t off, void *buf, size_t len,
 		     struct vd_error *err);
 /* Several grains at once, for sequential I/O: read up to LEN bytes at OFF

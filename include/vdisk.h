@@ -47,6 +47,9 @@ enum {
 	 * VD_OPEN_RDWR): an operation that replaces the image (compact,
 	 * defrag) opens it read-only with this */
 	VD_OPEN_EXCLUSIVE = 1u << 4,
+	/* open this layer alone: a child's parent is not looked for, and
+	 * what the layer does not hold reads as zeros (see vd_backing) */
+	VD_OPEN_NO_BACKING = 1u << 5,
 };
 
 /* Open PATH. FORMAT NULL probes the contents (raw scores lowest). */
@@ -92,13 +95,60 @@ struct vd_extent {
 	unsigned flags;  /* VD_BS_* */
 	uint64_t offset; /* host file offset, if VD_BS_OFFSET_VALID */
 	const char *file; /* file holding .offset when not the image file itself
-			   * (extents of split VMDKs); NULL otherwise */
+			   * (extents of split VMDKs, a parent layer); NULL otherwise */
+	unsigned depth;   /* the layer that answers: 0 the image itself, 1 its
+			   * parent, ...; for ranges no layer holds, the
+			   * bottom layer's depth (as qemu-img map) */
 };
 
 /* Status of the range starting at OFF: fills one extent that starts at OFF
  * and is at most LEN bytes long (never 0 bytes when LEN > 0). */
 int vd_block_status(struct vd_image *img, uint64_t off, uint64_t len,
 		    struct vd_extent *ext, struct vd_error *err);
+
+/* ---- snapshot chains --------------------------------------------------- */
+
+/* A child layer (differencing VDI, VMDK delta) holds only the blocks
+ * written since its snapshot; every other block reads from its parent.
+ * vd_open opens the parent read-only with the child (and its parent, up
+ * to VD_CHAIN_MAX layers), found in this order:
+ *   1. the candidates of the chain policy (vdisk --backing FILE),
+ *   2. the name the child stores (VMDK parentFileNameHint), resolved with
+ *      the path policy of a descriptor's extents,
+ *   3. by identity, for children that store only the parent's UUID (VDI):
+ *      the images beside the child, the VM folder above a Snapshots/
+ *      folder, the .vbox files there and VirtualBox.xml's media registry
+ *      ($VBOX_USER_HOME, else ~/.config/VirtualBox).
+ * A candidate is the parent when its identity matches the link the child
+ * stores (UUID, then the modification UUID or VMDK CID); a mismatch of the
+ * modification UUID or CID (the parent was changed after the snapshot) is
+ * refused unless the policy's FORCE, which reports a warning.  Reads of
+ * what a child does not hold, block status (VD_BS_* of the layer that
+ * answers, with its depth) and copy-on-write of partial blocks written
+ * into a child are the block-I/O layer's, not the backends'. */
+#define VD_CHAIN_MAX 64
+
+struct vd_chain_policy {
+	const char *const *candidates; /* parent candidates tried first */
+	unsigned ncandidates;
+	bool force;                    /* open mismatched links with a warning */
+	void (*warn)(void *ctx, const char *msg); /* warnings (may be NULL) */
+	void *ctx;
+};
+/* Process-wide, like the stale temporary file handler; the pointers must
+ * stay valid while images are opened.  NULL: the defaults. */
+void vd_set_chain_policy(const struct vd_chain_policy *p);
+
+/* The parent layer of IMG (NULL: none, or opened with VD_OPEN_NO_BACKING). */
+struct vd_image *vd_backing(const struct vd_image *img);
+/* True when IMG's layer stores a link to a parent (whether opened or not). */
+bool vd_has_parent_link(const struct vd_image *img);
+/* What the child stores about its parent, for messages and info: the name
+ * (VMDK parentFileNameHint) or "" when it stores only an identity. */
+const char *vd_parent_hint(const struct vd_image *img);
+/* With VD_OPEN_CHECK a missing or mismatched parent does not fail the
+ * open: why it was not opened ("" when it was, or when there is none). */
+const char *vd_backing_problem(const struct vd_image *img);
 
 /* ---- info -------------------------------------------------------------- */
 
@@ -293,6 +343,16 @@ enum {
 int vd_create(const char *path, const char *format, uint64_t size,
 	      const char *opts, unsigned flags, const volatile int *cancel,
 	      struct vd_error *err);
+
+/* Create an empty child of PARENT (vdisk create -b): the guest sees
+ * PARENT's contents until blocks are written into the child.  A relative
+ * PARENT is relative to PATH's folder (and stored so, where the format
+ * stores a name); it is opened read-only with its own chain to link the
+ * child to its identity (VDI: uuidLinkage/uuidParentModify, VMDK:
+ * parentCID/parentFileNameHint).  SIZE 0: the parent's. */
+int vd_create_child(const char *path, const char *format, const char *parent,
+		    const char *parent_format, uint64_t size, const char *opts,
+		    unsigned flags, struct vd_error *err);
 
 /* Names of the registered formats, NULL-terminated. */
 const char *const *vd_formats(void);

@@ -58,6 +58,16 @@ int cli_output_mode(const char *cmd, const char *arg);
 /* Print the help text of CMD from the usage string. */
 void cli_usage(FILE *f, const char *usage);
 
+/* Snapshot chains: --backing FILE (repeatable: parent candidates, matched
+ * by identity) and --force (open a parent changed since the snapshot, with
+ * a warning), as the chain policy of include/vdisk.h. */
+#define CLI_OPT_BACKING 2000
+#define CLI_CHAIN_OPTION { "backing", required_argument, NULL, CLI_OPT_BACKING }
+/* Add FILE; 0, or 1 after a message when there are too many. */
+int cli_chain_backing(const char *cmd, const char *file);
+/* Install the policy before the first image is opened. */
+void cli_chain_apply(const char *cmd, bool force);
+
 int cmd_info(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_create(int argc, char **argv);

@@ -24,6 +24,9 @@ static const char usage[] =
 	"  -f, --format FMT   image format (default: probe)\n"
 	"  -r, --repair       repair counts and leaks\n"
 	"      --allow-devices  allow a block device as IMAGE\n"
+	"      --backing FILE  a parent candidate (repeatable; see vdisk(1))\n"
+	"      --force        open a parent changed since the snapshot (else\n"
+	"                     reported as an error)\n"
 	"      --output FMT   human (default) or json\n"
 	"  -h, --help         show this help\n";
 
@@ -128,6 +131,8 @@ int cmd_check(int argc, char **argv)
 		{ "format", required_argument, NULL, 'f' },
 		{ "repair", no_argument, NULL, 'r' },
 		{ "allow-devices", no_argument, NULL, 'D' },
+		{ "force", no_argument, NULL, 1001 },
+		CLI_CHAIN_OPTION,
 		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -137,7 +142,7 @@ int cmd_check(int argc, char **argv)
 	struct vd_image *img;
 	struct vd_check res = { 0 };
 	struct notes notes = { 0 };
-	bool repair = false;
+	bool repair = false, force = false;
 	unsigned flags = 0;
 	int c, r, rc;
 
@@ -146,6 +151,11 @@ int cmd_check(int argc, char **argv)
 		case 'f': fmt = optarg; break;
 		case 'r': repair = true; break;
 		case 'D': flags |= VD_OPEN_ALLOW_DEVICES; break;
+		case 1001: force = true; break;
+		case CLI_OPT_BACKING:
+			if (cli_chain_backing("check", optarg))
+				return 1;
+			break;
 		case 'o':
 			if ((notes.json = cli_output_mode("check", optarg)) < 0)
 				return 1;
@@ -158,6 +168,7 @@ int cmd_check(int argc, char **argv)
 		cli_usage(stderr, usage);
 		return 1;
 	}
+	cli_chain_apply("check", force);
 	r = vd_open(&img, argv[optind], fmt, flags | VD_OPEN_CHECK | (repair ? VD_OPEN_RDWR : 0), &err);
 	if (r < 0) {
 		/* a header that fails validation is corruption, not a failure to check */

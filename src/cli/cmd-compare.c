@@ -21,6 +21,8 @@ static const char usage[] =
 	"  -F FMT          format of B (default: probe)\n"
 	"  -s, --strict    images of different sizes differ\n"
 	"      --allow-devices  allow block devices as A or B\n"
+	"      --backing FILE  a parent candidate (repeatable; see vdisk(1))\n"
+	"      --force     open a parent changed since the snapshot\n"
 	"  -p, --progress  show progress (default when stderr is a terminal)\n"
 	"  -q, --quiet     no progress\n"
 	"      --output FMT  human (default) or json\n"
@@ -33,6 +35,8 @@ int cmd_compare(int argc, char **argv)
 		{ "allow-devices", no_argument, NULL, 'D' },
 		{ "progress", no_argument, NULL, 'p' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "force", no_argument, NULL, 1001 },
+		CLI_CHAIN_OPTION,
 		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -45,7 +49,7 @@ int cmd_compare(int argc, char **argv)
 	uint64_t diff = 0;
 	int c, r, json = 0, pmode = CLI_PROGRESS_AUTO;
 	unsigned flags = 0;
-	bool size_differs;
+	bool size_differs, force = false;
 
 	while ((c = getopt_long(argc, argv, "f:F:spqh", lo, NULL)) != -1) {
 		switch (c) {
@@ -55,6 +59,11 @@ int cmd_compare(int argc, char **argv)
 		case 'D': flags |= VD_OPEN_ALLOW_DEVICES; break;
 		case 'p': pmode = CLI_PROGRESS_ON; break;
 		case 'q': pmode = CLI_PROGRESS_OFF; break;
+		case 1001: force = true; break;
+		case CLI_OPT_BACKING:
+			if (cli_chain_backing("compare", optarg))
+				return 2;
+			break;
 		case 'o':
 			if ((json = cli_output_mode("compare", optarg)) < 0)
 				return 2;
@@ -68,6 +77,7 @@ int cmd_compare(int argc, char **argv)
 		return 2;
 	}
 	cli_catch_signals();
+	cli_chain_apply("compare", force);
 	if (vd_open(&a, argv[optind], fa, flags, &err) < 0 ||
 	    vd_open(&b, argv[optind + 1], fb, flags, &err) < 0) {
 		vd_close(a, NULL);

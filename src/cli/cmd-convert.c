@@ -45,7 +45,10 @@ static const char usage[] =
 	"                           an interrupted run leaves DST partly written)\n"
 	"      --target-is-zero     with -n or a device: DST already reads as zeros\n"
 	"      --force              replace an existing DST; a device DST: write over a\n"
-	"                           filesystem signature or a device open elsewhere\n"
+	"                           filesystem signature or a device open elsewhere;\n"
+	"                           a child SRC: read a parent changed since the snapshot\n"
+	"      --backing FILE       a parent candidate of a child SRC (repeatable;\n"
+	"                           see vdisk(1)); a chain is copied flattened\n"
 	"      --deterministic      fixed UUIDs, for reproducible images\n"
 	"      --no-sync            do not flush DST to disk before renaming it into\n"
 	"                           place (like qemu-img convert's default cache=unsafe):\n"
@@ -187,6 +190,7 @@ int cmd_convert(int argc, char **argv)
 		{ "rawvmdk", required_argument, NULL, 1003 },
 		{ "owner", required_argument, NULL, 1004 },
 		{ "no-sync", no_argument, NULL, 1005 },
+		CLI_CHAIN_OPTION,
 		{ 0 },
 	};
 	struct vd_convert_opts o = { 0 };
@@ -228,9 +232,14 @@ int cmd_convert(int argc, char **argv)
 			owner = optarg;
 			break;
 		case 1005: o.no_sync = true; break;
+		case CLI_OPT_BACKING:
+			if (cli_chain_backing("convert", optarg))
+				return 1;
+			break;
 		default: cli_usage(stderr, usage); return 1;
 		}
 	}
+	cli_chain_apply("convert", o.force);
 	if (optind + (lv ? 1 : 2) != argc) {
 		cli_usage(stderr, usage);
 		return 1;

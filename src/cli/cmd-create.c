@@ -14,6 +14,7 @@
 
 static const char usage[] =
 	"Usage: vdisk create -O FMT [-o OPTS] [--force] [--deterministic] DST SIZE\n"
+	"       vdisk create -O FMT -B PARENT [-o OPTS] [--force] DST [SIZE]\n"
 	"       vdisk create -O FMT [-o OPTS] --script FILE [--part N=FILE ...]\n"
 	"                    [--bootcode FILE] [--deterministic] [--uuid U]\n"
 	"                    [--label-id X] [--output=json] [-p|-q] DST [SIZE]\n"
@@ -21,6 +22,10 @@ static const char usage[] =
 	"Create an empty image of SIZE bytes (suffixes K, M, G, T: 10G, 512M,\n"
 	"4141875200).  The image is built in a temporary file beside DST and\n"
 	"renamed into place when complete.\n"
+	"\n"
+	"With -B, create an empty child of PARENT (a differencing VDI or a VMDK\n"
+	"delta): it reads as PARENT until written, and holds only what changes.\n"
+	"A relative PARENT is relative to DST's folder, and stored so.\n"
 	"\n"
 	"With --script, write an MBR table from an sfdisk-style script (as vdisk\n"
 	"mbr does) and copy partition images (any format vdisk reads) into the\n"
@@ -39,6 +44,7 @@ static const char usage[] =
 	"                             adapter_type=ide|buslogic|lsilogic|legacyESX,\n"
 	"                             hwversion=N, compat=esxi|workstation|virtualbox\n"
 	"                       vdi, vmdk: uuid=U, uuid_modify=U; vmdk: cid=HEX\n"
+	"  -B, --backing PARENT  the parent of the new child image (vdi, vmdk)\n"
 	"      --force        replace an existing DST\n"
 	"      --deterministic  fixed UUIDs, for reproducible images; with a script,\n"
 	"                     UUIDs, CID and disk identifier derived from the inputs\n"
@@ -132,6 +138,7 @@ int cmd_create(int argc, char **argv)
 		{ "script", required_argument, NULL, 's' },
 		{ "part", required_argument, NULL, 'P' },
 		{ "bootcode", required_argument, NULL, 'b' },
+		{ "backing", required_argument, NULL, 'B' },
 		{ "align", required_argument, NULL, 'a' },
 		{ "uuid", required_argument, NULL, 'U' },
 		{ "label-id", required_argument, NULL, 'L' },
@@ -142,6 +149,7 @@ int cmd_create(int argc, char **argv)
 		{ 0 },
 	};
 	const char *fmt = NULL, *opts = NULL, *script_path = NULL, *boot_path = NULL;
+	const char *parent = NULL;
 	const char *sde = getenv("SOURCE_DATE_EPOCH");
 	struct vd_error err = { 0 };
 	char warn[512];
@@ -155,8 +163,9 @@ int cmd_create(int argc, char **argv)
 	/* -s (--script) and -P (--part) are still accepted, not shown: -s is
 	 * compare's --strict, -P the partition selection of rawvmdk and
 	 * zerofree (vdisk(1), OPTIONS ACROSS COMMANDS) */
-	while ((c = getopt_long(argc, argv, "f:O:o:s:P:b:a:pqh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "f:O:o:s:P:b:a:B:pqh", lo, NULL)) != -1) {
 		switch (c) {
+		case 'B': parent = optarg; break;
 		case 'f': case 'O': fmt = optarg; break;
 		case 'o': opts = optarg; break;
 		case 'F': flags &= ~(unsigned)VD_CREATE_EXCL; break;
@@ -215,6 +224,19 @@ int cmd_create(int argc, char **argv)
 	if (sde && *sde)
 		flags |= VD_CREATE_DETERMINISTIC;
 	build = script_path || nparts || boot_path || bo.uuid || bo.label_id_set || json;
+	if (parent && !build && fmt && optind < argc && optind + 2 >= argc) {
+		if (optind + 1 < argc && vd_parse_size(argv[optind + 1], &size) < 0) {
+			cli_err("create", "invalid size '%s' (examples: 10G, 512M, 4141875200)", argv[optind + 1]);
+			return 1;
+		}
+		if (vd_create_child(argv[optind], fmt, parent, NULL, size, opts, flags, &err) < 0)
+			return cli_fail("create", &err, 1);
+		return 0;
+	}
+	if (parent) {
+		cli_err("create", "-B (a child image) does not go with --script, --part or --output");
+		return 1;
+	}
 	if (!fmt || optind + 2 < argc || optind + (script_path ? 1 : 2) > argc) {
 		cli_usage(stderr, usage);
 		return 1;

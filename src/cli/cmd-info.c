@@ -13,14 +13,19 @@
 #include <string.h>
 
 static const char usage[] =
-	"Usage: vdisk info [-f FMT] [--output=human|json] IMAGE\n"
+	"Usage: vdisk info [-f FMT] [--backing-chain] [--output=human|json] IMAGE\n"
 	"\n"
 	"Show the format, subformat, virtual size, file size, allocated bytes,\n"
 	"block size, UUIDs, header version and geometry of IMAGE, its MBR or GPT\n"
 	"partitions and the filesystem or other content libblkid finds in each\n"
 	"partition (or on the whole disk when it has no partition table).\n"
+	"A child image (differencing VDI, VMDK delta) names its parent.\n"
 	"\n"
 	"  -f, --format FMT     image format (default: probe the contents)\n"
+	"      --backing-chain  also show every parent of IMAGE, child first\n"
+	"                       (JSON: an array of the objects)\n"
+	"      --backing FILE   a parent candidate (repeatable; see vdisk(1))\n"
+	"      --force          open a parent changed since the snapshot\n"
 	"      --output FMT     human (default) or json\n"
 	"      --allow-devices  allow a block device as IMAGE\n"
 	"  -h, --help           show this help\n";
@@ -315,7 +320,21 @@ static void extra_json(const struct vd_info *in)
 	printf("%s}", n ? "\n        " : "");
 }
 
-static void print_human(const char *path, const struct vd_info *in, const struct layout *l)
+/* What the child stores about its parent, and what was opened for it. */
+static void backing_names(struct vd_image *img, const char **stored, const char **full,
+			  const char **format)
+{
+	struct vd_image *b = vd_backing(img);
+
+	*stored = vd_parent_hint(img);
+	*full = b ? vd_path(b) : "";
+	*format = b ? vd_format(b) : "";
+	if (!(*stored)[0])
+		*stored = *full; /* a VDI child stores only the parent's UUID */
+}
+
+static void print_human(const char *path, struct vd_image *img, const struct vd_info *in,
+			const struct layout *l)
 {
 	char a[32];
 
@@ -329,6 +348,19 @@ static void print_human(const char *path, const struct vd_info *in, const struct
 	printf("allocated: %s (%" PRIu64 " bytes)\n", cli_human(in->allocated_bytes, a, sizeof(a)), in->allocated_bytes);
 	if (in->block_size)
 		printf("block size: %" PRIu32 "\n", in->block_size);
+	if (vd_has_parent_link(img)) {
+		const char *stored, *full, *bformat;
+
+		backing_names(img, &stored, &full, &bformat);
+		if (!full[0])
+			printf("backing file: %s (not opened)\n", stored[0] ? stored : "(only its UUID is stored)");
+		else if (strcmp(stored, full))
+			printf("backing file: %s (actual path: %s)\n", stored, full);
+		else
+			printf("backing file: %s\n", full);
+		if (bformat[0])
+			printf("backing file format: %s\n", bformat);
+	}
 	if (in->header_version[0])
 		printf("header version: %s\n", in->header_version);
 	if (in->uuid[0])
@@ -350,8 +382,11 @@ static void print_human(const char *path, const struct vd_info *in, const struct
 	layout_human(l);
 }
 
-static void print_json(const char *path, const struct vd_info *in, const struct layout *l)
+static void print_json(const char *path, struct vd_image *img, const struct vd_info *in,
+		       const struct layout *l)
 {
+	const char *stored, *full, *bformat;
+
 	printf("{\n    \"filename\": ");
 	json_str(stdout, path);
 	printf(",\n    \"format\": ");
@@ -363,6 +398,15 @@ static void print_json(const char *path, const struct vd_info *in, const struct 
 	printf(",\n    \"actual-size\": %" PRIu64, in->host_bytes);
 	printf(",\n    \"allocated-bytes\": %" PRIu64, in->allocated_bytes);
 	printf(",\n    \"cluster-size\": %" PRIu32, in->block_size);
+	if (vd_has_parent_link(img)) {
+		backing_names(img, &stored, &full, &bformat);
+		printf(",\n    \"backing-filename\": ");
+		json_str(stdout, stored);
+		printf(",\n    \"full-backing-filename\": ");
+		json_str(stdout, full);
+		printf(",\n    \"backing-filename-format\": ");
+		json_str(stdout, bformat);
+	}
 	printf(",\n    \"header-version\": ");
 	json_str(stdout, in->header_version);
 	printf(",\n    \"uuid\": ");
@@ -391,16 +435,20 @@ int cmd_info(int argc, char **argv)
 		{ "format", required_argument, NULL, 'f' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "allow-devices", no_argument, NULL, 'D' },
+		{ "backing-chain", no_argument, NULL, 'C' },
+		{ "force", no_argument, NULL, 'F' },
+		CLI_CHAIN_OPTION,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *fmt = NULL;
 	struct vd_error err = { 0 };
-	struct vd_image *img;
+	struct vd_image *img, *layer;
 	struct vd_info info;
 	struct layout *lay;
 	unsigned flags = 0;
-	int json = 0, c, r;
+	int json = 0, c, r, n = 0;
+	bool chain = false, force = false;
 
 	while ((c = getopt_long(argc, argv, "f:h", lo, NULL)) != -1) {
 		switch (c) {
@@ -410,6 +458,12 @@ int cmd_info(int argc, char **argv)
 				return 1;
 			break;
 		case 'D': flags |= VD_OPEN_ALLOW_DEVICES; break;
+		case 'C': chain = true; break;
+		case 'F': force = true; break;
+		case CLI_OPT_BACKING:
+			if (cli_chain_backing("info", optarg))
+				return 1;
+			break;
 		case 'h': cli_usage(stdout, usage); return 0;
 		default: cli_usage(stderr, usage); return 1;
 		}
@@ -418,25 +472,56 @@ int cmd_info(int argc, char **argv)
 		cli_usage(stderr, usage);
 		return 1;
 	}
+	cli_chain_apply("info", force);
 	r = vd_open(&img, argv[optind], fmt, flags, &err);
+	if (r < 0 && !chain && (r == -ENOENT || r == -EINVAL)) {
+		/* a child whose parent is missing or changed: show what it
+		 * stores about the link (that is how a chain is rebuilt) */
+		struct vd_error e2 = { 0 };
+		if (vd_open(&img, argv[optind], fmt, flags | VD_OPEN_NO_BACKING, &e2) == 0 &&
+		    vd_has_parent_link(img)) {
+			cli_err("info", "warning: %s", err.msg);
+			r = 0;
+		} else if (img) {
+			vd_close(img, NULL);
+			img = NULL;
+		}
+	}
 	if (r < 0)
 		return cli_fail("info", &err, 1);
-	r = vd_get_info(img, &info, &err);
-	if (r < 0) {
-		vd_close(img, NULL);
-		return cli_fail("info", &err, 1);
-	}
 	lay = calloc(1, sizeof(*lay));
 	if (!lay) {
 		vd_close(img, NULL);
 		cli_err("info", "out of memory");
 		return 1;
 	}
-	probe_layout(img, lay);
-	if (json)
-		print_json(argv[optind], &info, lay);
-	else
-		print_human(argv[optind], &info, lay);
+	if (chain && json)
+		printf("[");
+	for (layer = img; layer; layer = chain ? vd_backing(layer) : NULL, n++) {
+		/* the top image as named on the command line, parents as opened */
+		const char *name = layer == img ? argv[optind] : vd_path(layer);
+
+		r = vd_get_info(layer, &info, &err);
+		if (r < 0) {
+			free(lay);
+			vd_close(img, NULL);
+			return cli_fail("info", &err, 1);
+		}
+		memset(lay, 0, sizeof(*lay));
+		/* partitions are the guest's: shown for the top image only */
+		if (layer == img)
+			probe_layout(img, lay);
+		if (chain && json && n)
+			printf(",");
+		if (chain && !json && n)
+			printf("\n");
+		if (json)
+			print_json(name, layer, &info, lay);
+		else
+			print_human(name, layer, &info, lay);
+	}
+	if (chain && json)
+		printf("]\n");
 	free(lay);
 	vd_close(img, NULL);
 	return 0;

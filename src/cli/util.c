@@ -137,6 +137,35 @@ void cli_progress_end(struct cli_progress *p)
 		fputc('\n', stderr);
 }
 
+static const char *chain_files[VD_CHAIN_MAX];
+static unsigned chain_n;
+static struct vd_chain_policy chain_policy;
+
+int cli_chain_backing(const char *cmd, const char *file)
+{
+	if (chain_n >= VD_CHAIN_MAX) {
+		cli_err(cmd, "--backing: at most %u files", VD_CHAIN_MAX);
+		return 1;
+	}
+	chain_files[chain_n++] = file;
+	return 0;
+}
+
+static void chain_warn(void *ctx, const char *msg)
+{
+	cli_err((const char *)ctx, "warning: %s", msg);
+}
+
+void cli_chain_apply(const char *cmd, bool force)
+{
+	chain_policy.candidates = chain_files;
+	chain_policy.ncandidates = chain_n;
+	chain_policy.force = force;
+	chain_policy.warn = chain_warn;
+	chain_policy.ctx = (void *)cmd;
+	vd_set_chain_policy(&chain_policy);
+}
+
 int cli_output_mode(const char *cmd, const char *arg)
 {
 	if (!strcmp(arg, "human"))

@@ -133,6 +133,11 @@ int vd_open_host(struct vd_image **out, struct vd_host *h, const char *format,
 				 h->path, drv->name);
 		goto fail;
 	}
+	r = vd_chain_attach(img, err);
+	if (r < 0) {
+		vd_close(img, NULL);
+		return r;
+	}
 	*out = img;
 	return 0;
 fail:
@@ -170,6 +175,8 @@ int vd_close(struct vd_image *img, struct vd_error *err)
 		r = vd_flush(img, err);
 	img->drv->close(img);
 	vd_host_close(img->host);
+	vd_close(img->backing, NULL);
+	free(img->parent_hint);
 	free(img);
 	return r;
 }
@@ -194,6 +201,9 @@ static int check_request(struct vd_image *img, uint64_t off, uint64_t len,
 {
 	if (write && !img->writable)
 		return vd_set_error(err, EROFS, "%s: image is open read-only", img->host->path);
+	if (write && img->has_parent && !img->backing)
+		return vd_set_error(err, EROFS, "%s: a child image opened without its parent cannot be written (what it does not hold would be lost)",
+				    img->host->path);
 	if (off > img->size || len > img->size - off)
 		return vd_set_error(err, EINVAL,
 				    "%s: request of %llu bytes at offset %llu is beyond the end of the image (%llu bytes)",
@@ -231,8 +241,8 @@ static int read_aligned(struct vd_image *img, uint64_t off, uint8_t *buf,
 	return 0;
 }
 
-static int write_aligned(struct vd_image *img, uint64_t off, const uint8_t *buf,
-			 uint64_t len, struct vd_error *err)
+static int write_plain(struct vd_image *img, uint64_t off, const uint8_t *buf,
+		       uint64_t len, struct vd_error *err)
 {
 	while (len > 0) {
 		uint64_t n = piece_len(img, off, len);
@@ -244,6 +254,70 @@ static int write_aligned(struct vd_image *img, uint64_t off, const uint8_t *buf,
 		len -= n;
 	}
 	return 0;
+}
+
+/* True when IMG's own layer holds the allocation unit at OFF (a unit it
+ * does not hold reads from the parent). */
+static int layer_holds(struct vd_image *img, uint64_t off, uint64_t len, bool *holds,
+		       struct vd_error *err)
+{
+	struct vd_extent e;
+	int r;
+
+	*holds = true;
+	if (!img->drv->block_status)
+		return 0;
+	memset(&e, 0, sizeof(e));
+	e.start = off;
+	r = img->drv->block_status(img, off, len, &e, err);
+	if (r < 0)
+		return r;
+	*holds = (e.flags & VD_BS_ALLOCATED) != 0;
+	return 0;
+}
+
+/* Writes into a child: a write that covers only part of an allocation unit
+ * the child does not hold yet is widened to the whole unit, the rest read
+ * through the chain (copy-on-write), so the backend's new block holds the
+ * parent's bytes around the write, never zeros. */
+static int write_aligned(struct vd_image *img, uint64_t off, const uint8_t *buf,
+			 uint64_t len, struct vd_error *err)
+{
+	uint64_t unit = img->cow_unit ? img->cow_unit : img->split;
+	uint8_t *bounce = NULL;
+	int r = 0;
+
+	if (!img->has_parent || !unit)
+		return write_plain(img, off, buf, len, err);
+	while (len > 0 && r == 0) {
+		uint64_t ustart = VD_ALIGN_DOWN(off, unit);
+		uint64_t uend = VD_MIN(ustart + unit, img->size);
+		uint64_t n = VD_MIN(len, uend - off);
+		bool holds = true;
+
+		if (off == ustart && (len >= unit || off + len == img->size)) {
+			/* whole units: one write, the backend may batch them */
+			n = off + len == img->size ? len : VD_ALIGN_DOWN(len, unit);
+		} else {
+			r = layer_holds(img, ustart, uend - ustart, &holds, err);
+		}
+		if (r == 0 && holds) {
+			r = write_plain(img, off, buf, n, err);
+		} else if (r == 0) {
+			if (!bounce && !(bounce = vd_aligned_alloc((size_t)unit, err)))
+				return -ENOMEM;
+			r = read_aligned(img, ustart, bounce, uend - ustart, err);
+			if (r == 0) {
+				memcpy(bounce + (off - ustart), buf, (size_t)n);
+				r = write_plain(img, ustart, bounce, uend - ustart, err);
+			}
+		}
+		off += n;
+		buf += n;
+		len -= n;
+	}
+	free(bounce);
+	return r;
 }
 
 int vd_read(struct vd_image *img, uint64_t off, void *buf, size_t len,
@@ -374,7 +448,9 @@ static int zeroes_aligned(struct vd_image *img, uint64_t off, uint64_t len,
 
 		if (!img->split && n > (1ull << 30))
 			n = 1ull << 30;
-		if (img->drv->write_zeroes)
+		/* a child's backend would leave what it does not hold to the
+		 * parent: write zero buffers, which hide the parent's data */
+		if (img->drv->write_zeroes && !img->has_parent)
 			r = img->drv->write_zeroes(img, off, n, flags, err);
 		if (r == -ENOTSUP) {
 			/* fallback: write zero buffers */
@@ -427,6 +503,9 @@ int vd_discard(struct vd_image *img, uint64_t off, uint64_t len,
 	r = check_request(img, off, len, true, err);
 	if (r < 0 || len == 0 || !img->drv->discard)
 		return r;
+	/* discarding a child's block must not expose the parent's data */
+	if (img->has_parent && !img->drv->discard_hides_parent)
+		return 0;
 	/* Only whole aligned units can be discarded; the edges are left as is. */
 	end = VD_ALIGN_DOWN(off + len, img->align);
 	off = VD_ALIGN_UP(off, img->align);
@@ -484,6 +563,14 @@ int vd_block_status(struct vd_image *img, uint64_t off, uint64_t len,
 				    img->host->path, img->drv->name, (unsigned long long)off);
 	if (ext->length > len)
 		ext->length = len;
+	ext->depth = 0;
+	/* not in this layer: the chain decides what it reads as */
+	if (!(ext->flags & VD_BS_ALLOCATED)) {
+		if (!img->backing)
+			ext->flags |= VD_BS_ZERO;
+		else
+			return vd_chain_status(img, ext, err);
+	}
 	return 0;
 }
 
@@ -511,7 +598,7 @@ int vd_get_info(struct vd_image *img, struct vd_info *info, struct vd_error *err
 			r = vd_block_status(img, off, img->size - off, &e, err);
 			if (r < 0)
 				return r;
-			if (e.flags & VD_BS_DATA)
+			if ((e.flags & VD_BS_DATA) && e.depth == 0)
 				info->allocated_bytes += e.length;
 			off += e.length;
 		}
@@ -556,8 +643,16 @@ int vd_check(struct vd_image *img, bool repair, struct vd_check *res,
 				    img->host->path);
 	res->corruptions = res->leaks = res->corruptions_fixed = res->leaks_fixed = 0;
 	res->leaked_bytes = 0;
+	int r;
+
 	if (!img->drv->check)
 		return vd_set_error(err, ENOTSUP, "%s: format %s has no metadata to check",
 				    img->host->path, img->drv->name);
-	return img->drv->check(img, repair, res, err);
+	r = img->drv->check(img, repair, res, err);
+	if (r == 0 && img->backing_problem[0]) {
+		/* a broken link: a missing parent, or one changed since */
+		vd_check_note(res, VD_CHECK_NOTE_ERROR, "%s", img->backing_problem);
+		res->corruptions++;
+	}
+	return r;
 }

@@ -448,6 +448,77 @@ int vd_create_in_tmp_like(struct vd_host *h, struct vd_tmp *t, const char *forma
 	return drv->create(h, &p, err);
 }
 
+int vd_create_child(const char *path, const char *format, const char *parent,
+		    const char *parent_format, uint64_t size, const char *opts,
+		    unsigned flags, struct vd_error *err)
+{
+	const struct vd_driver *drv = vd_driver_find(format);
+	struct vd_create_params p = { 0 };
+	struct vd_image *pimg = NULL;
+	struct vd_host *h = NULL;
+	struct vd_opts o;
+	struct vd_tmp t;
+	char *ppath = NULL, *dup;
+	int r;
+
+	if (!drv)
+		return vd_set_error(err, EINVAL, "unknown format '%s'", format);
+	if (!drv->create)
+		return vd_set_error(err, ENOTSUP, "format '%s' cannot be created", format);
+	if (!drv->creates_children)
+		return vd_set_error(err, ENOTSUP, "format '%s' has no child images (differencing images, deltas); vdi and vmdk have",
+				    format);
+	if (!parent[0])
+		return vd_set_error(err, EINVAL, "%s: the parent's name is empty", path);
+	/* a relative parent is relative to the child's folder, as it is
+	 * stored and found again */
+	dup = strdup(path);
+	if (!dup)
+		return vd_set_error(err, ENOMEM, "out of memory");
+	if (parent[0] == '/' || !strcmp(dirname(dup), "."))
+		ppath = strdup(parent);
+	else if (asprintf(&ppath, "%s/%s", dup, parent) < 0)
+		ppath = NULL;
+	free(dup);
+	if (!ppath)
+		return vd_set_error(err, ENOMEM, "out of memory");
+	r = vd_open(&pimg, ppath, parent_format, 0, err);
+	free(ppath);
+	if (r < 0)
+		return vd_prefix_error(err, "%s: its parent", path);
+	r = vd_opts_parse(&o, opts, err);
+	if (r < 0)
+		goto out;
+	if (size && size != vd_size(pimg)) {
+		r = vd_set_error(err, EINVAL, "%s: a child has the size of its parent (%llu bytes), not %llu",
+				 path, (unsigned long long)vd_size(pimg), (unsigned long long)size);
+		goto out;
+	}
+	r = vd_tmp_begin(&t, path, !(flags & VD_CREATE_EXCL), err);
+	if (r < 0)
+		goto out;
+	r = vd_host_open_file(&h, t.tmp, VD_HOST_RDWR, err);
+	if (r == 0) {
+		p.size = vd_size(pimg);
+		p.opts = &o;
+		p.flags = flags;
+		p.tmp = &t;
+		p.parent = pimg;
+		p.parent_name = parent;
+		r = drv->create(h, &p, err);
+		if (r == 0)
+			r = vd_host_flush(h, err);
+		vd_host_close(h);
+	}
+	if (r == 0)
+		r = vd_tmp_commit(&t, !(flags & VD_CREATE_EXCL), err);
+	else
+		vd_tmp_abort(&t);
+out:
+	vd_close(pimg, NULL);
+	return r;
+}
+
 void vd_create_warning(const char *format, const char *opts, char *buf, size_t len)
 {
 	const struct vd_driver *d = format ? vd_driver_find(format) : NULL;

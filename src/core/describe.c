@@ -66,6 +66,13 @@ int vd_describe(struct vd_image *img, struct vd_describe *d, struct vd_error *er
 		r = vd_describe_add(d, img->host->path, VD_FILE_IMAGE, VD_FILE_RW, 0, img->size, 0,
 				    img->host->is_blockdev, err);
 	}
+	/* a child: what it does not hold is the parent's, not zeros */
+	if (img->has_parent) {
+		d->starts_zeroed = false;
+		if (r == 0 && img->backing)
+			r = vd_describe_add(d, img->backing->host->path, VD_FILE_PARENT, VD_FILE_RDONLY,
+					    0, 0, 0, img->backing->host->is_blockdev, err);
+	}
 	if (r == 0 && d->nfiles == 0)
 		r = vd_set_error(err, EINVAL, "%s: the %s backend describes no file",
 				 img->host->path, img->drv->name);

@@ -294,6 +294,18 @@ struct vd_image {
 	/* Store zero buffers as data (convert -S 0): backends must not turn
 	 * writes of zeros into unallocated or zero blocks. */
 	bool allocate_zero_writes;
+	/* Chains (src/core/chain.c).  Set by the backend's open: the layer
+	 * links to a parent (has_parent), the name it stores for it
+	 * (parent_hint, malloc'd, freed by the core; NULL: only an identity),
+	 * and the unit a partial write into a block this layer does not hold
+	 * is widened to, filled from the parent (cow_unit, 0: img->split). */
+	bool has_parent;
+	char *parent_hint;
+	uint32_t cow_unit;
+	/* Set by the core: the parent layer (NULL: none or not opened), and
+	 * with VD_OPEN_CHECK why a linked parent was not opened. */
+	struct vd_image *backing;
+	char backing_problem[512];
 };
 
 struct vd_create_params {
@@ -307,6 +319,11 @@ struct vd_create_params {
 					     * hardware description; else honour
 					     * the fields it sets (see struct vd_identity) */
 	uint32_t block_size;        /* allocation unit (0: the format's default) */
+	/* A child (vd_create_child): its parent, open read-only, and the
+	 * name to store for it (relative to the child's folder); the
+	 * backend links to the parent's identity. */
+	struct vd_image *parent;
+	const char *parent_name;
 };
 
 static inline bool vd_cancelled(const volatile int *cancel)
@@ -359,7 +376,25 @@ struct vd_driver {
 	unsigned identity_fields;
 	/* True when a freshly created image of this format reads as zeros. */
 	bool zero_init;
+	/* Discards in a child layer leave blocks that read as zeros, never
+	 * the parent's data (VDI zero blocks).  False: the core does not
+	 * pass discards of a child to the backend. */
+	bool discard_hides_parent;
+	/* create honours vd_create_params.parent */
+	bool creates_children;
 };
+
+/* ---- chains (src/core/chain.c) ---- */
+/* Fill BUF with what IMG's parent holds at [OFF, OFF+LEN) (zeros past the
+ * parent's end, or when IMG has no parent): backends call it for ranges
+ * their layer does not hold. */
+int vd_backing_read(struct vd_image *img, uint64_t off, void *buf, size_t len,
+		    struct vd_error *err);
+/* After the backend's open: find, open and verify IMG's parent chain. */
+int vd_chain_attach(struct vd_image *img, struct vd_error *err);
+/* Resolve an extent of IMG's layer that it does not hold (no
+ * VD_BS_ALLOCATED) through the chain; EXT is clipped. */
+int vd_chain_status(struct vd_image *img, struct vd_extent *ext, struct vd_error *err);
 
 /* Describe helpers for backends (src/core/describe.c): append a file entry
  * (PATH copied, may be NULL). */

@@ -127,6 +127,10 @@ static int classify(struct rw *w, struct vd_error *err)
 	const struct vd_describe *d = &w->sd;
 	unsigned n = 0;
 
+	if (!d->starts_zeroed)
+		return vd_set_error(err, ENOTSUP,
+				    "%s: a child image (it holds only the changes to its parent) cannot be rewritten yet: its blocks that read from the parent would be lost; flatten it with 'vdisk convert' first",
+				    w->path);
 	switch (d->alloc) {
 	case VD_ALLOC_RAW:
 		w->kind = KIND_RAW;

@@ -93,7 +93,9 @@ printf '\x55\xaa' | dd of="$T/ov.img" bs=1 seek=510 conv=notrunc status=none
 
 # ---- the commands
 "$VDISK" convert -O vmdk -o subformat=monolithicFlat "$T/d.img" "$T/f.vmdk"
-for f in e.img d.vdi d.vmdk f.vmdk swap.img mbr.img gpt.img ov.img; do
+# a child (snapshot chain): info's backing keys
+"$VDISK" create -O vmdk -B d.vmdk "$T/c.vmdk"
+for f in e.img d.vdi d.vmdk f.vmdk c.vmdk swap.img mbr.img gpt.img ov.img; do
 	run info "$f" --output=json "$T/$f"
 	run map "$f" --output=json "$T/$f"
 	run check "$f" --output=json "$T/$f"

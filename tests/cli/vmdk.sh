@@ -432,7 +432,13 @@ mkdesc "$E/vmfss.vmdk" vmfsSparse 'RW 2048 VMFSSPARSE "a.bin"'
 reject "VMFSSPARSE extent" "VMFSSPARSE" "$E/vmfss.vmdk"
 mkdesc "$E/parent.vmdk" monolithicFlat 'RW 2048 FLAT "a.bin" 0'
 sed -i 's/^parentCID=ffffffff/parentCID=0badcafe/' "$E/parent.vmdk"
-reject "descriptor with a parent" "parent" "$E/parent.vmdk"
+# a delta whose parent is not there: info shows the link (with a warning),
+# reading it fails naming what is missing
+assert_rc "descriptor with a missing parent: info shows it" 0 "$VDISK" info "$E/parent.vmdk"
+assert_contains "descriptor with a missing parent: info warns" "parent" "$T/.err"
+rc=0; "$VDISK" convert -O raw "$E/parent.vmdk" "$E/p.raw" 2>"$T/.err" || rc=$?
+assert_eq "descriptor with a missing parent: convert refused" 1 "$rc"
+assert_contains "descriptor with a missing parent: the message says so" "parent" "$T/.err"
 
 # ---------------------------------------------------------------- hostile descriptors
 H=$T/hostile

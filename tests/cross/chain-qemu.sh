@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Snapshot chains of VMDKs against qemu-img as the independent reference
+# (issue 13):
+#   - chains made by qemu-img (create -b + qemu-io writes, 3 deep, a zeroed
+#     range in the middle) read byte for byte as qemu-img convert reads them;
+#   - vdisk map's depth and data ranges equal qemu-img map's;
+#   - info --backing-chain (text and JSON) lists the chain as qemu-img does;
+#   - a child made by vdisk create -B is read by qemu-img (info
+#     --backing-chain, check, compare against the parent);
+#   - writes into a child through vdisk (convert -n --target-is-zero: only
+#     the data runs of the source, 4 KiB pieces of 64 KiB grains) copy the
+#     rest of each grain from the parent: qemu-img's reading equals the
+#     expected guest bytes built with dd;
+#   - a parentCID that does not match the parent's CID is refused, read with
+#     --force and a warning; a missing parent is a clear error, and
+#     check reports it.
+. "$(dirname "$0")/../lib.sh"
+need qemu-img qemu-io jq cmp
+
+KiB=1024
+MiB=$((1 << 20))
+cd "$T"
+
+# ---- a 3-deep chain made by qemu
+qemu-img create -q -f vmdk base.vmdk 8M
+qemu-io -c 'write -P 0xaa 0 4M' -c 'write -P 0xbb 6M 1M' base.vmdk >/dev/null
+qemu-img create -q -f vmdk -b base.vmdk -F vmdk mid.vmdk
+qemu-io -c 'write -P 0xcc 1M 64k' -c 'write -P 0xdd 100k 5k' -c 'write -z 6M 512k' mid.vmdk >/dev/null
+qemu-img create -q -f vmdk -b mid.vmdk -F vmdk top.vmdk
+qemu-io -c 'write -P 0xee 6400k 4k' -c 'write -P 0x11 3M 3k' top.vmdk >/dev/null
+
+for img in mid.vmdk top.vmdk; do
+	qemu-img convert -O raw "$img" "q-$img.raw"
+	"$VDISK" convert -O raw "$img" "v-$img.raw" 2>"$T/err" || fail "convert $img: $(cat "$T/err")"
+	cmp -s "q-$img.raw" "v-$img.raw" && pass "$img: the chain reads as qemu-img reads it" ||
+		fail "$img: vdisk's flattened copy differs from qemu-img's"
+	"$VDISK" compare -q "$img" "q-$img.raw" >/dev/null && pass "compare $img (a chain) with its flat copy" ||
+		fail "compare $img with its flat copy"
+done
+
+# map: depth, data and zero of each range as qemu-img map says
+keys='[.[] | {start, length, depth, data, zero}]'
+norm() { jq -c "$keys" | jq -c '
+	reduce .[] as $e ([]; if length > 0 and (.[-1] | .start + .length == $e.start and .depth == $e.depth and .data == $e.data and .zero == $e.zero)
+		then .[-1].length += $e.length else . + [$e] end)'; }
+q=$(qemu-img map --output=json top.vmdk | norm)
+v=$("$VDISK" map --output=json top.vmdk | norm)
+assert_eq "map top.vmdk: depth, data, zero as qemu-img map" "$q" "$v"
+"$VDISK" map top.vmdk >map.txt
+assert_contains "human map shows a Depth column for a chain" "Depth" map.txt
+
+# info --backing-chain
+q=$(qemu-img info --backing-chain --output=json top.vmdk | jq -c '[.[] | {filename: (.filename | sub("^\\./"; "")), "virtual-size", "backing-filename"}]')
+v=$("$VDISK" info --backing-chain --output=json top.vmdk | jq -c '[.[] | {filename: (.filename | sub("^\\./"; "")), "virtual-size", "backing-filename"}]')
+assert_eq "info --backing-chain --output=json: files, sizes, backing names as qemu-img" "$q" "$v"
+"$VDISK" info --backing-chain top.vmdk >info.txt
+assert_eq "info --backing-chain text: three images" 3 "$(grep -c '^image: ' info.txt)"
+assert_contains "info text names the backing file" "backing file: mid.vmdk" info.txt
+"$VDISK" info --output=json top.vmdk | jq -e '."backing-filename" == "mid.vmdk" and ."backing-filename-format" == "vmdk"' >/dev/null &&
+	pass "info JSON: backing-filename, backing-filename-format" || fail "info JSON lacks the backing keys"
+
+# ---- a child made by vdisk, read by qemu
+"$VDISK" create -O vmdk -B mid.vmdk child.vmdk 2>"$T/err" || fail "create -B: $(cat "$T/err")"
+qemu-img info --backing-chain child.vmdk >qinfo.txt 2>&1
+assert_eq "qemu-img info --backing-chain follows vdisk's child to the base" 3 "$(grep -c '^image: ' qinfo.txt)"
+assert_rc "qemu-img check of vdisk's child" 0 qemu-img check -q child.vmdk
+assert_rc "qemu-img compare: the new child reads as its parent" 0 qemu-img compare -q child.vmdk mid.vmdk
+grep -aq 'parentFileNameHint="mid.vmdk"' child.vmdk && pass "the child names its parent relative to its folder" ||
+	fail "no parentFileNameHint=\"mid.vmdk\" in the child"
+assert_rc "create -B of a raw child is refused" 1 "$VDISK" create -O raw -B mid.vmdk child.img
+
+# ---- copy-on-write: 4 KiB data runs into 64 KiB grains of the child
+truncate -s 8M src.raw
+printf '\x5a%.0s' $(seq 4096) >run4k
+for off in 100 204 260 6408; do   # KiB: inside grains the parent holds (and one it zeroed)
+	dd if=run4k of=src.raw bs=1K seek=$off conv=notrunc status=none
+done
+cp "q-mid.vmdk.raw" expect.raw
+for off in 100 204 260 6408; do dd if=run4k of=expect.raw bs=1K seek=$off conv=notrunc status=none; done
+"$VDISK" convert -n --target-is-zero -O vmdk src.raw child.vmdk 2>"$T/err" || fail "convert -n into the child: $(cat "$T/err")"
+assert_rc "qemu-img check after vdisk wrote into the child" 0 qemu-img check -q child.vmdk
+qemu-img convert -O raw child.vmdk got.raw
+cmp -s expect.raw got.raw && pass "partial grain writes kept the parent's bytes around them (qemu-img reads the child)" ||
+	fail "the child after partial writes differs from the expected guest bytes: $(cmp expect.raw got.raw | head -1)"
+"$VDISK" convert -O raw child.vmdk vgot.raw
+cmp -s expect.raw vgot.raw && pass "vdisk reads its own writes through the chain" || fail "vdisk's reading of the written child differs"
+# zeros written over parent data hide it (not dropped to expose the parent)
+truncate -s 8M zsrc.raw
+"$VDISK" convert -n -O vmdk zsrc.raw child.vmdk 2>"$T/err" || fail "convert -n zeros into the child: $(cat "$T/err")"
+qemu-img convert -O raw child.vmdk z.raw
+cmp -s zsrc.raw z.raw && pass "zeros written into a child read as zeros in qemu-img" ||
+	fail "zeros written into the child expose the parent's data"
+
+# ---- broken links
+cp mid.vmdk mid-save.vmdk
+qemu-io -c 'write -P 0x77 0 4k' mid.vmdk >/dev/null   # qemu changes mid's CID on write
+rc=0; "$VDISK" convert -O raw top.vmdk x.raw 2>err.txt || rc=$?
+assert_eq "a parent whose CID changed since the snapshot is refused" 1 "$rc"
+assert_contains "the refusal names parentCID" "parentCID" err.txt
+[ ! -e x.raw ] && pass "nothing written after the refusal" || fail "x.raw exists after a refused open"
+rc=0; "$VDISK" convert --force -O raw top.vmdk x.raw 2>err.txt || rc=$?
+assert_eq "--force reads it" 0 "$rc"
+assert_contains "--force warns" "warning:" err.txt
+rc=0; "$VDISK" check top.vmdk >chk.txt 2>&1 || rc=$?
+assert_eq "check reports the mismatched link as an error (exit 2)" 2 "$rc"
+assert_contains "check names the link" "parentCID" chk.txt
+cp mid-save.vmdk mid.vmdk
+mv base.vmdk base-moved.vmdk
+rc=0; "$VDISK" info mid.vmdk >i.txt 2>err.txt || rc=$?
+assert_eq "info of a child whose parent is missing still shows the link" 0 "$rc"
+assert_contains "and warns that the parent was not found" "was not found" err.txt
+assert_contains "info shows the stored name" "base.vmdk (not opened)" i.txt
+rc=0; "$VDISK" convert -O raw mid.vmdk y.raw 2>err.txt || rc=$?
+assert_eq "convert of a child whose parent is missing fails" 1 "$rc"
+assert_contains "the message suggests --backing" "--backing" err.txt
+"$VDISK" convert --backing base-moved.vmdk -O raw mid.vmdk y.raw 2>err.txt || fail "--backing: $(cat err.txt)"
+cmp -s y.raw "q-mid.vmdk.raw" && pass "--backing FILE names a moved parent" || fail "--backing read differs"
+finish
