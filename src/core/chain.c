@@ -443,7 +443,22 @@ static int search_by_identity(struct search *s, struct vd_error *err)
 	dir = dirname(dup);
 	snapshots = !strcmp(basename(dir), "Snapshots") ||
 		    (strlen(dir) >= 10 && !strcmp(dir + strlen(dir) - 10, "/Snapshots"));
-	snprintf(up, sizeof(up), "%s/..", dir);
+	{
+		/* the VM folder: the parent of Snapshots/, without "/.." */
+		char *d2 = strdup(dir);
+		if (!d2) {
+			free(dup);
+			return vd_set_error(err, ENOMEM, "out of memory");
+		}
+		if (!strcmp(basename(d2), "Snapshots") && strcmp(dir, "Snapshots")) {
+			free(d2);
+			d2 = strdup(dir);
+			snprintf(up, sizeof(up), "%s", d2 ? dirname(d2) : "..");
+		} else {
+			snprintf(up, sizeof(up), "%s/..", dir);
+		}
+		free(d2);
+	}
 	r = scan_dir(s, dir, images, err);
 	if (r == 0 && !s->found && snapshots)
 		r = scan_dir(s, up, images, err);
