@@ -382,6 +382,14 @@ struct vd_driver {
 	bool discard_hides_parent;
 	/* create honours vd_create_params.parent */
 	bool creates_children;
+	/* Store PARENT's identity (and NAME where the format stores one)
+	 * as this child's link (commit --keep, rebase).  In place, one
+	 * metadata write; IMG is opened RDWR (with or without its chain). */
+	int (*set_parent)(struct vd_image *img, const struct vd_identity *parent,
+			  const char *name, struct vd_error *err);
+	/* A new modification identity (VDI uuidModify, VMDK CID), so that
+	 * children made before this change see that their parent changed. */
+	int (*new_modification)(struct vd_image *img, struct vd_error *err);
 };
 
 /* ---- chains (src/core/chain.c) ---- */
