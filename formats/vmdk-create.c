@@ -21,22 +21,47 @@
 
 /* ---- create ---- */
 
+/*
+ * The presets.  The hardware version of a disk is the oldest virtual
+ * hardware a VM needs to attach it, so the lowest version each product
+ * accepts opens in the most places: 7 for ESXi (ESX/ESXi 4.0 and every
+ * later release; pvscsi needs 7) and for Workstation (6.5 and later: what
+ * vdiskmanager writes, strozfriedberg_vmdk-rs/monolithicSparse.vmdk;
+ * Workstation 9's own 9, libyal_libvmdk/descriptor_file.1, would shut out
+ * older products); 4 for VirtualBox (which ignores it; QEMU writes 4 too).
+ * streamOptimized is an export: 4 under every preset, as VirtualBox's and
+ * vmdktool's exports (glennmatthews_cot/ubuntu.2.0-disk1.vmdk, blank.vmdk)
+ * carry, which ESXi's OVF import, Workstation, VirtualBox and QEMU all
+ * open; 7 with pvscsi.
+ */
 struct preset {
 	const char *name, *adapter, *hwversion;
+	enum vmdk_dialect dialect;
 };
 static const struct preset presets[] = {
-	{ "esxi", "lsilogic", "7" },
-	{ "workstation", "lsilogic", "9" },
-	{ "virtualbox", "ide", "4" },
+	{ "esxi", "lsilogic", "7", VMDK_ESXI },
+	{ "workstation", "lsilogic", "7", VMDK_WORKSTATION },
+	{ "virtualbox", "ide", "4", VMDK_VIRTUALBOX },
 };
 
+/* Physical geometry: IDE 16 heads x 63 sectors, cylinders capped at 16383
+ * (libyal_libvmdk/descriptor_file.1 and the VirtualBox export
+ * ubuntu.2.0-disk1.vmdk: 8 GiB = 16383/16/63).  SCSI: 255 x 63; VMware's
+ * products give lsilogic and pvscsi disks below 1 GiB 64 heads x 32
+ * sectors (strozfriedberg_vmdk-rs/vmfs_thick.vmdk: 2 MiB = 2/64/32; at
+ * and above 1 GiB 255/63: qemu_iotests_sample_images/iotest-version3.vmdk,
+ * 16 GiB = 2088/255/63). */
+#define VMDK_SMALL_SCSI (1ull << 21) /* 1 GiB in sectors */
 static void geometry(struct vmdk_desc *d, uint64_t sectors)
 {
 	bool ide = !strcmp(d->adapter, "ide");
+	bool vmware = d->dialect == VMDK_ESXI || d->dialect == VMDK_WORKSTATION;
+	bool small = vmware && sectors < VMDK_SMALL_SCSI &&
+		     (!strcmp(d->adapter, "lsilogic") || !strcmp(d->adapter, "pvscsi"));
 	uint64_t c;
 
-	d->heads = ide ? 16 : 255;
-	d->sectors = 63;
+	d->heads = ide ? 16 : small ? 64 : 255;
+	d->sectors = small ? 32 : 63;
 	c = sectors / (d->heads * d->sectors);
 	if (ide && c > 16383)
 		c = 16383;
@@ -85,6 +110,48 @@ static char *sibling(const char *final, const char *name)
 	return out;
 }
 
+static bool hex32(const char *s)
+{
+	size_t n = strspn(s, "0123456789abcdefABCDEF");
+
+	return n == 32 && !s[n];
+}
+
+/* What VMware's dialects add (vmdk-desc.c has the real images each line
+ * comes from): a new random image UUID in VMware's range 60 00 C2 (every
+ * ddb.uuid there), a longContentID whose last 8 hex digits are the CID
+ * (vmfs_thick.vmdk, descriptor_file.1), Workstation's ddb.deletable and
+ * toolsVersion "1" (vdiskmanager), thinProvisioned on ESXi hosted sparse
+ * disks (not on streams: the ESXi/ovftool export iotest-version3.vmdk has
+ * none).
+ * UIMG is the image UUID's bytes. */
+static void vmware_lines(struct vmdk_desc *d, uint8_t uimg[16], bool fresh_uuid,
+			 bool sparse, bool vmfs)
+{
+	if (d->dialect != VMDK_ESXI && d->dialect != VMDK_WORKSTATION) {
+		d->thin = false;
+		return;
+	}
+	if (fresh_uuid) {
+		uimg[0] = 0x60;
+		uimg[1] = 0x00;
+		uimg[2] = 0xc2;
+	}
+	if (!hex32(d->long_content_id)) {
+		/* 24 digits unique to this disk: the UUID's random bytes */
+		for (int i = 0; i < 12; i++)
+			snprintf(d->long_content_id + 2 * i, 3, "%02x", uimg[4 + i]);
+	}
+	snprintf(d->long_content_id + 24, 9, "%08" PRIx32, d->cid);
+	/* thin: sparse extents, or a vmfs disk kept from a thin one */
+	d->thin = d->dialect == VMDK_ESXI && (sparse || (vmfs && d->thin));
+	if (d->dialect == VMDK_WORKSTATION) {
+		d->deletable = true;
+		if (!d->tools_version[0])
+			snprintf(d->tools_version, sizeof(d->tools_version), "1");
+	}
+}
+
 int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 		       struct vd_error *err)
 {
@@ -95,13 +162,15 @@ int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 	const char *cid = vd_opts_get(p->opts, "cid");
 	const char *prealloc = vd_opts_get(p->opts, "preallocation");
 	const struct vd_identity *id = p->identity;
+	const struct preset *ps = NULL;
 	bool falloc = false;
-	uint8_t u[16];
+	uint8_t u[16], uimg[16];
+	bool fresh_uuid; /* the image UUID is new and random */
 	bool det = p->flags & VD_CREATE_DETERMINISTIC;
 	const char *final = p->tmp ? p->tmp->final : h->path;
 	uint64_t sectors = VD_ALIGN_UP(p->size, VD_SECTOR) / VD_SECTOR;
 	struct vmdk_desc d = { 0 };
-	bool split, flat, stream;
+	bool split, flat, stream, vmfs;
 	char *base = NULL, *text = NULL;
 	unsigned nfiles;
 	int r;
@@ -109,7 +178,8 @@ int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 	/* identity (compact, defrag and pipelines keep or set it) */
 	r = vd_uuid_choose(u, p->opts, "uuid", id ? id->uuid : NULL, det, 0, err);
 	if (r == 0)
-		vd_uuid_format(u, d.uuid_image);
+		memcpy(uimg, u, sizeof(uimg));
+	fresh_uuid = !det && !vd_opts_get(p->opts, "uuid") && !(id && id->uuid[0]);
 	if (r == 0)
 		r = vd_uuid_choose(u, p->opts, "uuid_modify", id ? id->modification_uuid : NULL,
 				   det, 1, err);
@@ -123,11 +193,15 @@ int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 		sub = "monolithicSparse";
 	if (strcmp(sub, "monolithicSparse") && strcmp(sub, "monolithicFlat") &&
 	    strcmp(sub, "twoGbMaxExtentSparse") && strcmp(sub, "twoGbMaxExtentFlat") &&
-	    strcmp(sub, "streamOptimized"))
+	    strcmp(sub, "streamOptimized") && strcmp(sub, "vmfs"))
 		return vd_set_error(err, EINVAL,
-				    "vmdk: subformat must be monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat or streamOptimized, not '%s'",
+				    "vmdk: subformat must be monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat, streamOptimized or vmfs, not '%s'",
 				    sub);
 	snprintf(d.create_type, sizeof(d.create_type), "%s", sub);
+	split = !strncmp(sub, "twoGb", 5);
+	vmfs = !strcmp(sub, "vmfs"); /* ESXi's datastore pair: a flat extent of type VMFS */
+	flat = vmfs || strstr(sub, "Flat") != NULL;
+	stream = !strcmp(sub, "streamOptimized");
 	snprintf(d.adapter, sizeof(d.adapter), "ide");
 	snprintf(d.hwversion, sizeof(d.hwversion), "4");
 	if (id)
@@ -137,24 +211,33 @@ int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 	else if (prealloc && strcmp(prealloc, "off"))
 		return vd_set_error(err, EINVAL, "vmdk: preallocation must be 'off' or 'falloc', not '%s'",
 				    prealloc);
-	if (falloc && !strstr(sub, "Flat"))
-		return vd_set_error(err, EINVAL, "vmdk: preallocation=falloc needs a flat subformat (monolithicFlat, twoGbMaxExtentFlat)");
+	if (falloc && !flat)
+		return vd_set_error(err, EINVAL, "vmdk: preallocation=falloc needs a flat subformat (monolithicFlat, twoGbMaxExtentFlat, vmfs)");
+	if (vmfs && !compat && d.dialect == VMDK_PLAIN)
+		d.dialect = VMDK_ESXI; /* only ESXi writes vmfs descriptors */
 	if (compat) {
-		const struct preset *ps = NULL;
 		for (size_t i = 0; i < VD_ARRAY_SIZE(presets); i++)
 			if (!strcmp(presets[i].name, compat))
 				ps = &presets[i];
 		if (!ps)
 			return vd_set_error(err, EINVAL, "vmdk: compat must be esxi, workstation or virtualbox, not '%s'", compat);
 		snprintf(d.adapter, sizeof(d.adapter), "%s", ps->adapter);
-		snprintf(d.hwversion, sizeof(d.hwversion), "%s", ps->hwversion);
+		d.dialect = ps->dialect;
+		if (vmfs && ps->dialect != VMDK_ESXI)
+			return vd_set_error(err, EINVAL, "vmdk: subformat=vmfs is the ESXi datastore layout: it goes with compat=esxi (or no compat), not compat=%s",
+					    compat);
 	}
 	if (adapter) {
 		if (strcmp(adapter, "ide") && strcmp(adapter, "buslogic") &&
-		    strcmp(adapter, "lsilogic") && strcmp(adapter, "legacyESX"))
-			return vd_set_error(err, EINVAL, "vmdk: adapter_type must be ide, buslogic, lsilogic or legacyESX, not '%s'", adapter);
+		    strcmp(adapter, "lsilogic") && strcmp(adapter, "legacyESX") &&
+		    strcmp(adapter, "pvscsi"))
+			return vd_set_error(err, EINVAL, "vmdk: adapter_type must be ide, buslogic, lsilogic, legacyESX or pvscsi, not '%s'", adapter);
 		snprintf(d.adapter, sizeof(d.adapter), "%s", adapter);
 	}
+	if (ps)
+		snprintf(d.hwversion, sizeof(d.hwversion), "%s", stream ? "4" : ps->hwversion);
+	if (!strcmp(d.adapter, "pvscsi") && strtoul(d.hwversion, NULL, 10) < 7)
+		snprintf(d.hwversion, sizeof(d.hwversion), "7"); /* pvscsi came with 7 */
 	if (hw) {
 		char *end;
 		unsigned long x = strtoul(hw, &end, 10);
@@ -192,10 +275,8 @@ int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 	}
 	snprintf(d.uuid_parent, sizeof(d.uuid_parent), "00000000-0000-0000-0000-000000000000");
 	snprintf(d.uuid_parent_modify, sizeof(d.uuid_parent_modify), "00000000-0000-0000-0000-000000000000");
-
-	split = !strncmp(sub, "twoGb", 5);
-	flat = strstr(sub, "Flat") != NULL;
-	stream = !strcmp(sub, "streamOptimized");
+	vmware_lines(&d, uimg, fresh_uuid, !flat && !stream, vmfs);
+	vd_uuid_format(uimg, d.uuid_image);
 	if (p->parent) {
 		/* a delta: sparse, linked by the parent's CID and a name
 		 * relative to the child's folder (as qemu-img create -b) */
@@ -238,11 +319,15 @@ int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 	for (unsigned i = 0; i < nfiles; i++) {
 		struct vmdk_desc_extent *e = &d.extents[i];
 		char *name = NULL;
-		e->access = VMDK_RW;
+		/* exports are read-only: VMware's, ovftool's and VirtualBox's
+		 * stream extents are RDONLY (iotest-version3.vmdk,
+		 * ubuntu.2.0-disk1.vmdk); the stream writer fills it all the same */
+		e->access = stream && d.dialect != VMDK_PLAIN ? VMDK_RDONLY : VMDK_RW;
 		e->type = flat ? VMDK_FLAT : VMDK_SPARSE;
-		snprintf(e->type_name, sizeof(e->type_name), "%s", flat ? "FLAT" : "SPARSE");
+		snprintf(e->type_name, sizeof(e->type_name), "%s", vmfs ? "VMFS" : flat ? "FLAT" : "SPARSE");
 		e->sectors = split ? VD_MIN(VMDK_SPLIT_SECTORS, sectors - (uint64_t)i * VMDK_SPLIT_SECTORS) : sectors;
-		e->has_offset = flat;
+		/* ESXi writes VMFS extents without an offset (vmfs_thick.vmdk) */
+		e->has_offset = flat && !vmfs;
 		if (split) {
 			if (asprintf(&name, "%s-%c%03u.vmdk", base, flat ? 'f' : 's', i + 1) < 0)
 				name = NULL;

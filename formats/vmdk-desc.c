@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <uuid/uuid.h>
 
 static char *trim(char *s)
 {
@@ -114,6 +115,53 @@ static int parse_extent(struct vmdk_desc_extent *e, char *line, const char *path
 		e->has_offset = true;
 	}
 	return 0;
+}
+
+int vmdk_uuid_from_vmware(const char *v, char out[37])
+{
+	uint8_t u[16];
+	const char *p = v;
+
+	for (int i = 0; i < 16; i++) {
+		unsigned x;
+		int n = 0;
+		if (i == 8) {
+			if (*p != '-')
+				return -1;
+			p++;
+		} else if (i > 0) {
+			if (*p != ' ')
+				return -1;
+			p++;
+		}
+		if (!isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]) ||
+		    sscanf(p, "%2x%n", &x, &n) != 1 || n != 2)
+			return -1;
+		u[i] = (uint8_t)x;
+		p += 2;
+	}
+	if (*p)
+		return -1;
+	vd_uuid_format(u, out);
+	return 0;
+}
+
+/* The keys that tell which product wrote the descriptor (its dialect). */
+static void dialect_key(struct vmdk_desc *d, const char *key, const char *val)
+{
+	char v[64];
+
+	unquote(v, sizeof(v), val);
+	if (!strcmp(key, "encoding") || !strcmp(key, "ddb.encoding"))
+		snprintf(d->encoding, sizeof(d->encoding), "%s", v);
+	else if (!strcmp(key, "isNativeSnapshot"))
+		d->native_snapshot = true;
+	else if (!strcmp(key, "ddb.deletable"))
+		d->deletable = true;
+	else if (!strcmp(key, "ddb.thinProvisioned"))
+		d->thin = !strcmp(v, "1");
+	else if (!strcmp(key, "ddb.uuid") && vmdk_uuid_from_vmware(v, d->uuid_vmware) < 0)
+		d->uuid_vmware[0] = '\0';
 }
 
 int vmdk_desc_parse(struct vmdk_desc *d, const char *text, size_t len,
@@ -222,6 +270,8 @@ int vmdk_desc_parse(struct vmdk_desc *d, const char *text, size_t len,
 				else if (!strcmp(key + 13, "biosSectors"))
 					d->bios_sectors = x;
 			}
+		} else {
+			dialect_key(d, key, val);
 		}
 	}
 	free(buf);
@@ -241,18 +291,91 @@ void vmdk_desc_free(struct vmdk_desc *d)
 	d->nextents = 0;
 }
 
+/*
+ * The writer.  Each dialect writes the lines its product writes, taken
+ * from the real descriptors in /work/shared/testimages (MANIFEST.txt):
+ *
+ * ESXi (strozfriedberg_vmdk-rs/vmfs_thick.vmdk, ESXi, hardware 14):
+ *   encoding="UTF-8" right after version=1; no isNativeSnapshot; the DDB
+ *   keys sorted by name: adapterType, geometry.*, longContentID (its last
+ *   8 hex digits are the CID: also vmfs_thick-000001.vmdk), ddb.uuid in
+ *   VMware's byte form, virtualHWVersion; no toolsVersion; a thick (flat)
+ *   disk has no thinProvisioned.  No image there is a thin ESXi disk:
+ *   ddb.thinProvisioned = "1" on sparse disks is the key ESXi writes for
+ *   thin provisioning (FORMATS.md lists it), written only for
+ *   compat=esxi monolithicSparse and twoGbMaxExtentSparse.
+ * Workstation (libyal_libvmdk/descriptor_file.1, hardware 9, and the
+ *   vdiskmanager images strozfriedberg_vmdk-rs/monolithicSparse.vmdk,
+ *   twoGbMaxExtent*.vmdk, monolithicFlat.vmdk, hardware 7):
+ *   isNativeSnapshot="no" between parentCID and createType, ddb.uuid,
+ *   longContentID ending in the CID (descriptor_file.1: CID=fffffffe,
+ *   ...fffffffe), ddb.deletable = "true" and ddb.toolsVersion = "1"
+ *   (vdiskmanager).  The encoding there is the host's (windows-1252 in
+ *   descriptor_file.1, ddb.encoding = "UTF-8" from vdiskmanager): vdisk
+ *   writes UTF-8 and says so in the header line, where ESXi and
+ *   descriptor_file.1 put it.
+ * VirtualBox (glennmatthews_cot/ubuntu.2.0-disk1.vmdk, an OVF export):
+ *   no encoding line, the four ddb.uuid.* keys; the plain form is the
+ *   same.  Stream extents are RDONLY (set by vmdk_create).
+ */
+static void vmware_uuid(FILE *f, const char *rfc)
+{
+	uint8_t u[16];
+
+	if (uuid_parse(rfc, u) != 0)
+		return;
+	fputs("ddb.uuid = \"", f);
+	for (int i = 0; i < 16; i++) {
+		/* VMware's prefix, exactly as its products print it */
+		if (i == 0 && u[0] == 0x60 && u[1] == 0x00 && u[2] == 0xc2) {
+			fputs("60 00 C2", f);
+			i = 2;
+			continue;
+		}
+		fprintf(f, "%s%02x", i == 0 ? "" : i == 8 ? "-" : " ", u[i]);
+	}
+	fputs("\"\n", f);
+}
+
+static void vmware_ddb(FILE *f, const struct vmdk_desc *d)
+{
+	fprintf(f, "ddb.adapterType = \"%s\"\n", d->adapter);
+	if (d->deletable)
+		fputs("ddb.deletable = \"true\"\n", f);
+	if (d->bios_heads && d->bios_sectors)
+		fprintf(f, "ddb.geometry.biosCylinders = \"%" PRIu32 "\"\n"
+			"ddb.geometry.biosHeads = \"%" PRIu32 "\"\n"
+			"ddb.geometry.biosSectors = \"%" PRIu32 "\"\n",
+			d->bios_cylinders, d->bios_heads, d->bios_sectors);
+	fprintf(f, "ddb.geometry.cylinders = \"%" PRIu32 "\"\n"
+		"ddb.geometry.heads = \"%" PRIu32 "\"\n"
+		"ddb.geometry.sectors = \"%" PRIu32 "\"\n",
+		d->cylinders, d->heads, d->sectors);
+	if (d->long_content_id[0])
+		fprintf(f, "ddb.longContentID = \"%s\"\n", d->long_content_id);
+	if (d->thin)
+		fputs("ddb.thinProvisioned = \"1\"\n", f);
+	if (d->tools_version[0])
+		fprintf(f, "ddb.toolsVersion = \"%s\"\n", d->tools_version);
+	vmware_uuid(f, d->uuid_image);
+	fprintf(f, "ddb.virtualHWVersion = \"%s\"\n", d->hwversion);
+}
+
 char *vmdk_desc_format(const struct vmdk_desc *d)
 {
 	static const char *acc[] = { "RW", "RDONLY", "NOACCESS" };
+	bool vmware = d->dialect == VMDK_ESXI || d->dialect == VMDK_WORKSTATION;
 	char *out = NULL;
 	size_t size = 0;
 	FILE *f = open_memstream(&out, &size);
 
 	if (!f)
 		return NULL;
-	fprintf(f, "# Disk DescriptorFile\nversion=1\nCID=%08" PRIx32 "\nparentCID=%08" PRIx32 "\n"
-		"createType=\"%s\"\n", d->cid, d->parent_name[0] ? d->parent_cid : 0xffffffffu,
-		d->create_type);
+	fprintf(f, "# Disk DescriptorFile\nversion=1\n%sCID=%08" PRIx32 "\nparentCID=%08" PRIx32 "\n"
+		"%screateType=\"%s\"\n",
+		vmware ? "encoding=\"UTF-8\"\n" : "", d->cid,
+		d->parent_name[0] ? d->parent_cid : 0xffffffffu,
+		d->dialect == VMDK_WORKSTATION ? "isNativeSnapshot=\"no\"\n" : "", d->create_type);
 	/* a delta: the parent's name, relative to this descriptor's folder */
 	if (d->parent_name[0])
 		fprintf(f, "parentFileNameHint=\"%s\"\n", d->parent_name);
@@ -266,8 +389,12 @@ char *vmdk_desc_format(const struct vmdk_desc *d)
 			fprintf(f, " %" PRIu64, e->offset);
 		fputc('\n', f);
 	}
-	fprintf(f, "\n# The Disk Data Base\n#DDB\n\n"
-		"ddb.virtualHWVersion = \"%s\"\n"
+	fputs("\n# The Disk Data Base\n#DDB\n\n", f);
+	if (vmware) {
+		vmware_ddb(f, d);
+		goto done;
+	}
+	fprintf(f, "ddb.virtualHWVersion = \"%s\"\n"
 		"ddb.adapterType = \"%s\"\n"
 		"ddb.geometry.cylinders = \"%" PRIu32 "\"\n"
 		"ddb.geometry.heads = \"%" PRIu32 "\"\n"
@@ -288,6 +415,7 @@ char *vmdk_desc_format(const struct vmdk_desc *d)
 		fprintf(f, "ddb.toolsVersion = \"%s\"\n", d->tools_version);
 	if (d->long_content_id[0])
 		fprintf(f, "ddb.longContentID = \"%s\"\n", d->long_content_id);
+done:
 	if (fclose(f) != 0) {
 		free(out);
 		return NULL;

@@ -86,7 +86,7 @@ int vmdk_identity(struct vd_image *img, struct vd_identity *id, struct vd_error 
 	(void)err;
 	if (!v->has_desc)
 		return 0; /* a bare sparse extent: no descriptor, no identity */
-	uuid_copy(id->uuid, d->uuid_image);
+	uuid_copy(id->uuid, d->uuid_image[0] ? d->uuid_image : d->uuid_vmware);
 	uuid_copy(id->modification_uuid, d->uuid_modify);
 	uuid_copy(id->parent_uuid, d->uuid_parent);
 	uuid_copy(id->parent_modification_uuid, d->uuid_parent_modify);
@@ -105,6 +105,16 @@ int vmdk_identity(struct vd_image *img, struct vd_identity *id, struct vd_error 
 	id->bios_cylinders = d->bios_cylinders;
 	id->bios_heads = d->bios_heads;
 	id->bios_sectors = d->bios_sectors;
+	/* The dialect, by the keys only VMware writes (vmdk-desc.c has where
+	 * each comes from): ddb.uuid in VMware's byte form or thinProvisioned,
+	 * with isNativeSnapshot for Workstation.  A longContentID alone is no
+	 * sign (ovftool's exports, iotest-version3.vmdk, and other writers
+	 * carry one); VirtualBox's lines are the plain form's. */
+	if (d->uuid_vmware[0] && d->native_snapshot)
+		snprintf(id->vmdk_dialect, sizeof(id->vmdk_dialect), "workstation");
+	else if (d->uuid_vmware[0] || d->thin)
+		snprintf(id->vmdk_dialect, sizeof(id->vmdk_dialect), "esxi");
+	id->thin_provisioned = d->thin;
 	return 0;
 }
 
@@ -127,6 +137,11 @@ void vmdk_create_identity(struct vmdk_desc *d, const struct vd_identity *id)
 		snprintf(d->tools_version, sizeof(d->tools_version), "%s", id->tools_version);
 	if (id->long_content_id[0] && plain(id->long_content_id))
 		snprintf(d->long_content_id, sizeof(d->long_content_id), "%s", id->long_content_id);
+	if (!strcmp(id->vmdk_dialect, "esxi"))
+		d->dialect = VMDK_ESXI;
+	else if (!strcmp(id->vmdk_dialect, "workstation"))
+		d->dialect = VMDK_WORKSTATION;
+	d->thin = id->thin_provisioned;
 	if (id->bios_heads && id->bios_sectors) {
 		d->bios_cylinders = id->bios_cylinders;
 		d->bios_heads = id->bios_heads;

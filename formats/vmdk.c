@@ -706,6 +706,6 @@ const struct vd_driver vd_driver_vmdk = {
 	.identity = vmdk_identity,
 	.identity_fields = VD_ID_UUIDS | VD_ID_CID | VD_ID_ADAPTER | VD_ID_HW_VERSION |
 			   VD_ID_TOOLS_VERSION | VD_ID_LONG_CONTENT_ID | VD_ID_GEOMETRY |
-			   VD_ID_BIOS_GEOMETRY,
+			   VD_ID_BIOS_GEOMETRY | VD_ID_DIALECT,
 	.zero_init = true,
 };

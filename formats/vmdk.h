@@ -160,6 +160,14 @@ struct vmdk_desc {
 	uint32_t bios_cylinders, bios_heads, bios_sectors; /* 0 if none */
 	unsigned nextents;
 	struct vmdk_desc_extent *extents;
+	/* The dialect: which product's lines the writer emits; the parser
+	 * notes the dialect keys it saw (vmdk_identity infers it from them). */
+	enum vmdk_dialect { VMDK_PLAIN, VMDK_ESXI, VMDK_WORKSTATION, VMDK_VIRTUALBOX } dialect;
+	bool thin;               /* ddb.thinProvisioned = "1" */
+	bool native_snapshot;    /* isNativeSnapshot="no" (Workstation writes it) */
+	bool deletable;          /* ddb.deletable = "true" (Workstation) */
+	char encoding[24];       /* encoding= or ddb.encoding, "" if none */
+	char uuid_vmware[40];    /* ddb.uuid as RFC 4122 text, "" if none or malformed */
 };
 
 /* Parse TEXT (LEN bytes). PATH names the file in messages. */
@@ -168,6 +176,9 @@ int vmdk_desc_parse(struct vmdk_desc *d, const char *text, size_t len,
 void vmdk_desc_free(struct vmdk_desc *d);
 /* Render D as descriptor text (malloc'ed). */
 char *vmdk_desc_format(const struct vmdk_desc *d);
+/* VMware's ddb.uuid form, "60 00 C2 9a 1d 7b 49 44-dc 53 e6 d3 e5 89 7b 0d"
+ * (the 16 bytes in order), to RFC 4122 text: 0, or -1 if malformed. */
+int vmdk_uuid_from_vmware(const char *v, char out[37]);
 
 /* ---- streamOptimized writer ---- */
 

@@ -258,12 +258,13 @@ enum {
 	VD_ID_GEOMETRY = 1u << 7,       /* cylinders, heads, sectors */
 	VD_ID_BIOS_GEOMETRY = 1u << 8,  /* bios_* */
 	VD_ID_COMMENT = 1u << 9,
+	VD_ID_DIALECT = 1u << 10,       /* vmdk_dialect, thin_provisioned */
 };
 /* Identifiers of this very image (a copy gets new ones) ... */
 #define VD_ID_IDENTIFIERS (VD_ID_UUIDS | VD_ID_PARENT | VD_ID_CID | VD_ID_LONG_CONTENT_ID)
 /* ... and the description of the virtual hardware (a copy keeps it). */
 #define VD_ID_HARDWARE (VD_ID_ADAPTER | VD_ID_HW_VERSION | VD_ID_TOOLS_VERSION | \
-			VD_ID_GEOMETRY | VD_ID_BIOS_GEOMETRY | VD_ID_COMMENT)
+			VD_ID_GEOMETRY | VD_ID_BIOS_GEOMETRY | VD_ID_COMMENT | VD_ID_DIALECT)
 
 /* Every text field is "" and every number 0 when the image has none; given
  * to create, such a field means "the format's default". */
@@ -282,6 +283,11 @@ struct vd_identity {
 	uint32_t bios_cylinders, bios_heads, bios_sectors; /* VDI LCHS, VMDK
 							    * ddb.geometry.bios* */
 	char comment[256];          /* VDI comment */
+	/* VMDK descriptor dialect (VD_ID_DIALECT): the -o compat= preset whose
+	 * lines the descriptor carries ("esxi", "workstation"; "" for vdisk's
+	 * plain form), so a copy keeps them, and ddb.thinProvisioned = "1" */
+	char vmdk_dialect[16];
+	bool thin_provisioned;
 };
 
 int vd_get_identity(struct vd_image *img, struct vd_identity *id, struct vd_error *err);

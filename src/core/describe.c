@@ -117,6 +117,10 @@ void vd_identity_keep(struct vd_identity *id, unsigned keep)
 		id->bios_cylinders = id->bios_heads = id->bios_sectors = 0;
 	if (!(keep & VD_ID_COMMENT))
 		id->comment[0] = '\0';
+	if (!(keep & VD_ID_DIALECT)) {
+		id->vmdk_dialect[0] = '\0';
+		id->thin_provisioned = false;
+	}
 }
 
 unsigned vd_format_identity_fields(const char *format)

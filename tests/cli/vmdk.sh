@@ -336,7 +336,7 @@ assert_eq "monolithicFlat descriptor: adapter" buslogic "$(ddb adapterType <"$T/
 assert_eq "monolithicFlat descriptor: hwversion" 10 "$(ddb virtualHWVersion <"$T/fl/f.vmdk")"
 rm -rf "$T/fl"
 # bad values are rejected, naming the option
-for o in adapter_type=scsi adapter_type=IDE hwversion=abc hwversion=0 hwversion=-3 compat=hyperv subformat=vmfs subformat=foo; do
+for o in adapter_type=scsi adapter_type=IDE hwversion=abc hwversion=0 hwversion=-3 compat=hyperv subformat=vmfs,compat=virtualbox subformat=foo; do
 	rm -f "$T/bad.vmdk"
 	assert_rc "-o $o rejected" 1 "$VDISK" create -O vmdk -o "$o" "$T/bad.vmdk" 1M
 	assert_contains "-o $o: message names ${o%%=*}" "${o%%=*}" "$T/.err"

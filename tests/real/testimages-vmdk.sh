@@ -7,6 +7,7 @@
 #   the descriptors whose flat extents were reconstructed (xz) read back
 #     with their known SHA1;
 #   iotest-version3.vmdk's byte pattern reads back;
+#   VMware's images converted to VMDK keep their descriptor's key set;
 #   afl9.vmdk, vmdk-invalid.img and the VMFSSPARSE snapshot are refused
 #     with clear messages.
 . "$(dirname "$0")/../lib.sh"
@@ -123,6 +124,33 @@ if assert_rc "iotest-version3: convert -O raw" 0 "$VDISK" convert -q -O raw "$v3
 	assert_eq "iotest-version3: non-zero bytes in the first 64 MiB" $((100 * 512)) "$nz"
 	rm -f "$T/v3.raw"
 fi
+
+# VMware's own images converted to VMDK keep VMware's descriptor: the same
+# key set (values differ: a copy gets new identifiers).  vdiskmanager's
+# ddb.encoding is written as the header's encoding= (where ESXi and later
+# Workstation put it).
+desc_text() { # FILE: the descriptor (embedded in a sparse file, or the file)
+	local off size
+	if [ "$(head -c 4 "$1")" = KDMV ]; then
+		off=$(od -An -t u8 -j 28 -N 8 "$1" | tr -d ' ')
+		size=$(od -An -t u8 -j 36 -N 8 "$1" | tr -d ' ')
+		dd if="$1" bs=512 skip="$off" count="$size" status=none | tr -d '\0'
+	else
+		cat "$1"
+	fi
+}
+keyset() { sed -n 's/^ddb\.encoding *=.*/encoding=/; s/^\([A-Za-z.]*\) *=.*/\1/p' | sort -u | tr '\n' ' '; }
+for f in vmfs_thick monolithicSparse twoGbMaxExtentSparse monolithicFlat twoGbMaxExtentFlat streamOptimized; do
+	src=$I/strozfriedberg_vmdk-rs/$f.vmdk
+	ct=$(sed -n 's/^createType="\(.*\)"/\1/p' <<<"$(desc_text "$src")")
+	rm -rf "$T/kc" && mkdir "$T/kc"
+	assert_rc "$f.vmdk -> vmdk ($ct)" 0 "$VDISK" convert -q -O vmdk -o subformat="$ct" "$src" "$T/kc/$f.vmdk" || continue
+	assert_eq "$f.vmdk -> vmdk: the key set of VMware's descriptor" \
+		"$(desc_text "$src" | keyset)" "$(desc_text "$T/kc/$f.vmdk" | keyset)"
+	command -v qemu-img >/dev/null &&
+		assert_rc "$f.vmdk -> vmdk: qemu-img compare" 0 qemu-img compare -f vmdk -F vmdk "$src" "$T/kc/$f.vmdk"
+done
+rm -rf "$T/kc"
 
 # rejections
 rej() { # WHAT NEEDLE(regex) FILE
