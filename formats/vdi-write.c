@@ -47,6 +47,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <uuid/uuid.h>
 
 /* Allocations between two commits (each commit writes up to offBlocks +
  * 4 * cBlocks bytes). */
@@ -548,4 +549,51 @@ int vdi_check(struct vd_image *img, bool repair, struct vd_check *res,
 out:
 	free(owner);
 	return r;
+}
+
+/* ---- chain links: one header write each ---- */
+
+/* Write LEN bytes of header at OFF (from BYTES), in the file and in both
+ * in-memory copies. */
+static int header_write(struct vd_image *img, unsigned off, const uint8_t *bytes, size_t len,
+			struct vd_error *err)
+{
+	struct vdi *s = img->priv;
+	int r = vd_host_pwrite(img->host, bytes, len, off, err);
+
+	if (r < 0)
+		return r;
+	memcpy(s->hdr + off, bytes, len);
+	if (s->disk && off + len <= s->disk_len)
+		memcpy(s->disk + off, bytes, len);
+	return 0;
+}
+
+int vdi_set_parent(struct vd_image *img, const struct vd_identity *parent, const char *name,
+		   struct vd_error *err)
+{
+	struct vdi *s = img->priv;
+	uint8_t u[32] = { 0 }, g[32];
+
+	(void)name; /* a VDI stores no name for its parent */
+	if (s->type != VDI_TYPE_DIFF)
+		return vd_set_error(err, EINVAL, "%s: not a differencing VDI (image type %u): it has no parent link",
+				    img->host->path, s->type);
+	if (!parent->uuid[0] || uuid_parse(parent->uuid, u) != 0 ||
+	    (parent->modification_uuid[0] && uuid_parse(parent->modification_uuid, u + 16) != 0))
+		return vd_set_error(err, EINVAL, "%s: the new parent has no image UUID a differencing VDI can link to",
+				    img->host->path);
+	vdi_uuid_swap(g, u);
+	vdi_uuid_swap(g + 16, u + 16);
+	/* uuidLinkage and uuidParentModify are adjacent: one write */
+	return header_write(img, OFF_UUID_LINKAGE, g, 32, err);
+}
+
+int vdi_new_modification(struct vd_image *img, struct vd_error *err)
+{
+	uint8_t u[16], g[16];
+
+	uuid_generate_random(u);
+	vdi_uuid_swap(g, u);
+	return header_write(img, OFF_UUID_MODIFY, g, 16, err);
 }

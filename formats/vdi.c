@@ -29,7 +29,7 @@
 
 /* VirtualBox stores UUIDs as little-endian GUIDs: the first three fields are
  * byte-swapped relative to RFC 4122. The same swap converts both ways. */
-static void uuid_swap(uint8_t out[16], const uint8_t in[16])
+void vdi_uuid_swap(uint8_t out[16], const uint8_t in[16])
 {
 	static const uint8_t order[16] = { 3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15 };
 	for (int i = 0; i < 16; i++)
@@ -39,7 +39,7 @@ static void uuid_swap(uint8_t out[16], const uint8_t in[16])
 static void uuid_text(const uint8_t *disk, char out[40])
 {
 	uint8_t u[16];
-	uuid_swap(u, disk);
+	vdi_uuid_swap(u, disk);
 	vd_uuid_format(u, out);
 }
 
@@ -370,8 +370,8 @@ static int vdi_create(struct vd_host *h, const struct vd_create_params *p,
 		    (pid.modification_uuid[0] && uuid_parse(pid.modification_uuid, pmod) != 0))
 			return vd_set_error(err, EINVAL, "%s: the parent's UUID '%s' is not a UUID",
 					    vd_path(p->parent), pid.uuid);
-		uuid_swap(hdr + OFF_UUID_LINKAGE, plink);
-		uuid_swap(hdr + OFF_UUID_PARENTMOD, pmod);
+		vdi_uuid_swap(hdr + OFF_UUID_LINKAGE, plink);
+		vdi_uuid_swap(hdr + OFF_UUID_PARENTMOD, pmod);
 	}
 	if (bs_opt) {
 		if (vd_parse_size(bs_opt, &bs) < 0 || !vd_is_pow2(bs) || bs < 4096 || bs > VDI_MAX_BLOCK)
@@ -417,14 +417,14 @@ static int vdi_create(struct vd_host *h, const struct vd_create_params *p,
 			   p->flags & VD_CREATE_DETERMINISTIC, 0, err);
 	if (r < 0)
 		return r;
-	uuid_swap(g, u);
+	vdi_uuid_swap(g, u);
 	memcpy(hdr + OFF_UUID_CREATE, g, 16);
 	r = vd_uuid_choose(u, p->opts, "uuid_modify",
 			   p->identity ? p->identity->modification_uuid : NULL,
 			   p->flags & VD_CREATE_DETERMINISTIC, 1, err);
 	if (r < 0)
 		return r;
-	uuid_swap(g, u);
+	vdi_uuid_swap(g, u);
 	memcpy(hdr + OFF_UUID_MODIFY, g, 16);
 	le32enc(hdr + OFF_LCHS + 12, VD_SECTOR);
 	if (p->identity)
@@ -548,7 +548,7 @@ static void uuid_identity(const uint8_t *disk, char out[37])
 	out[0] = '\0';
 	if (!memcmp(disk, nil, 16))
 		return;
-	uuid_swap(u, disk);
+	vdi_uuid_swap(u, disk);
 	vd_uuid_format(u, out);
 }
 
@@ -615,4 +615,6 @@ const struct vd_driver vd_driver_vdi = {
 	.zero_init = true,
 	.discard_hides_parent = true, /* discarded blocks become zero blocks */
 	.creates_children = true,
+	.set_parent = vdi_set_parent,
+	.new_modification = vdi_new_modification,
 };

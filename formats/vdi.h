@@ -134,5 +134,11 @@ int vdi_discard(struct vd_image *img, uint64_t off, uint64_t len,
 int vdi_flush(struct vd_image *img, struct vd_error *err);
 int vdi_check(struct vd_image *img, bool repair, struct vd_check *res,
 	      struct vd_error *err);
+int vdi_set_parent(struct vd_image *img, const struct vd_identity *parent, const char *name,
+		   struct vd_error *err);
+int vdi_new_modification(struct vd_image *img, struct vd_error *err);
+
+/* vdi.c: RFC 4122 <-> VirtualBox's little-endian GUID layout (both ways) */
+void vdi_uuid_swap(uint8_t out[16], const uint8_t in[16]);
 
 #endif

@@ -690,6 +690,8 @@ static int vmdk_check(struct vd_image *img, bool repair, struct vd_check *res,
 const struct vd_driver vd_driver_vmdk = {
 	.name = "vmdk",
 	.creates_children = true,
+	.set_parent = vmdk_set_parent,
+	.new_modification = vmdk_new_modification,
 	.probe = vmdk_probe,
 	.open = vmdk_open,
 	.close = vmdk_close,

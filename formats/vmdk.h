@@ -223,6 +223,12 @@ int vmdk_identity(struct vd_image *img, struct vd_identity *id, struct vd_error 
  * D before the options that override them. */
 void vmdk_create_identity(struct vmdk_desc *d, const struct vd_identity *id);
 
+/* vmdk-link.c: a delta's parent link, a new CID (the driver's set_parent
+ * and new_modification) */
+int vmdk_set_parent(struct vd_image *img, const struct vd_identity *parent,
+		    const char *name, struct vd_error *err);
+int vmdk_new_modification(struct vd_image *img, struct vd_error *err);
+
 /* vmdk-create.c: the driver's create operation */
 int vmdk_create(struct vd_host *h, const struct vd_create_params *p, struct vd_error *err);
 

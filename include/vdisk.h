@@ -410,6 +410,46 @@ int vd_compare(struct vd_image *a, struct vd_image *b,
 	       const struct vd_compare_opts *opts, uint64_t *diff_off,
 	       struct vd_error *err);
 
+/* ---- snapshot chains: commit and rebase ---------------------------- */
+
+/* Merge CHILD into its parent (the parent changes in place): every block
+ * the child holds is written into the parent, the parent gets a new
+ * modification identity (its other children then see it changed), and the
+ * child is relinked to it (its guest view unchanged) or, with
+ * REMOVE_CHILD, its files are removed.  Killed while copying, the child
+ * is intact and still linked: run it again. */
+struct vd_commit_opts {
+	bool remove_child;
+	vd_progress_fn progress;
+	void *progress_ctx;
+	const volatile int *cancel;
+};
+struct vd_commit_result {
+	char parent[4096];         /* the image written */
+	uint64_t data_bytes, zero_bytes;
+	bool removed;
+};
+/* Link CHILD to the parent BACKING (relative to CHILD's folder).  Safe
+ * (default): what the child does not hold and BACKING holds differently is
+ * copied into the child first, so the guest view does not change; UNSAFE:
+ * only the link is rewritten (the child's old parent may be gone). */
+struct vd_rebase_opts {
+	const char *backing;
+	const char *backing_format; /* NULL: probe */
+	bool unsafe;
+	vd_progress_fn progress;
+	void *progress_ctx;
+	const volatile int *cancel;
+};
+struct vd_rebase_result {
+	uint64_t copied_bytes;
+};
+
+int vd_commit(const char *child, const char *format, const struct vd_commit_opts *o,
+	      struct vd_commit_result *res, struct vd_error *err);
+int vd_rebase(const char *child, const char *format, const struct vd_rebase_opts *o,
+	      struct vd_rebase_result *res, struct vd_error *err);
+
 /* ---- compact and defrag: rewrite an image into a new file ------------- */
 
 /* Both build a new image of the same format, subformat, block size and

@@ -69,6 +69,8 @@ int cli_chain_backing(const char *cmd, const char *file);
 void cli_chain_apply(const char *cmd, bool force);
 
 int cmd_info(int argc, char **argv);
+int cmd_commit(int argc, char **argv);
+int cmd_rebase(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_map(int argc, char **argv);

@@ -30,6 +30,8 @@ static const struct cli_cmd cmds[] = {
 	{ "create", cmd_create, "create an image, empty or partitioned and filled" },
 	{ "map", cmd_map, "list allocated, zero and unallocated ranges" },
 	{ "compare", cmd_compare, "compare the guest contents of two images" },
+	{ "commit", cmd_commit, "merge a child image into its parent" },
+	{ "rebase", cmd_rebase, "link a child image to another parent" },
 	{ "check", cmd_check, "validate (and repair) image metadata" },
 	{ "geometry", cmd_geometry, "CHS geometry, partition offsets, losetup/mkfs numbers" },
 	{ "mbr", cmd_mbr, "write or show an MBR partition table" },

@@ -115,4 +115,70 @@ assert_eq "convert of a child whose parent is missing fails" 1 "$rc"
 assert_contains "the message suggests --backing" "--backing" err.txt
 "$VDISK" convert --backing base-moved.vmdk -O raw mid.vmdk y.raw 2>err.txt || fail "--backing: $(cat err.txt)"
 cmp -s y.raw "q-mid.vmdk.raw" && pass "--backing FILE names a moved parent" || fail "--backing read differs"
+
+# ---- commit: the child's blocks into the parent, in place
+mkdir cm && cd cm
+qemu-img create -q -f vmdk base.vmdk 8M
+qemu-io -c 'write -P 0xaa 0 4M' -c 'write -P 0xbb 6M 1M' base.vmdk >/dev/null
+qemu-img create -q -f vmdk -b base.vmdk -F vmdk sib.vmdk
+qemu-img create -q -f vmdk -b base.vmdk -F vmdk top.vmdk
+qemu-io -c 'write -P 0xcc 1M 64k' -c 'write -P 0xdd 5M 3k' -c 'write -P 0x12 6M 8k' top.vmdk >/dev/null
+qemu-img convert -O raw top.vmdk exp.raw
+"$VDISK" commit --output=json top.vmdk >commit.json 2>"$T/err" || fail "commit: $(cat "$T/err")"
+jq -e '.removed == false and ."data-bytes" > 0' commit.json >/dev/null && pass "commit --output=json reports the bytes" ||
+	fail "commit JSON: $(cat commit.json)"
+assert_rc "qemu-img check of the parent after commit" 0 qemu-img check -q base.vmdk
+assert_rc "the parent now reads as the child did (qemu-img compare)" 0 qemu-img compare -q base.vmdk exp.raw
+assert_rc "the kept child still reads the same, relinked (qemu-img)" 0 qemu-img compare -q top.vmdk exp.raw
+assert_rc "the kept child opens in vdisk without --force" 0 "$VDISK" compare -q top.vmdk exp.raw
+rc=0; "$VDISK" info sib.vmdk >/dev/null 2>err.txt || rc=$?
+assert_contains "a sibling made before the commit sees its parent changed" "parentCID" err.txt
+# --remove
+qemu-img create -q -f vmdk -b base.vmdk -F vmdk t2.vmdk
+qemu-io -c 'write -P 0x33 0 64k' t2.vmdk >/dev/null
+qemu-img convert -O raw t2.vmdk exp2.raw
+"$VDISK" commit -q --remove t2.vmdk >/dev/null 2>"$T/err" || fail "commit --remove: $(cat "$T/err")"
+[ ! -e t2.vmdk ] && pass "commit --remove removes the child" || fail "t2.vmdk still there"
+assert_rc "and the parent holds its blocks" 0 qemu-img compare -q base.vmdk exp2.raw
+# killed at every write: the child stays valid and linked, a rerun completes
+qemu-img create -q -f vmdk k0.vmdk 4M
+qemu-io -c 'write -P 0x44 0 2M' k0.vmdk >/dev/null
+qemu-img create -q -f vmdk -b k0.vmdk -F vmdk k1.vmdk
+qemu-io -c 'write -P 0x55 64k 200k' -c 'write -P 0x66 3M 5k' k1.vmdk >/dev/null
+qemu-img convert -O raw k1.vmdk kexp.raw
+cp k0.vmdk k0.orig; cp k1.vmdk k1.orig
+bad=0 n=0
+for kill in 0 1 2 3 5 8 12 20; do
+	cp k0.orig k0.vmdk; cp k1.orig k1.vmdk
+	VDISK_TEST_KILL_AFTER=$kill "$VDISK" commit -q k1.vmdk >/dev/null 2>&1
+	rc=$?
+	n=$((n + 1))
+	qemu-img check -q k0.vmdk >/dev/null 2>&1 || { bad=1; fail "killed after $kill writes: the parent fails qemu-img check"; }
+	"$VDISK" compare -q k1.vmdk kexp.raw >/dev/null 2>&1 ||
+		"$VDISK" compare -q --force k1.vmdk kexp.raw >/dev/null 2>&1 || { bad=1; fail "killed after $kill writes (rc $rc): the child's view changed"; }
+	[ "$rc" = 0 ] && continue
+	"$VDISK" commit -q k1.vmdk >/dev/null 2>&1 || "$VDISK" commit -q --force k1.vmdk >/dev/null 2>&1 ||
+		{ bad=1; fail "killed after $kill writes: commit does not complete on a rerun"; }
+	qemu-img compare -q k0.vmdk kexp.raw >/dev/null 2>&1 || { bad=1; fail "killed after $kill writes: the rerun left the parent wrong"; }
+done
+[ "$bad" = 0 ] && pass "commit killed at $n points: parent valid, child unchanged, a rerun completes"
+
+# ---- rebase: onto the grandparent, the guest view kept (safe), or the link only (-u)
+qemu-img create -q -f vmdk r0.vmdk 4M
+qemu-io -c 'write -P 0x71 0 4M' r0.vmdk >/dev/null
+qemu-img create -q -f vmdk -b r0.vmdk -F vmdk r1.vmdk
+qemu-io -c 'write -P 0x72 1M 1M' r1.vmdk >/dev/null
+qemu-img create -q -f vmdk -b r1.vmdk -F vmdk r2.vmdk
+qemu-io -c 'write -P 0x73 1536k 4k' r2.vmdk >/dev/null
+qemu-img convert -O raw r2.vmdk rexp.raw
+"$VDISK" rebase -q -B r0.vmdk r2.vmdk >/dev/null 2>"$T/err" || fail "rebase: $(cat "$T/err")"
+qemu-img info --backing-chain r2.vmdk >ri.txt 2>&1
+assert_eq "after rebase qemu-img sees a 2-deep chain" 2 "$(grep -c '^image: ' ri.txt)"
+assert_rc "safe rebase keeps the guest view (qemu-img compare)" 0 qemu-img compare -q r2.vmdk rexp.raw
+assert_rc "qemu-img check after rebase" 0 qemu-img check -q r2.vmdk
+cp r0.vmdk moved.vmdk
+"$VDISK" rebase -q -u -B moved.vmdk r2.vmdk >/dev/null 2>"$T/err" || fail "rebase -u: $(cat "$T/err")"
+grep -aq 'parentFileNameHint="moved.vmdk"' r2.vmdk && pass "rebase -u rewrites the name" || fail "no new parentFileNameHint"
+assert_rc "rebase -u onto an identical copy: same view" 0 qemu-img compare -q r2.vmdk rexp.raw
+cd ..
 finish
