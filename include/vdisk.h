@@ -391,6 +391,9 @@ struct vd_convert_opts {
 	vd_progress_fn progress;
 	void *progress_ctx;
 	const volatile int *cancel; /* non-zero: stop with -ECANCELED */
+	/* -B: DST is a new child of this parent (relative to DST's folder)
+	 * holding only what differs from it; NULL: a standalone copy */
+	const char *backing;
 };
 
 /* Copy the guest contents of SRC into DST.  A new DST is built in a

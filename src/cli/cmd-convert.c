@@ -39,6 +39,9 @@ static const char usage[] =
 	"                             vdi: subformat=dynamic|fixed, block_size=SIZE\n"
 	"                             raw: preallocation=off|falloc\n"
 	"                             vmdk: subformat=, adapter_type=, hwversion=, compat=\n"
+	"  -B, --target-backing PARENT  write DST as a new child of PARENT (vdi,\n"
+	"                           vmdk) holding only what differs from it; a\n"
+	"                           relative PARENT is relative to DST's folder\n"
 	"  -S, --sparse-size BYTES  zero runs of at least BYTES are left unallocated\n"
 	"                           (default 4K; 0 allocates everything)\n"
 	"  -n, --no-create          write into the existing image DST (not atomic:\n"
@@ -190,6 +193,7 @@ int cmd_convert(int argc, char **argv)
 		{ "rawvmdk", required_argument, NULL, 1003 },
 		{ "owner", required_argument, NULL, 1004 },
 		{ "no-sync", no_argument, NULL, 1005 },
+		{ "target-backing", required_argument, NULL, 'B' },
 		CLI_CHAIN_OPTION,
 		{ 0 },
 	};
@@ -203,8 +207,9 @@ int cmd_convert(int argc, char **argv)
 	int c, r, pmode = CLI_PROGRESS_AUTO;
 
 	o.min_sparse = 4096;
-	while ((c = getopt_long(argc, argv, "f:O:o:S:npqh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "f:O:o:S:B:npqh", lo, NULL)) != -1) {
 		switch (c) {
+		case 'B': o.backing = optarg; break;
 		case 'f': o.src_format = optarg; break;
 		case 'O': o.dst_format = optarg; break;
 		case 'o': o.dst_opts = optarg; break;
@@ -254,6 +259,10 @@ int cmd_convert(int argc, char **argv)
 		o.src_open_flags |= VD_OPEN_ALLOW_DEVICES;
 	}
 	to_device = lv || (stat(dst, &st) == 0 && S_ISBLK(st.st_mode));
+	if (to_device && o.backing) {
+		cli_err("convert", "-B makes a child image file; a block device is written as a raw disk");
+		return 1;
+	}
 	if (to_device && o.no_sync) {
 		cli_err("convert", "--no-sync applies to image files; a copy to a block device always ends with fsync");
 		return 1;

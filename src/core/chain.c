@@ -593,3 +593,29 @@ int vd_chain_attach(struct vd_image *img, struct vd_error *err)
 	m.ino = st.st_ino;
 	return attach(img, &m, 1, 1, err);
 }
+
+int vd_chain_set_backing(struct vd_image *img, struct vd_image *parent, struct vd_error *err)
+{
+	struct search s;
+	struct vd_identity pid;
+	char msg[400];
+	int r;
+
+	memset(&s, 0, sizeof(s));
+	s.child = img;
+	r = vd_get_identity(img, &s.id, err);
+	if (r == 0)
+		r = vd_get_identity(parent, &pid, err);
+	if (r == 0 && (!img->has_parent || link_matches(&s, parent, &pid, msg, sizeof(msg)) != 1))
+		r = vd_set_error(err, EINVAL, "%s: does not link to %s", img->host->path,
+				 parent->host->path);
+	if (r < 0) {
+		vd_close(parent, NULL);
+		return r;
+	}
+	vd_close(img->backing, NULL);
+	img->backing = parent;
+	img->flags &= ~VD_OPEN_NO_BACKING;
+	img->backing_problem[0] = 0;
+	return 0;
+}

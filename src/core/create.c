@@ -448,15 +448,37 @@ int vd_create_in_tmp_like(struct vd_host *h, struct vd_tmp *t, const char *forma
 	return drv->create(h, &p, err);
 }
 
+int vd_create_child_in_tmp(struct vd_host *h, struct vd_tmp *t, const char *format,
+			   struct vd_image *parent, const char *parent_name, const char *opts,
+			   unsigned flags, struct vd_error *err)
+{
+	const struct vd_driver *drv = vd_driver_find(format);
+	struct vd_create_params p = { 0 };
+	struct vd_opts o;
+	int r;
+
+	if (!drv || !drv->create || !drv->creates_children)
+		return vd_set_error(err, ENOTSUP, "format '%s' has no child images (differencing images, deltas); vdi and vmdk have",
+				    format);
+	r = vd_opts_parse(&o, opts, err);
+	if (r < 0)
+		return r;
+	p.size = vd_size(parent);
+	p.opts = &o;
+	p.flags = flags;
+	p.tmp = t;
+	p.parent = parent;
+	p.parent_name = parent_name;
+	return drv->create(h, &p, err);
+}
+
 int vd_create_child(const char *path, const char *format, const char *parent,
 		    const char *parent_format, uint64_t size, const char *opts,
 		    unsigned flags, struct vd_error *err)
 {
 	const struct vd_driver *drv = vd_driver_find(format);
-	struct vd_create_params p = { 0 };
 	struct vd_image *pimg = NULL;
 	struct vd_host *h = NULL;
-	struct vd_opts o;
 	struct vd_tmp t;
 	char *ppath = NULL, *dup;
 	int r;
@@ -486,9 +508,6 @@ int vd_create_child(const char *path, const char *format, const char *parent,
 	free(ppath);
 	if (r < 0)
 		return vd_prefix_error(err, "%s: its parent", path);
-	r = vd_opts_parse(&o, opts, err);
-	if (r < 0)
-		goto out;
 	if (size && size != vd_size(pimg)) {
 		r = vd_set_error(err, EINVAL, "%s: a child has the size of its parent (%llu bytes), not %llu",
 				 path, (unsigned long long)vd_size(pimg), (unsigned long long)size);
@@ -499,13 +518,7 @@ int vd_create_child(const char *path, const char *format, const char *parent,
 		goto out;
 	r = vd_host_open_file(&h, t.tmp, VD_HOST_RDWR, err);
 	if (r == 0) {
-		p.size = vd_size(pimg);
-		p.opts = &o;
-		p.flags = flags;
-		p.tmp = &t;
-		p.parent = pimg;
-		p.parent_name = parent;
-		r = drv->create(h, &p, err);
+		r = vd_create_child_in_tmp(h, &t, format, pimg, parent, opts, flags, err);
 		if (r == 0)
 			r = vd_host_flush(h, err);
 		vd_host_close(h);

@@ -498,7 +498,20 @@ int vd_create_in_tmp_like(struct vd_host *h, struct vd_tmp *t, const char *forma
 			  const struct vd_create_like *like, const volatile int *cancel,
 			  struct vd_error *err);
 
+/* A new, empty child of PARENT (open; the child links to its identity and
+ * stores PARENT_NAME) in H, for a destination begun with vd_tmp_begin. */
+int vd_create_child_in_tmp(struct vd_host *h, struct vd_tmp *t, const char *format,
+			   struct vd_image *parent, const char *parent_name, const char *opts,
+			   unsigned flags, struct vd_error *err);
+/* Make PARENT (open, read-only; owned by IMG from now on, also on failure)
+ * IMG's parent layer, after checking that IMG links to it. */
+int vd_chain_set_backing(struct vd_image *img, struct vd_image *parent, struct vd_error *err);
+
 /* ---- the convert pipeline, for other operations (device copy) ---- */
+
+/* convert -B (src/ops/convert-child.c) */
+int vd_convert_child(const char *src_path, const char *dst_path, const struct vd_convert_opts *o,
+		     struct vd_error *err);
 
 struct vd_copy_stats {
 	uint64_t data_bytes; /* written as data */

@@ -296,6 +296,8 @@ int vd_convert(const char *src_path, const char *dst_path,
 
 	if (!o->dst_format && !o->existing_target)
 		return vd_set_error(err, EINVAL, "no output format given");
+	if (o->backing)
+		return vd_convert_child(src_path, dst_path, o, err);
 	r = vd_open(&src, src_path, o->src_format, o->src_open_flags, err);
 	if (r < 0)
 		return r;

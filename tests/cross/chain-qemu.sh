@@ -180,5 +180,20 @@ cp r0.vmdk moved.vmdk
 "$VDISK" rebase -q -u -B moved.vmdk r2.vmdk >/dev/null 2>"$T/err" || fail "rebase -u: $(cat "$T/err")"
 grep -aq 'parentFileNameHint="moved.vmdk"' r2.vmdk && pass "rebase -u rewrites the name" || fail "no new parentFileNameHint"
 assert_rc "rebase -u onto an identical copy: same view" 0 qemu-img compare -q r2.vmdk rexp.raw
+
+# ---- convert -B: a new child holding only what differs from the parent
+qemu-img create -q -f vmdk cb0.vmdk 8M
+qemu-io -c 'write -P 0xaa 0 4M' cb0.vmdk >/dev/null
+qemu-img convert -O raw cb0.vmdk mod.raw
+printf '\x5a%.0s' $(seq 4096) | dd of=mod.raw bs=1K seek=100 conv=notrunc status=none
+dd if=/dev/zero of=mod.raw bs=1K seek=2048 count=64 conv=notrunc status=none
+printf 'x' | dd of=mod.raw bs=1 seek=7000000 conv=notrunc status=none
+"$VDISK" convert -O vmdk -B cb0.vmdk mod.raw cd.vmdk 2>"$T/err" || fail "convert -B: $(cat "$T/err")"
+assert_rc "convert -B: qemu-img compare with the source" 0 qemu-img compare -q cd.vmdk mod.raw
+assert_rc "convert -B: qemu-img check" 0 qemu-img check -q cd.vmdk
+qemu-img info cd.vmdk | grep -q "backing file: cb0.vmdk" && pass "convert -B: the child names its parent" ||
+	fail "convert -B: no backing file in qemu-img info"
+n=$(qemu-img map --output=json cd.vmdk | jq '[.[] | select(.depth == 0 and .data) | .length] | add')
+assert_eq "convert -B: only the three differing grains are in the child" $((3 * 65536)) "$n"
 cd ..
 finish
