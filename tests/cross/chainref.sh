@@ -8,11 +8,14 @@
 #      with dd, reads qemu's base like `qemu-img convert`; the header fields
 #      and links (`dump`), refused links (wrong layer order, uuidParentModify
 #      mismatch, missing parent) and --force; qemu-img refuses the child;
-#      a VM folder with a .vbox whose media registry nests the chain.
+#      a VM folder with a .vbox whose media registry nests the chain;
+#      damaged layers (map entry out of range, a slot used twice, truncated
+#      data, bad signature) are refused by the reader.
 #  (b) ESXi vmfsSparse (COWD) deltas from mkcowd on a qemu-img
 #      monolithicSparse parent, two deep (grain 512 bytes, then 4 KiB):
 #      `mkcowd read` and `qemu-img convert` (an independent COWD reader)
-#      both give the bytes computed here; qemu-img sees the links.
+#      both give the bytes computed here; qemu-img sees the links; a
+#      truncated delta and a wrong magic are refused.
 . "$(dirname "$0")/../lib.sh"
 need qemu-img qemu-io jq cmp xmllint openssl
 H=${BUILD:-$TOP/build}/tests/helpers
@@ -107,6 +110,21 @@ same "uuidParentModify mismatch: --force gives the chain" exp_stale "$T/.out"
 "$MKVDI" create undo.vdi --parent base.vdi --type 3 --block 0=0x55
 assert_eq "--type 3 (undo)" 3 "$(field undo.vdi type)"
 
+# the reference reader is not fooled by damaged layers
+poke32() { printf "\\x$(printf %02x $(($3 & 255)))\\x$(printf %02x $((($3 >> 8) & 255)))\\x$(printf %02x $((($3 >> 16) & 255)))\\x$(printf %02x $((($3 >> 24) & 255)))" |
+	dd of="$1" bs=1 seek="$2" conv=notrunc status=none; }
+cp mid.vdi bad1.vdi && poke32 bad1.vdi $MiB 9
+assert_rc "damaged: map entry beyond cBlocks refused" 1 "$MKVDI" read bad1.vdi base.vdi
+assert_contains "damaged: map entry named" "block 0: map entry 9 is not below cBlocks 8" "$T/.err"
+cp mid.vdi bad2.vdi && poke32 bad2.vdi $MiB 0
+assert_rc "damaged: a data slot used twice refused" 1 "$MKVDI" read bad2.vdi base.vdi
+assert_contains "damaged: slot named" "data slot 0 is used twice" "$T/.err"
+cp mid.vdi bad3.vdi && truncate -s $((3 * MiB)) bad3.vdi
+assert_rc "damaged: truncated data refused" 1 "$MKVDI" read bad3.vdi base.vdi
+assert_contains "damaged: truncation named" "past the end of the file" "$T/.err"
+cp mid.vdi bad4.vdi && poke32 bad4.vdi 64 0x12345678
+assert_rc "damaged: signature refused" 1 "$MKVDI" dump bad4.vdi
+
 assert_rc "qemu-img opens the base" 0 qemu-img info base.vdi
 assert_rc "qemu-img refuses the differencing child" 1 qemu-img info mid.vdi
 assert_contains "qemu-img: because of the link to a parent" "non-NULL link UUID" "$T/.err"
@@ -177,5 +195,10 @@ qemu-img convert -O raw p-000002.vmdk d2.q && same "2 COWD deltas: qemu-img conv
 assert_eq "second delta: parentCID = first's CID" 0badcafe "$(sed -n 's/^parentCID=//p' p-000002.vmdk)"
 assert_eq "4 KiB grains: one grain table" "8 1 1" \
 	"$(D p-000002-delta.vmdk grain_size) $(D p-000002-delta.vmdk num_gd_entries) $(D p-000002-delta.vmdk grain_tables)"
+cp p-000001-delta.vmdk bad-delta.vmdk && truncate -s 4096 bad-delta.vmdk
+assert_rc "damaged COWD: grain table past the end refused" 1 "$MKCOWD" read bad-delta.vmdk
+assert_contains "damaged COWD: named" "past the end of the file" "$T/.err"
+cp p-000001-delta.vmdk bad-delta.vmdk && printf 'KDMV' | dd of=bad-delta.vmdk conv=notrunc status=none
+assert_rc "damaged COWD: magic refused" 1 "$MKCOWD" dump bad-delta.vmdk
 assert_rc "unaligned grain refused" 1 "$MKCOWD" create x-delta.vmdk x.vmdk --parent p.vmdk --grain-size 8 --grain 512=0x01
 finish
