@@ -45,6 +45,9 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# standalone reference tools for the tests (libc only, never libvdisk)
+HELPER_SRC := $(wildcard tests/helpers/*.c)
+HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/helpers/%)
 
 STATIC := $(BUILD)/libvdisk.a
 SHARED := $(BUILD)/libvdisk.so.$(VERSION)
@@ -82,7 +85,11 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lcmocka
 
-unit-tests: $(UNIT_BIN)
+$(BUILD)/tests/helpers/%: tests/helpers/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) $(CFLAGS) $(SANFLAGS) -D_FILE_OFFSET_BITS=64 $(ALL_LDFLAGS) -o $@ $<
+
+unit-tests: $(UNIT_BIN) $(HELPER_BIN)
 
 check: all unit-tests
 	@VDISK=$(abspath $(VDISK)) BUILD=$(abspath $(BUILD)) bash tests/run.sh $(UNIT_BIN)
