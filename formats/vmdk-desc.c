@@ -84,6 +84,8 @@ static int parse_extent(struct vmdk_desc_extent *e, char *line, const char *path
 		e->type = VMDK_SPARSE;
 	else if (!strcmp(type, "ZERO"))
 		e->type = VMDK_ZERO;
+	else if (!strcmp(type, "VMFSSPARSE"))
+		e->type = VMDK_COWD;
 	else
 		return vd_set_error(err, ENOTSUP, "%s: descriptor line %u: extent type '%s' is not supported",
 				    path, lineno, type);

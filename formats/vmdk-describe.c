@@ -28,7 +28,7 @@ int vmdk_describe(struct vd_image *img, struct vd_describe *d, struct vd_error *
 {
 	struct vmdk *v = img->priv;
 	bool sparse = false, dev = device_descriptor(v), stream = false;
-	bool self = false;
+	bool self = false, cowd = false;
 	uint64_t grain = 0;
 	int r = 0;
 
@@ -42,13 +42,16 @@ int vmdk_describe(struct vd_image *img, struct vd_describe *d, struct vd_error *
 			sparse = true;
 			stream |= e->sp->compressed;
 			grain = VD_MAX(grain, e->sp->grain * VD_SECTOR);
+		} else if (e->type == VMDK_COWD) {
+			sparse = cowd = true;
+			grain = VD_MAX(grain, vmdk_cowd_grain_bytes(e->cw));
 		}
 	}
 	d->alloc = dev ? VD_ALLOC_DEVICE : stream ? VD_ALLOC_STREAM :
 		   sparse ? VD_ALLOC_BLOCKS : VD_ALLOC_FULL;
 	d->block_size = sparse && grain <= UINT32_MAX ? (uint32_t)grain : 0;
 	/* a discarded whole grain of a sparse extent becomes a hole */
-	d->discard_releases = sparse && !stream && !dev;
+	d->discard_releases = sparse && !stream && !dev && !cowd;
 	d->discard_granularity = d->block_size;
 	d->zero_granularity = VD_SECTOR;
 	d->rewritable = !stream;

@@ -105,6 +105,7 @@ static void vmdk_close(struct vd_image *img)
 	vmdk_stream_free(v->stream);
 	for (unsigned i = 0; i < v->n; i++) {
 		vmdk_sparse_close(v->ext[i].sp);
+		vmdk_cowd_close(v->ext[i].cw);
 		if (v->ext[i].own)
 			vd_host_close(v->ext[i].h);
 		free(v->ext[i].file);
@@ -226,6 +227,10 @@ static int open_descriptor_extents(struct vd_image *img, struct vmdk *v, struct 
 						 "%s: extent %u (\"%s\") has a capacity of %llu sectors, the descriptor says %llu",
 						 path, i, de->file, (unsigned long long)e.sp->capacity,
 						 (unsigned long long)de->sectors);
+		} else if (de->type == VMDK_COWD) {
+			r = vmdk_cowd_open(&e.cw, e.h, de->sectors, &budget, err);
+			if (r < 0)
+				vd_prefix_error(err, "%s: extent %u (line %u)", path, i + 1, de->line);
 		} else {
 			r = 0;
 		}
@@ -233,6 +238,7 @@ static int open_descriptor_extents(struct vd_image *img, struct vmdk *v, struct 
 			r = add_extent(v, &e, err);
 		if (r < 0) {
 			vmdk_sparse_close(e.sp);
+			vmdk_cowd_close(e.cw);
 			if (e.own)
 				vd_host_close(e.h);
 			free(e.file);
@@ -336,10 +342,14 @@ static int vmdk_open(struct vd_image *img, struct vd_error *err)
 			r = vd_set_error(err, ENOMEM, "out of memory");
 			goto fail;
 		}
-		for (unsigned i = 0; i < v->n; i++)
+		for (unsigned i = 0; i < v->n; i++) {
 			if (v->ext[i].sp)
 				img->cow_unit = (uint32_t)VD_MAX((uint64_t)img->cow_unit,
 								 vmdk_grain_bytes(v->ext[i].sp));
+			if (v->ext[i].cw)
+				img->cow_unit = (uint32_t)VD_MAX((uint64_t)img->cow_unit,
+								 vmdk_cowd_grain_bytes(v->ext[i].cw));
+		}
 	}
 	return 0;
 fail:
@@ -366,8 +376,8 @@ static struct vmdk_ext *find(struct vmdk *v, uint64_t off, uint64_t *avail)
 		e = &v->ext[lo];
 	}
 	*avail = e->start + e->length - off;
-	if (e->sp) {
-		uint64_t gb = e->sp->grain * VD_SECTOR;
+	if (e->sp || e->cw) {
+		uint64_t gb = e->sp ? e->sp->grain * VD_SECTOR : vmdk_cowd_grain_bytes(e->cw);
 		*avail = VD_MIN(*avail, gb - (off - e->start) % gb);
 	}
 	return e;
@@ -400,6 +410,11 @@ static int vmdk_read(struct vd_image *img, uint64_t off, void *buf, size_t len,
 			break;
 		case VMDK_FLAT:
 			r = vd_host_pread(e->h, p, n, e->flat_off + (off - e->start), err);
+			break;
+		case VMDK_COWD:
+			r = vmdk_cowd_read(e->cw, off - e->start, p, n, err);
+			if (r == 1) /* not in this layer */
+				r = vd_backing_read(img, off, p, n, err);
 			break;
 		default: {
 			/* data grains adjacent in the file: one read */
@@ -445,6 +460,8 @@ static int vmdk_write(struct vd_image *img, uint64_t off, const void *buf,
 					 e->access == VMDK_RDONLY ? "RDONLY" : "NOACCESS");
 		else if (e->type == VMDK_FLAT)
 			r = vd_host_pwrite(e->h, p, n, e->flat_off + (off - e->start), err);
+		else if (e->type == VMDK_COWD)
+			r = vmdk_cowd_write(e->cw, off - e->start, p, n, err);
 		else {
 			/* a run of new grains: one data write, one table write */
 			ssize_t done = vmdk_sparse_write_run(e->sp, off - e->start, p,
@@ -480,7 +497,7 @@ static int vmdk_write_zeroes(struct vd_image *img, uint64_t off, uint64_t len,
 		uint64_t n = VD_MIN(len, avail);
 		int kind, r = 0;
 
-		if (e->access != VMDK_RW || e->type == VMDK_ZERO)
+		if (e->access != VMDK_RW || e->type == VMDK_ZERO || e->type == VMDK_COWD)
 			return -ENOTSUP; /* the write fallback reports it */
 		if (e->type == VMDK_FLAT) {
 			r = vd_host_write_zeroes(e->h, e->flat_off + (off - e->start), n,
@@ -546,6 +563,9 @@ static int vmdk_block_status(struct vd_image *img, uint64_t off, uint64_t len,
 		ext->flags = VD_BS_DATA | VD_BS_ALLOCATED | VD_BS_OFFSET_VALID;
 		ext->offset = e->flat_off + (off - e->start);
 		vd_host_refine_extent(e->h, ext);
+		break;
+	case VMDK_COWD:
+		r = vmdk_cowd_status(e->cw, off - e->start, left, ext, err);
 		break;
 	default:
 		r = vmdk_sparse_status(e->sp, off - e->start, left, ext, err);
@@ -644,7 +664,8 @@ static int vmdk_info(struct vd_image *img, struct vd_info *info, struct vd_error
 		snprintf(key, sizeof(key), "extent%u", i);
 		vd_info_add(info, key, false, "%s %" PRIu64 " %s%s%s%s", acc[e->access],
 			    e->length / VD_SECTOR,
-			    e->type == VMDK_ZERO ? "ZERO" : e->type == VMDK_FLAT ? "FLAT" : "SPARSE",
+			    e->type == VMDK_ZERO ? "ZERO" : e->type == VMDK_FLAT ? "FLAT" :
+			    e->type == VMDK_COWD ? "VMFSSPARSE" : "SPARSE",
 			    e->file && e->type != VMDK_ZERO ? " \"" : "",
 			    e->file && e->type != VMDK_ZERO ? e->file : "",
 			    e->file && e->type != VMDK_ZERO ? "\"" : "");

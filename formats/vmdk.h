@@ -134,7 +134,7 @@ int vmdk_sparse_create(struct vd_host *h, uint64_t capacity, const char *desc,
 /* ---- descriptor ---- */
 
 enum vmdk_access { VMDK_RW, VMDK_RDONLY, VMDK_NOACCESS };
-enum vmdk_etype { VMDK_FLAT, VMDK_SPARSE, VMDK_ZERO };
+enum vmdk_etype { VMDK_FLAT, VMDK_SPARSE, VMDK_ZERO, VMDK_COWD };
 
 struct vmdk_desc_extent {
 	enum vmdk_access access;
@@ -205,6 +205,7 @@ struct vmdk_ext {
 	struct vd_host *h;      /* NULL for ZERO */
 	bool own;               /* h was opened here (close it) */
 	struct vmdk_sparse *sp; /* SPARSE */
+	struct vmdk_cowd *cw;   /* VMFSSPARSE (COWD) */
 	char *file;             /* as named by the descriptor */
 };
 
@@ -222,6 +223,20 @@ int vmdk_identity(struct vd_image *img, struct vd_identity *id, struct vd_error 
 /* The identity fields vmdk_create keeps (UUIDs and CID aside), applied to
  * D before the options that override them. */
 void vmdk_create_identity(struct vmdk_desc *d, const struct vd_identity *id);
+
+/* vmdk-cowd.c: ESXi vmfsSparse (COWD) delta extents.  Reads and writes
+ * stay within one grain; read returns 1 for a grain not in this layer; a
+ * write into a new grain must cover it whole. */
+struct vmdk_cowd;
+int vmdk_cowd_open(struct vmdk_cowd **out, struct vd_host *h, uint64_t sectors,
+		   uint64_t *budget, struct vd_error *err);
+void vmdk_cowd_close(struct vmdk_cowd *c);
+uint64_t vmdk_cowd_grain_bytes(const struct vmdk_cowd *c);
+int vmdk_cowd_read(struct vmdk_cowd *c, uint64_t off, void *buf, size_t len, struct vd_error *err);
+int vmdk_cowd_write(struct vmdk_cowd *c, uint64_t off, const void *buf, size_t len,
+		    struct vd_error *err);
+int vmdk_cowd_status(struct vmdk_cowd *c, uint64_t off, uint64_t len, struct vd_extent *ext,
+		     struct vd_error *err);
 
 /* vmdk-link.c: a delta's parent link, a new CID (the driver's set_parent
  * and new_modification) */

@@ -195,5 +195,29 @@ qemu-img info cd.vmdk | grep -q "backing file: cb0.vmdk" && pass "convert -B: th
 	fail "convert -B: no backing file in qemu-img info"
 n=$(qemu-img map --output=json cd.vmdk | jq '[.[] | select(.depth == 0 and .data) | .length] | add')
 assert_eq "convert -B: only the three differing grains are in the child" $((3 * 65536)) "$n"
+
+# ---- ESXi vmfsSparse (COWD) deltas: vdisk writes into one, qemu-img reads it
+MKCOWD=${BUILD:-$TOP/../build}/tests/helpers/mkcowd
+if [ -x "$MKCOWD" ]; then
+	qemu-img create -q -f vmdk e0.vmdk 4M
+	qemu-io -c 'write -P 0x21 0 4M' e0.vmdk >/dev/null
+	"$MKCOWD" create e0-000001-delta.vmdk e0-000001.vmdk --parent e0.vmdk --grain 1M:64K=0x22 >/dev/null
+	qemu-img convert -O raw e0-000001.vmdk cexp.raw
+	truncate -s 4M csrc.raw
+	printf '\x5a%.0s' $(seq 4096) >c4k
+	for off in 100 1032 3000; do   # KiB (4 KiB-aligned: convert writes 4 KiB units): a new table, the existing grains, a new grain
+		dd if=c4k of=csrc.raw bs=1K seek=$off conv=notrunc status=none
+		dd if=c4k of=cexp.raw bs=1K seek=$off conv=notrunc status=none
+	done
+	"$VDISK" convert -n --target-is-zero -O vmdk csrc.raw e0-000001.vmdk 2>"$T/err" ||
+		fail "convert -n into a COWD delta: $(cat "$T/err")"
+	qemu-img convert -O raw e0-000001.vmdk cgot.raw
+	cmp -s cexp.raw cgot.raw && pass "vdisk's writes into a vmfsSparse delta read right in qemu-img" ||
+		fail "the COWD delta after vdisk's writes differs: $(cmp cexp.raw cgot.raw | head -1)"
+	"$MKCOWD" read e0-000001.vmdk --parent-raw <(qemu-img convert -O raw e0.vmdk /dev/stdout) >cref.raw 2>/dev/null &&
+		cmp -s cexp.raw cref.raw && pass "and in the reference reader" || fail "the reference reader disagrees"
+else
+	echo "note: $MKCOWD not built (make unit-tests)"
+fi
 cd ..
 finish

@@ -122,12 +122,12 @@ if "$VDISK" convert -q -O raw undo/undo.vdi "$T/x.raw" 2>"$T/err"; then same "un
 elif grep -qiE 'undo|type 3' "$T/err"; then pass "undo image refused with a clear message"
 else fail "undo image: unclear refusal: $(head -c 300 "$T/err")"; fi
 
-# vdisk's own children, read by the reference
-# (create's -b is --bootcode today: use the long option the help names)
+# vdisk's own children, read by the reference (create -B: a relative parent
+# is relative to the child's folder, as qemu-img create -b takes it)
 bopt=$("$VDISK" create --help 2>&1 | grep -oE -- '--backing(-file)?' | head -1)
 if [ -n "$bopt" ]; then
 	mkdir -p own && cp base.vdi own/
-	if "$VDISK" create -O vdi "$bopt" own/base.vdi own/empty.vdi 2>"$T/err"; then
+	if "$VDISK" create -O vdi "$bopt" base.vdi own/empty.vdi 2>"$T/err"; then
 		assert_eq "create -b: a type 4 child" 4 "$(field own/empty.vdi type)"
 		assert_eq "create -b: linked to the parent" "$(field own/base.vdi uuid_create) $(field own/base.vdi uuid_modify)" \
 			"$(field own/empty.vdi uuid_linkage) $(field own/empty.vdi uuid_parent_modify)"
@@ -137,7 +137,7 @@ if [ -n "$bopt" ]; then
 else echo "note: vdisk create has no --backing yet"; fi
 if "$VDISK" convert --help 2>&1 | grep -qE '(^|[[:space:]])-B[, ]'; then
 	mkdir -p diff && cp base.vdi diff/
-	if "$VDISK" convert -q -O vdi -B diff/base.vdi top.ref diff/child.vdi 2>"$T/err"; then
+	if "$VDISK" convert -q -O vdi -B base.vdi top.ref diff/child.vdi 2>"$T/err"; then
 		assert_eq "convert -B: a type 4 child" 4 "$(field diff/child.vdi type)"
 		"$MKVDI" read diff/child.vdi diff/base.vdi >child.ref && same "convert -B: the reference reads the source" top.ref child.ref
 		[ "$(field diff/child.vdi map_data)" -lt 8 ] && pass "convert -B: only the differences" ||
