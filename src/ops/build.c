@@ -592,9 +592,13 @@ static void hash_str(struct vd_sha256 *s, const char *str)
 	vd_sha256_update(s, str, strlen(str) + 1);
 }
 
-/* D = SHA-256 over the format, its options, the size, the table (with the
- * disk identifier 0 unless given) and every unit of data of the inputs. */
-static int digest(struct build *b, uint64_t size, uint8_t d[32], struct vd_error *err)
+/* C = SHA-256 over the size, the table (with the disk identifier 0 unless
+ * given) and every unit of data of the inputs: what the guest sees, the same
+ * for every output format, so the disk identifier derived from it is too.
+ * D = SHA-256(C || format || its options || --uuid) gives the identifiers
+ * of the image file (UUIDs, CID), which may differ per format. */
+static int digest(struct build *b, uint64_t size, uint8_t c[32], uint8_t d[32],
+		  struct vd_error *err)
 {
 	struct hasher h;
 	struct sink s = { hash_get, hash_put, &h };
@@ -606,16 +610,19 @@ static int digest(struct build *b, uint64_t size, uint8_t d[32], struct vd_error
 		return -ENOMEM;
 	h.piece_off = UINT64_MAX;
 	vd_sha256_init(&h.sha);
-	hash_str(&h.sha, "vdisk build 1");
-	hash_str(&h.sha, b->o->format);
-	hash_str(&h.sha, b->o->format_opts);
-	hash_str(&h.sha, b->o->uuid);
+	hash_str(&h.sha, "vdisk build 2");
 	le64enc(n, size);
 	vd_sha256_update(&h.sha, n, sizeof(n));
 	r = walk(b, &s, err);
 	free(h.buf);
 	if (r < 0)
 		return r;
+	vd_sha256_final(&h.sha, c);
+	vd_sha256_init(&h.sha);
+	vd_sha256_update(&h.sha, c, 32);
+	hash_str(&h.sha, b->o->format);
+	hash_str(&h.sha, b->o->format_opts);
+	hash_str(&h.sha, b->o->uuid);
 	vd_sha256_final(&h.sha, d);
 	return 0;
 }
@@ -929,7 +936,7 @@ int vd_build(const char *dst_path, const struct vd_build_opts *o,
 	struct vd_tmp tmp = { 0 };
 	struct vd_host *h = NULL;
 	struct vd_image *dst = NULL;
-	uint8_t d[32];
+	uint8_t c[32], d[32];
 	uint32_t id = 0;
 	unsigned cflags;
 	int r, r2;
@@ -994,14 +1001,14 @@ int vd_build(const char *dst_path, const struct vd_build_opts *o,
 	/* 2. identifiers: derived from everything above and the inputs'
 	 *    contents, or given, or random */
 	if (o->deterministic) {
-		r = digest(b, sum->size, d, err);
+		r = digest(b, sum->size, c, d, err);
 		if (r < 0)
 			goto out;
 	}
 	if (o->script && !o->label_id_set && !b->script.label_id_set) {
 		if (o->deterministic) {
 			uint8_t x[32];
-			derive(d, "label-id", x);
+			derive(c, "label-id", x);
 			id = le32dec(x);
 		} else if (getrandom(&id, sizeof(id), 0) != sizeof(id)) {
 			r = vd_set_error(err, errno, "getrandom: %s", strerror(errno));
