@@ -692,8 +692,10 @@ int vd_devcopy(const char *src, const char *dev, const struct vd_devcopy_opts *o
 int vd_lv_ensure(const char *vg_name, uint64_t size, char *path, size_t path_len,
 		 bool *created, struct vd_error *err);
 
-/* The VirtualBox raw-disk VMDK descriptor for the block device (or file)
- * DEV, written to OUT through a temporary file and rename.  Without
+/* The VirtualBox raw-disk VMDK descriptor for the block device
+ * DEV (anything else is refused with a message saying what it is: a regular
+ * file, a missing device, an inactive LVM volume; with RELATIVE, a missing
+ * partition device), written to OUT through a temporary file and rename.  Without
  * PARTITIONS: createType "fullDevice", one FLAT extent on DEV.  With them:
  * "partitionedDevice"; the MBR, the gap before the first partition and each
  * EBR are copied into OUT's "-pt.vmdk" file, the listed partitions are FLAT

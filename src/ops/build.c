@@ -10,7 +10,8 @@
  * the start of the input; units that read as zeros are not written.  So the
  * output depends only on what the inputs contain, not on how they store it
  * (holes of a raw file, VDI blocks): that, and identifiers derived from a
- * SHA-256 over the inputs, gives byte-identical images on any machine.
+ * SHA-256 over the inputs (build-id.c), gives byte-identical images on any
+ * machine.
  *
  * A reader thread reads chunks; the calling thread splits them into units
  * and writes.  Memory is bounded by VD_PIPE_DEPTH * CHUNK.
@@ -18,172 +19,18 @@
  * SPDX-License-Identifier: MIT
  */
 #define _GNU_SOURCE
-#include "vdisk-int.h"
-#include "sha256.h"
+#include "build.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
 
-#define CHUNK (2u << 20)
-#define UNIT 4096u
 #define MIB_SECTORS 2048u
 #define PROBE_DISK_SECTORS 0xffffffffull /* the largest MBR disk */
 
-/* ---- the script's file= fields ---- */
-
-struct line_file {
-	unsigned line;
-	char *path;
-};
-
-/* The value of a file= field: PATH up to the next comma, or "PATH". */
-static int take_value(const char *v, const char **end, char **out)
-{
-	const char *e;
-
-	while (*v == ' ' || *v == '\t')
-		v++;
-	if (*v == '"') {
-		e = strchr(v + 1, '"');
-		if (!e)
-			return -EINVAL;
-		*out = strndup(v + 1, (size_t)(e - v - 1));
-		e++;
-		while (*e == ' ' || *e == '\t')
-			e++;
-		if (*e && *e != ',')
-			return -EINVAL;
-	} else {
-		e = v + strcspn(v, ",");
-		size_t n = (size_t)(e - v);
-		while (n && isspace((unsigned char)v[n - 1]))
-			n--;
-		*out = strndup(v, n);
-	}
-	*end = e;
-	return *out ? 0 : -ENOMEM;
-}
-
-/* Copy TEXT without the file= fields (which vd_mbr_parse_script does not
- * know) and note them by line number. */
-static int strip_files(const char *text, const char *name, char **clean,
-		       struct line_file **files, unsigned *nfiles,
-		       struct vd_error *err)
-{
-	size_t len = strlen(text);
-	char *out = vd_malloc(len + 1, err), *o;
-	const char *p = text;
-	unsigned ln = 0;
-
-	if (!out)
-		return -ENOMEM;
-	o = out;
-	*files = NULL;
-	*nfiles = 0;
-	while (*p) {
-		const char *eol = p + strcspn(p, "\n"), *q = p;
-		bool seen = false;
-
-		ln++;
-		while (q < eol) {
-			/* a field starts the line, or follows ',' or "NAME :" */
-			const char *k = q;
-			bool start = k == p || k[-1] == ',' || k[-1] == ':';
-			while (start && k < eol && (*k == ' ' || *k == '\t'))
-				k++;
-			if (start && !strncmp(k, "file", 4)) {
-				const char *eq = k + 4, *vend;
-				while (*eq == ' ' || *eq == '\t')
-					eq++;
-				if (*eq == '=' && eq < eol) {
-					char *path, *l = strndup(eq + 1, (size_t)(eol - eq - 1));
-					struct line_file *nf;
-					int r;
-
-					if (!l) {
-						free(out);
-						return vd_set_error(err, ENOMEM, "out of memory");
-					}
-					r = take_value(l, &vend, &path);
-					vend = eq + 1 + (vend - l);
-					free(l);
-					if (r < 0 || !*path || seen) {
-						if (r == 0)
-							free(path);
-						free(out);
-						return vd_set_error(err, EINVAL, "%s: line %u: %s", name, ln,
-								    seen ? "file= given twice" :
-								    r == -ENOMEM ? "out of memory" :
-								    "file= needs a path (quote it if it holds a comma)");
-					}
-					seen = true;
-					nf = realloc(*files, (*nfiles + 1) * sizeof(**files));
-					if (!nf) {
-						free(path);
-						free(out);
-						return vd_set_error(err, ENOMEM, "out of memory");
-					}
-					*files = nf;
-					nf[*nfiles].line = ln;
-					nf[*nfiles].path = path;
-					(*nfiles)++;
-					/* drop the field and the comma after it (or
-					 * before it, at the end of the line) */
-					if (*vend == ',') {
-						vend++;
-					} else {
-						while (o > out && (o[-1] == ' ' || o[-1] == '\t'))
-							o--;
-						if (o > out && o[-1] == ',')
-							o--;
-					}
-					q = vend;
-					continue;
-				}
-			}
-			*o++ = *q++;
-		}
-		if (*eol)
-			*o++ = '\n';
-		p = *eol ? eol + 1 : eol;
-	}
-	*o = '\0';
-	*clean = out;
-	return 0;
-}
-
 /* ---- inputs and the plan ---- */
-
-enum { PIECE_SECTOR, PIECE_IMAGE };
-
-struct piece {
-	int kind;
-	uint64_t off;            /* guest byte offset in the output */
-	uint64_t len;            /* bytes (an image: its size rounded to a sector) */
-	const uint8_t *data;     /* PIECE_SECTOR */
-	struct vd_image *img;    /* PIECE_IMAGE */
-	unsigned part;           /* index in mbr.part */
-};
-
-struct build {
-	const struct vd_build_opts *o;
-	struct vd_mbr_script script;
-	struct vd_mbr mbr;
-	struct vd_mbr_sector sectors[VD_MBR_MAX_SECTORS];
-	unsigned nsectors;
-	struct vd_image *img[VD_MBR_MAX_PARTS];   /* per mbr.part */
-	const char *path[VD_MBR_MAX_PARTS];
-	unsigned spec_num[VD_MBR_MAX_PARTS];      /* per script spec */
-	const char *spec_file[VD_MBR_MAX_PARTS];
-	struct piece pieces[VD_MBR_MAX_SECTORS + VD_MBR_MAX_PARTS];
-	unsigned npieces;
-	uint64_t part_data[VD_MBR_MAX_PARTS];
-	uint64_t written;
-};
 
 /* The partition number each spec of S gets: lay out growing prefixes. */
 static int spec_numbers(struct build *b, uint64_t disk, uint32_t id,
@@ -447,17 +294,7 @@ static int next_range(struct vd_image *img, uint64_t *off, uint64_t *len,
 	return 0;
 }
 
-struct sink {
-	/* a buffer of CHUNK bytes, NULL when stopping */
-	uint8_t *(*get)(void *ctx);
-	/* LEN bytes of BUF (filled) for guest offset OFF; IN_OFF is the offset
-	 * in the input (units count from 0 there); SECTOR: a table sector */
-	int (*put)(void *ctx, uint64_t off, uint64_t in_off, uint8_t *buf,
-		   size_t len, bool sector, unsigned part);
-	void *ctx;
-};
-
-static int walk(struct build *b, const struct sink *s, struct vd_error *err)
+int build_walk(struct build *b, const struct sink *s, struct vd_error *err)
 {
 	int r = 0;
 
@@ -504,8 +341,8 @@ static int walk(struct build *b, const struct sink *s, struct vd_error *err)
 }
 
 /* Call FN for each run of units of BUF that are not all zeros. */
-static int data_runs(uint64_t in_off, const uint8_t *buf, size_t len,
-		     int (*fn)(void *ctx, size_t pos, size_t n), void *ctx)
+int build_data_runs(uint64_t in_off, const uint8_t *buf, size_t len,
+		    int (*fn)(void *ctx, size_t pos, size_t n), void *ctx)
 {
 	size_t pos = 0, run = 0;
 	bool in_run = false;
@@ -525,121 +362,6 @@ static int data_runs(uint64_t in_off, const uint8_t *buf, size_t len,
 		pos += n;
 	}
 	return in_run ? fn(ctx, run, len - run) : 0;
-}
-
-/* ---- pass 1 (deterministic): the digest of the inputs ---- */
-
-struct hasher {
-	struct vd_sha256 sha;
-	uint8_t *buf;
-	uint64_t in_off;
-	const uint8_t *cur;
-	uint64_t piece_off;  /* guest offset of the input being hashed */
-};
-
-static uint8_t *hash_get(void *ctx)
-{
-	return ((struct hasher *)ctx)->buf;
-}
-
-static int hash_unit(void *ctx, size_t pos, size_t n)
-{
-	struct hasher *h = ctx;
-	uint8_t hdr[16];
-
-	/* unit by unit, so the digest does not depend on chunking */
-	while (n) {
-		size_t u = (size_t)VD_MIN((uint64_t)n, UNIT - (h->in_off + pos) % UNIT);
-		le64enc(hdr, h->in_off + pos);
-		le64enc(hdr + 8, u);
-		vd_sha256_update(&h->sha, hdr, sizeof(hdr));
-		vd_sha256_update(&h->sha, h->cur + pos, u);
-		pos += u;
-		n -= u;
-	}
-	return 0;
-}
-
-static int hash_put(void *ctx, uint64_t off, uint64_t in_off, uint8_t *buf,
-		    size_t len, bool sector, unsigned part)
-{
-	struct hasher *h = ctx;
-	uint8_t hdr[16];
-
-	if (!len)
-		return 0;
-	le64enc(hdr, off);
-	le32enc(hdr + 8, sector);
-	le32enc(hdr + 12, part);
-	if (sector) {
-		vd_sha256_update(&h->sha, hdr, sizeof(hdr));
-		vd_sha256_update(&h->sha, buf, len);
-		return 0;
-	}
-	if (off - in_off != h->piece_off) { /* a new input: where it goes */
-		h->piece_off = off - in_off;
-		le64enc(hdr, h->piece_off);
-		vd_sha256_update(&h->sha, hdr, sizeof(hdr));
-	}
-	h->in_off = in_off;
-	h->cur = buf;
-	return data_runs(in_off, buf, len, hash_unit, h);
-}
-
-static void hash_str(struct vd_sha256 *s, const char *str)
-{
-	str = str ? str : "";
-	vd_sha256_update(s, str, strlen(str) + 1);
-}
-
-/* D = SHA-256 over the format, its options, the size, the table (with the
- * disk identifier 0 unless given) and every unit of data of the inputs. */
-static int digest(struct build *b, uint64_t size, uint8_t d[32], struct vd_error *err)
-{
-	struct hasher h;
-	struct sink s = { hash_get, hash_put, &h };
-	uint8_t n[8];
-	int r;
-
-	h.buf = vd_aligned_alloc(CHUNK, err);
-	if (!h.buf)
-		return -ENOMEM;
-	h.piece_off = UINT64_MAX;
-	vd_sha256_init(&h.sha);
-	hash_str(&h.sha, "vdisk build 1");
-	hash_str(&h.sha, b->o->format);
-	hash_str(&h.sha, b->o->format_opts);
-	hash_str(&h.sha, b->o->uuid);
-	le64enc(n, size);
-	vd_sha256_update(&h.sha, n, sizeof(n));
-	r = walk(b, &s, err);
-	free(h.buf);
-	if (r < 0)
-		return r;
-	vd_sha256_final(&h.sha, d);
-	return 0;
-}
-
-/* An identifier from D: SHA-256(D || label). */
-static void derive(const uint8_t d[32], const char *label, uint8_t out[32])
-{
-	struct vd_sha256 s;
-
-	vd_sha256_init(&s);
-	vd_sha256_update(&s, d, 32);
-	hash_str(&s, label);
-	vd_sha256_final(&s, out);
-}
-
-/* A name-based UUID: version 8 (RFC 9562, custom), variant 10. */
-static void derive_uuid(const uint8_t d[32], const char *label, char out[37])
-{
-	uint8_t x[32];
-
-	derive(d, label, x);
-	x[6] = (uint8_t)((x[6] & 0x0f) | 0x80);
-	x[8] = (uint8_t)((x[8] & 0x3f) | 0x80);
-	vd_uuid_format(x, out);
 }
 
 /* ---- pass 2: writing ---- */
@@ -679,7 +401,7 @@ static int produce(void *ctx, struct vd_error *err)
 	struct pipe *p = ctx;
 	struct sink s = { pipe_get, pipe_put, p };
 
-	return walk(p->b, &s, err);
+	return build_walk(p->b, &s, err);
 }
 
 static int write_run(void *ctx, size_t pos, size_t n)
@@ -730,7 +452,7 @@ static int consume(void *ctx, const struct vd_pipe_item *it, struct vd_error *er
 	if (it->kind == VD_PIPE_SECTOR)
 		r = write_run(p, 0, it->len);
 	else
-		r = data_runs(it->aux, it->buf, it->len, write_run, p);
+		r = build_data_runs(it->aux, it->buf, it->len, write_run, p);
 	if (r < 0)
 		return r;
 	p->done += it->len;
@@ -765,160 +487,6 @@ static int write_all(struct build *b, struct vd_image *dst, struct vd_error *err
 	return r;
 }
 
-/* ---- identity options ---- */
-
-static int identity(struct build *b, const uint8_t *d, char **opts,
-		    struct vd_build_summary *sum, struct vd_error *err)
-{
-	const struct vd_build_opts *o = b->o;
-	unsigned fields = vd_format_identity_fields(o->format);
-	bool want_uuid = fields & VD_ID_UUIDS, want_cid = fields & VD_ID_CID;
-	struct vd_opts user;
-	char *s = NULL;
-	size_t len = 0;
-	FILE *f;
-	int r;
-
-	r = vd_opts_parse(&user, o->format_opts, err);
-	if (r < 0)
-		return r;
-	if (o->uuid && !want_uuid)
-		return vd_set_error(err, EINVAL, "format '%s' has no image UUID", o->format);
-	if (o->uuid && vd_opts_get(&user, "uuid"))
-		return vd_set_error(err, EINVAL, "the UUID is given twice (--uuid and -o uuid=)");
-	if (o->uuid) {
-		uint8_t u[16];
-		struct vd_opts one = { .n = 1 };
-		snprintf(one.v[0].key, sizeof(one.v[0].key), "uuid");
-		snprintf(one.v[0].value, sizeof(one.v[0].value), "%s", o->uuid);
-		r = vd_uuid_option(u, &one, "uuid", false, 0, err);
-		if (r < 0)
-			return r;
-		vd_uuid_format(u, sum->uuid);
-	}
-	if (d) {
-		if (want_uuid && !o->uuid && !vd_opts_get(&user, "uuid"))
-			derive_uuid(d, "uuid", sum->uuid);
-		if (want_uuid && !vd_opts_get(&user, "uuid_modify"))
-			derive_uuid(d, "uuid_modify", sum->uuid_modify);
-		if (want_cid && !vd_opts_get(&user, "cid")) {
-			uint8_t x[32];
-			uint32_t cid;
-			derive(d, "cid", x);
-			cid = le32dec(x);
-			if (cid >= 0xfffffffeu)
-				cid = 1;
-			snprintf(sum->cid, sizeof(sum->cid), "%08" PRIx32, cid);
-		}
-	}
-	f = open_memstream(&s, &len);
-	if (!f)
-		return vd_set_error(err, ENOMEM, "out of memory");
-	fputs(o->format_opts ? o->format_opts : "", f);
-	if (sum->uuid[0])
-		fprintf(f, "%suuid=%s", ftell(f) ? "," : "", sum->uuid);
-	if (sum->uuid_modify[0])
-		fprintf(f, "%suuid_modify=%s", ftell(f) ? "," : "", sum->uuid_modify);
-	if (sum->cid[0])
-		fprintf(f, "%scid=%s", ftell(f) ? "," : "", sum->cid);
-	if (fclose(f) != 0 || !s)
-		return vd_set_error(err, ENOMEM, "out of memory");
-	*opts = s;
-	return 0;
-}
-
-/* ---- checksums of the output files ---- */
-
-static int file_sha256(const char *path, struct vd_build_file *out,
-		       struct vd_error *err)
-{
-	struct vd_host *h;
-	struct vd_sha256 s;
-	uint8_t d[32], *buf;
-	uint64_t size;
-	int r;
-
-	r = vd_host_open_file(&h, path, 0, err);
-	if (r < 0)
-		return r;
-	r = vd_host_size(h, &size, err);
-	buf = r == 0 ? vd_aligned_alloc(CHUNK, err) : NULL;
-	if (r == 0 && !buf)
-		r = -ENOMEM;
-	vd_sha256_init(&s);
-	for (uint64_t off = 0; r == 0 && off < size;) {
-		size_t n = (size_t)VD_MIN((uint64_t)CHUNK, size - off);
-		r = vd_host_pread(h, buf, n, off, err);
-		vd_sha256_update(&s, buf, n);
-		off += n;
-	}
-	free(buf);
-	vd_host_close(h);
-	if (r < 0)
-		return r;
-	vd_sha256_final(&s, d);
-	vd_sha256_hex(d, out->sha256);
-	out->size = size;
-	return 0;
-}
-
-/* The identifiers the finished image carries (vd_get_identity). */
-static int read_identity(const char *path, struct vd_build_summary *sum,
-			 struct vd_error *err)
-{
-	struct vd_image *img;
-	struct vd_identity id;
-	int r;
-
-	r = vd_open(&img, path, NULL, 0, err);
-	if (r == 0) {
-		r = vd_get_identity(img, &id, err);
-		vd_close(img, NULL);
-	}
-	if (r == 0) {
-		snprintf(sum->uuid, sizeof(sum->uuid), "%s", id.uuid);
-		snprintf(sum->uuid_modify, sizeof(sum->uuid_modify), "%s", id.modification_uuid);
-		sum->cid[0] = '\0';
-		if (id.has_cid)
-			snprintf(sum->cid, sizeof(sum->cid), "%08" PRIx32, id.cid);
-	}
-	return r;
-}
-
-/* ---- the whole build ---- */
-
-void vd_build_summary_free(struct vd_build_summary *sum)
-{
-	if (!sum)
-		return;
-	for (unsigned i = 0; i < VD_MBR_MAX_PARTS; i++) {
-		free(sum->part_file[i]);
-		sum->part_file[i] = NULL;
-	}
-	for (unsigned i = 0; i < sum->nfiles; i++)
-		free(sum->files[i].path);
-	free(sum->files);
-	sum->files = NULL;
-	sum->nfiles = 0;
-}
-
-static int record_files(const struct vd_tmp *t, struct vd_build_summary *sum,
-			struct vd_error *err)
-{
-	sum->files = vd_calloc(t->nextra + 1, sizeof(*sum->files), err);
-	if (!sum->files)
-		return -ENOMEM;
-	sum->files[sum->nfiles].path = strdup(t->final);
-	if (!sum->files[sum->nfiles++].path)
-		return vd_set_error(err, ENOMEM, "out of memory");
-	for (unsigned i = 0; i < t->nextra; i++) {
-		sum->files[sum->nfiles].path = strdup(t->extra_final[i]);
-		if (!sum->files[sum->nfiles++].path)
-			return vd_set_error(err, ENOMEM, "out of memory");
-	}
-	return 0;
-}
-
 int vd_build(const char *dst_path, const struct vd_build_opts *o,
 	     struct vd_build_summary *sum, struct vd_error *err)
 {
@@ -929,7 +497,7 @@ int vd_build(const char *dst_path, const struct vd_build_opts *o,
 	struct vd_tmp tmp = { 0 };
 	struct vd_host *h = NULL;
 	struct vd_image *dst = NULL;
-	uint8_t d[32];
+	uint8_t c[32], d[32];
 	uint32_t id = 0;
 	unsigned cflags;
 	int r, r2;
@@ -951,7 +519,7 @@ int vd_build(const char *dst_path, const struct vd_build_opts *o,
 	/* 1. the table, the inputs and their sizes: all checked before
 	 *    anything is created */
 	if (o->script) {
-		r = strip_files(o->script, sname(b), &clean, &lf, &nlf, err);
+		r = build_strip_files(o->script, sname(b), &clean, &lf, &nlf, err);
 		if (r < 0)
 			goto out;
 		r = vd_mbr_parse_script(clean, &b->script, err);
@@ -994,14 +562,14 @@ int vd_build(const char *dst_path, const struct vd_build_opts *o,
 	/* 2. identifiers: derived from everything above and the inputs'
 	 *    contents, or given, or random */
 	if (o->deterministic) {
-		r = digest(b, sum->size, d, err);
+		r = build_digest(b, sum->size, c, d, err);
 		if (r < 0)
 			goto out;
 	}
 	if (o->script && !o->label_id_set && !b->script.label_id_set) {
 		if (o->deterministic) {
 			uint8_t x[32];
-			derive(d, "label-id", x);
+			build_derive(c, "label-id", x);
 			id = le32dec(x);
 		} else if (getrandom(&id, sizeof(id), 0) != sizeof(id)) {
 			r = vd_set_error(err, errno, "getrandom: %s", strerror(errno));
@@ -1010,7 +578,7 @@ int vd_build(const char *dst_path, const struct vd_build_opts *o,
 		b->mbr.disk_id = id ? id : 1;
 		le32enc(b->sectors[0].data + 440, b->mbr.disk_id);
 	}
-	r = identity(b, o->deterministic ? d : NULL, &copts, sum, err);
+	r = build_identity(b, o->deterministic ? d : NULL, &copts, sum, err);
 	if (r < 0)
 		goto out;
 
@@ -1038,7 +606,7 @@ int vd_build(const char *dst_path, const struct vd_build_opts *o,
 	dst->host->stream_writeback = true;
 	r = write_all(b, dst, err);
 	if (r == 0)
-		r = record_files(&tmp, sum, err);
+		r = build_record_files(&tmp, sum, err);
 out:
 	r2 = vd_close(dst, r < 0 ? NULL : err);
 	if (r == 0)
@@ -1050,7 +618,7 @@ out:
 			vd_tmp_abort(&tmp);
 	}
 	if (r == 0)
-		r = read_identity(dst_path, sum, err);
+		r = build_read_identity(dst_path, sum, err);
 	if (r == 0) {
 		sum->mbr = b->mbr;
 		sum->data_bytes = b->written;
@@ -1063,7 +631,7 @@ out:
 				r = vd_set_error(err, ENOMEM, "out of memory");
 		}
 		for (unsigned i = 0; r == 0 && o->checksums && i < sum->nfiles; i++)
-			r = file_sha256(sum->files[i].path, &sum->files[i], err);
+			r = build_file_sha256(sum->files[i].path, &sum->files[i], err);
 		for (unsigned i = 0; r == 0 && !o->checksums && i < sum->nfiles; i++) {
 			struct vd_host *fh;
 			r = vd_host_open_file(&fh, sum->files[i].path, 0, err);

@@ -13,6 +13,8 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define COPY_BUF (1u << 20)
 
@@ -59,6 +61,96 @@ static int copy_areas(struct vd_image *img, struct vd_host *ph,
 	return r;
 }
 
+/* "/dev/VG/LV" or "/dev/mapper/VG-LV" (a '-' in a name doubled): the
+ * volume group and the logical volume it names, or false. */
+static bool lvm_shape(const char *dev, char *vg, char *lv, size_t len)
+{
+	static const char *const not_vg[] = { "disk", "mapper", "block", "bus", "char", "cpu",
+					      "fd", "input", "md", "net", "pts", "shm", "snd" };
+	const char *n, *slash, *dash;
+
+	if (strncmp(dev, "/dev/", 5))
+		return false;
+	n = dev + 5;
+	if (!strncmp(n, "mapper/", 7)) {
+		n += 7;
+		if (!*n || strchr(n, '/'))
+			return false;
+		for (dash = n; (dash = strchr(dash, '-')); dash += 2)
+			if (dash[1] != '-')
+				break;
+		if (!dash || dash == n || !dash[1])
+			return false;
+		/* undo the doubling */
+		size_t o = 0;
+		for (const char *q = n; q < dash && o + 1 < len; q++) {
+			vg[o++] = *q;
+			if (*q == '-')
+				q++;
+		}
+		vg[o] = '\0';
+		o = 0;
+		for (const char *q = dash + 1; *q && o + 1 < len; q++) {
+			lv[o++] = *q;
+			if (*q == '-' && q[1] == '-')
+				q++;
+		}
+		lv[o] = '\0';
+		return true;
+	}
+	slash = strchr(n, '/');
+	if (!slash || slash == n || !slash[1] || strchr(slash + 1, '/'))
+		return false;
+	for (size_t i = 0; i < sizeof(not_vg) / sizeof(not_vg[0]); i++)
+		if (strlen(not_vg[i]) == (size_t)(slash - n) && !strncmp(n, not_vg[i], (size_t)(slash - n)))
+			return false;
+	snprintf(vg, len, "%.*s", (int)(slash - n), n);
+	snprintf(lv, len, "%s", slash + 1);
+	return true;
+}
+
+/* DEV must be a block device: a raw-disk descriptor names a device. */
+static int check_device(const char *dev, struct vd_error *err)
+{
+	struct stat st;
+	char vg[256], lv[256];
+
+	if (stat(dev, &st) < 0) {
+		int e = errno;
+		if (e == ENOENT && lvm_shape(dev, vg, lv, sizeof(vg)))
+			return vd_set_error(err, ENOENT, "%s: no such device; it looks like LVM logical volume %s/%s, which is not active (lvchange -ay %s/%s) or does not exist (lvs %s)",
+					    dev, vg, lv, vg, lv, vg);
+		if (e == ENOENT)
+			return vd_set_error(err, ENOENT, "%s: no such device", dev);
+		return vd_set_error(err, e, "%s: %s", dev, strerror(e));
+	}
+	if (S_ISREG(st.st_mode))
+		return vd_set_error(err, EINVAL, "%s: a regular file, not a block device: a raw-disk VMDK points at a block device; for an image file use 'vdisk convert' (to a VDI or VMDK) or a monolithicFlat descriptor (vdisk create -O vmdk -o subformat=monolithicFlat)",
+				    dev);
+	if (!S_ISBLK(st.st_mode))
+		return vd_set_error(err, EINVAL, "%s: not a block device: a raw-disk VMDK points at a block device", dev);
+	return 0;
+}
+
+/* --relative: every listed partition must have its own device. */
+static int check_partdevs(const char *dev, const struct vd_rawvmdk_opts *o,
+			  struct vd_error *err)
+{
+	for (unsigned i = 0; i < o->npartitions; i++) {
+		char pd[4096];
+		struct stat st;
+
+		vd_rawvmdk_partdev(dev, o->partitions[i], pd, sizeof(pd));
+		if (stat(pd, &st) < 0)
+			return vd_set_error(err, errno, "%s: --relative: partition %u has no device %s (%s): create the partition devices (losetup -P, partprobe) or leave out --relative",
+					    dev, o->partitions[i], pd, strerror(errno));
+		if (!S_ISBLK(st.st_mode))
+			return vd_set_error(err, EINVAL, "%s: --relative: %s (partition %u) is not a block device",
+					    dev, pd, o->partitions[i]);
+	}
+	return 0;
+}
+
 int vd_rawvmdk(const char *dev, const char *out, const struct vd_rawvmdk_opts *o,
 	       struct vd_error *err)
 {
@@ -75,6 +167,8 @@ int vd_rawvmdk(const char *dev, const char *out, const struct vd_rawvmdk_opts *o
 
 	if (dev[0] == '/') {
 		devpath = strdup(dev);
+	} else if (access(dev, F_OK) < 0) {
+		return check_device(dev, err);
 	} else {
 		/* the descriptor names it: make it absolute */
 		devpath = realpath(dev, NULL);
@@ -83,6 +177,9 @@ int vd_rawvmdk(const char *dev, const char *out, const struct vd_rawvmdk_opts *o
 	}
 	if (!devpath)
 		return vd_set_error(err, ENOMEM, "out of memory");
+	r = check_device(devpath, err);
+	if (r < 0)
+		goto out;
 	r = vd_open(&img, devpath, "raw", VD_OPEN_ALLOW_DEVICES, err);
 	if (r < 0)
 		goto out;
@@ -126,6 +223,8 @@ int vd_rawvmdk(const char *dev, const char *out, const struct vd_rawvmdk_opts *o
 	p.cid = o->deterministic ? 0x2d1b4c7au : le32dec(u + 12);
 	p.uuid = uuid;
 	r = vd_rawvmdk_layout(&p, &l, err);
+	if (r == 0 && o->relative)
+		r = check_partdevs(devpath, o, err);
 	if (r < 0)
 		goto out;
 

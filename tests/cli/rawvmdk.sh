@@ -13,7 +13,14 @@
 #  - --partition N[,N...] is repeatable; the former --partitions, -r and -a
 #    write what --partition, --relative and --adapter write;
 #  - rejections: extended or missing partition, no MBR, bad adapter, existing
-#    OUT without --force, files left behind; --owner prints and installs nothing.
+#    OUT without --force, files left behind; DEVICE a regular file, a
+#    character device, missing, or a missing LV (/dev/VG/LV, /dev/mapper/VG-LV:
+#    "not active"); --relative without partition devices; --owner naming a
+#    user or group that does not exist; --install without --owner;
+#  - --owner prints the rule and installs nothing, and says the descriptor
+#    must be readable by the user; --install (VDISK_UDEV_RULES_DIR, a stub
+#    udevadm) writes the rule, runs udevadm control --reload (warns when
+#    udevadm is missing) and chowns the device (given back in the trap).
 . "$(dirname "$0")/../lib.sh"
 need losetup openssl
 [ "$(id -u)" = 0 ] || skip "needs root for loop devices"
@@ -37,6 +44,17 @@ done
 L=$(losetup -P -f --show "$IMG" 2>/dev/null) || L=$(losetup -f --show "$IMG" 2>/dev/null) ||
 	skip "no loop devices here"
 on_exit "losetup -d $L"
+# --relative needs the partition devices; where the kernel made none (no
+# partition scanning in a container), stand-ins: a loop device on each
+# partition's bytes, linked as ${L}pN
+for n in 1 5; do
+	[ -b "${L}p$n" ] && continue
+	[ -e "${L}p$n" ] && skip "${L}p$n exists and is no block device"
+	Lp=$(losetup -f --show -o $((START[$n] * 512)) --sizelimit $((SIZE[$n] * 512)) "$IMG") ||
+		skip "no loop device for partition $n"
+	on_exit "rm -f ${L}p$n; losetup -d $Lp"
+	ln -s "$Lp" "${L}p$n"
+done
 
 mask() { sed -E "s/^CID=[0-9a-f]{8}\$/CID=<removed>/; s/(ddb.uuid.image=\")[^\"]*/\1<removed>/; s#$L#/dev/LOOP#g" "$1"; }
 golden() { # NAME FILE
@@ -155,15 +173,77 @@ fails "--relative without --partitions" "--relative" "$VDISK" rawvmdk --relative
 fails "existing OUT without --force" "already exists" "$VDISK" rawvmdk "$L" "$T/full.vmdk"
 assert_rc "existing OUT with --force" 0 "$VDISK" rawvmdk --force -P 1 "$L" "$T/p15.vmdk"
 truncate -s 8M "$T/nombr.img"
-fails "no MBR with --partitions" "no MBR" "$VDISK" rawvmdk -P 1 "$T/nombr.img" "$T/x.vmdk"
+L0=$(losetup -f --show "$T/nombr.img") || fail "losetup of an empty image"
+on_exit "losetup -d $L0"
+fails "no MBR with --partitions" "no MBR" "$VDISK" rawvmdk -P 1 "$L0" "$T/x.vmdk"
+# DEVICE: a block device, else a message naming what it is
+fails "a regular file as DEVICE" "a regular file, not a block device" "$VDISK" rawvmdk "$T/nombr.img" "$T/x.vmdk"
+assert_contains "  ... suggests convert" "vdisk convert" "$T/.err"
+assert_contains "  ... or a flat descriptor" "monolithicFlat" "$T/.err"
+fails "a regular file as DEVICE (relative path)" "a regular file" \
+	bash -c 'cd "$1" && "$2" rawvmdk nombr.img x.vmdk' - "$T" "$VDISK"
+fails "a character device as DEVICE" "not a block device" "$VDISK" rawvmdk /dev/null "$T/x.vmdk"
+fails "a missing device" "/dev/vdisk-no-such-disk: no such device" "$VDISK" rawvmdk /dev/vdisk-no-such-disk "$T/x.vmdk"
+fails "a missing /dev/VG/LV" "looks like LVM logical volume vdisknovg/vm1, which is not active (lvchange -ay vdisknovg/vm1)" \
+	"$VDISK" rawvmdk /dev/vdisknovg/vm1 "$T/x.vmdk"
+fails "a missing /dev/mapper/VG-LV (doubled dashes)" "looks like LVM logical volume my-vg/lv-1, which is not active" \
+	"$VDISK" rawvmdk /dev/mapper/my--vg-lv--1 "$T/x.vmdk"
+fails "a missing /dev/disk/by-id/X is no LV" "no such device" "$VDISK" rawvmdk /dev/disk/by-id/vdisk-none "$T/x.vmdk"
+grep -q "LVM" "$T/.err" && fail "/dev/disk/by-id/X called an LV" || pass "  ... and not called an LV"
+# --relative: the partition devices must exist (a loop device without -P has none)
+L2=$(losetup -f --show "$IMG") || fail "second losetup"
+on_exit "losetup -d $L2"
+if [ ! -e "${L2}p1" ]; then
+	fails "--relative without partition devices" "--relative: partition 1 has no device ${L2}p1" \
+		"$VDISK" rawvmdk -P 1,5 --relative "$L2" "$T/x.vmdk"
+else
+	echo "note: ${L2}p1 exists (partitions scanned): missing partition devices not tested"
+fi
 [ -e "$T/x.vmdk" ] || [ -e "$T/x-pt.vmdk" ] && fail "a refused rawvmdk left files" || pass "refusals leave no files"
 assert_eq "no temporary files left" "" "$(find "$T" -name '.*vdisk-tmp*')"
 
-# ---- --owner: printed, not installed
-assert_rc "--owner" 0 "$VDISK" rawvmdk --owner alice:kvm "$L" "$T/own.vmdk"
-assert_contains "--owner: udev rule" "KERNEL==\"${L#/dev/}\", OWNER=\"alice\", GROUP=\"kvm\"" "$T/.out"
-assert_contains "--owner: chown command" "chown alice:kvm $L" "$T/.out"
+# ---- --owner: printed, not installed; --install writes and chowns
+id nobody >/dev/null 2>&1 || skip "no user nobody for --owner"
+OU=nobody OG=$(id -gn nobody)
+assert_rc "--owner" 0 "$VDISK" rawvmdk --owner $OU:$OG "$L" "$T/own.vmdk"
+assert_contains "--owner: udev rule" "KERNEL==\"${L#/dev/}\", OWNER=\"$OU\", GROUP=\"$OG\"" "$T/.out"
+assert_contains "--owner: chown command" "chown $OU:$OG $L" "$T/.out"
+assert_contains "--owner: the descriptor must be readable by the user" \
+	"the descriptor must be readable by $OU too (VirtualBox opens it as that user): $T/own.vmdk is readable" "$T/.out"
 assert_eq "--owner installs nothing" "" "$(ls /etc/udev/rules.d/99-vdisk-* 2>/dev/null || true)"
+assert_eq "--owner does not chown" "root" "$(stat -c %U "$L")"
+assert_rc "--owner, descriptor mode 0600 (umask 077)" 0 bash -c 'umask 077; exec "$@"' - \
+	"$VDISK" rawvmdk --force --owner $OU:$OG "$L" "$T/own.vmdk"
+assert_contains "  ... says it is not readable by the user" "is not readable by them" "$T/.out"
+assert_contains "  ... and how to fix it" "chown $OU:$OG $T/own.vmdk" "$T/.out"
 fails "--owner with a quote" "--owner" "$VDISK" rawvmdk --owner 'a"b' "$L" "$T/x.vmdk"
+fails "--owner: a user that does not exist" "no user 'vdisk-no-such-user'" \
+	"$VDISK" rawvmdk --owner vdisk-no-such-user "$L" "$T/x.vmdk"
+fails "--owner: a group that does not exist" "no group 'vdisk-no-such-group'" \
+	"$VDISK" rawvmdk --owner $OU:vdisk-no-such-group "$L" "$T/x.vmdk"
+fails "--install without --owner" "--install needs --owner" "$VDISK" rawvmdk --install "$L" "$T/x.vmdk"
+[ -e "$T/x.vmdk" ] && fail "a refused --owner wrote the descriptor" || pass "refused --owner: nothing written"
 
+RULES=$T/rules.d BIN=$T/bin
+mkdir -p "$RULES" "$BIN"
+printf '#!/bin/sh\necho "$*" >>"%s/udevadm.log"\n' "$T" >"$BIN/udevadm"
+chmod +x "$BIN/udevadm"
+on_exit "chown $(stat -c %u:%g "$L") $L"
+assert_rc "--install" 0 env VDISK_UDEV_RULES_DIR="$RULES" PATH="$BIN:$PATH" \
+	"$VDISK" rawvmdk --owner $OU:$OG --install "$L" "$T/inst.vmdk"
+rule=$RULES/99-vdisk-${L#/dev/}.rules
+[ -f "$rule" ] && pass "--install: the rule file is written" || fail "--install: no $rule ($(ls "$RULES"))"
+assert_contains "--install: the rule" "SUBSYSTEM==\"block\", KERNEL==\"${L#/dev/}\", OWNER=\"$OU\", GROUP=\"$OG\", MODE=\"0660\"" "$rule"
+assert_contains "--install: says where" "installed udev rule $rule" "$T/.out"
+assert_eq "--install: udevadm control --reload" "control --reload" "$(cat "$T/udevadm.log" 2>/dev/null)"
+assert_eq "--install: the device is chowned" "$OU:$OG" "$(stat -c %U:%G "$L")"
+assert_contains "--install: the descriptor note" "the descriptor must be readable by $OU" "$T/.out"
+assert_eq "--install: no temporary file in the rules directory" "" "$(find "$RULES" -name '.*')"
+chown root:root "$L"
+assert_rc "--install without udevadm: still done" 0 env VDISK_UDEV_RULES_DIR="$RULES" PATH=/nonexistent \
+	"$VDISK" rawvmdk --force --owner $OU:$OG --install "$L" "$T/inst.vmdk"
+assert_contains "  ... with a warning" "warning: udevadm not found" "$T/.err"
+assert_eq "  ... and the device chowned" "$OU:$OG" "$(stat -c %U:%G "$L")"
+fails "--install into a missing directory" "$T/no-such-dir" env VDISK_UDEV_RULES_DIR="$T/no-such-dir" \
+	"$VDISK" rawvmdk --force --owner $OU:$OG --install "$L" "$T/inst.vmdk"
 finish
