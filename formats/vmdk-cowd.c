@@ -99,6 +99,15 @@ int vmdk_cowd_open(struct vmdk_cowd **out, struct vd_host *h, uint64_t sectors,
 			path, c->gdoff, c->ngd, (unsigned long long)size);
 		goto fail;
 	}
+	/* the most a valid extent can use: header, directory, every table
+	 * and every grain */
+	if ((uint64_t)c->free_sector > (uint64_t)c->gdoff + (4ull * c->ngd + VD_SECTOR - 1) / VD_SECTOR +
+					   (uint64_t)c->ngd * (COWD_GT_BYTES / VD_SECTOR) +
+					   (uint64_t)c->nsect + c->grain) {
+		r = BAD("%s: invalid vmfsSparse header: freeSector (offset 28) is %u, past all the space %u sectors in %u-sector grains can use",
+			path, c->free_sector, c->nsect, c->grain);
+		goto fail;
+	}
 	if (c->free_sector < c->gdoff) {
 		r = BAD("%s: invalid vmfsSparse header: freeSector (offset 28) is %u, before the grain directory at %u",
 			path, c->free_sector, c->gdoff);

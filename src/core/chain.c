@@ -324,6 +324,8 @@ static void xml_unescape(const char *v, size_t n, char *out, size_t len)
 /* The value of attribute NAME in the start tag [TAG, END). */
 static bool xml_attr(const char *tag, const char *end, const char *name, char *out, size_t len)
 {
+	if (tag >= end)
+		return false;
 	size_t nl = strlen(name);
 
 	for (const char *p = tag; p + nl + 2 < end; p++) {
@@ -354,26 +356,15 @@ static bool xml_attr(const char *tag, const char *end, const char *name, char *o
 	return false;
 }
 
-/* The location of the medium whose uuid is UUID in the registry FILE
- * (a .vbox file or VirtualBox.xml): resolved against FILE's folder. */
-static bool registry_lookup(const char *file, const char *uuid, char *out, size_t len)
+bool vd_registry_find(const char *text, const char *file, const char *uuid, char *out,
+		      size_t len)
 {
-	char *text = NULL, *dup, *dir;
-	struct stat st;
+	char *dup, *dir;
 	bool found = false;
-	int fd;
 
-	fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0)
-		return false;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
-	    st.st_size <= REGISTRY_MAX && (text = malloc((size_t)st.st_size + 1))) {
-		ssize_t got = pread(fd, text, (size_t)st.st_size, 0);
-		if (got < 0)
-			got = 0;
-		text[got] = 0;
-		for (char *p = text; !found && (p = strstr(p, "<HardDisk")); p++) {
-			char *end = strchr(p, '>');
+	{
+		for (const char *p = text; !found && (p = strstr(p, "<HardDisk")); p++) {
+			const char *end = strchr(p, '>');
 			char u[64], loc[PATH_MAX];
 			if (!end)
 				break;
@@ -398,6 +389,29 @@ static bool registry_lookup(const char *file, const char *uuid, char *out, size_
 				}
 			}
 		}
+	}
+	return found;
+}
+
+/* The location of the medium whose uuid is UUID in the registry FILE
+ * (a .vbox file or VirtualBox.xml): resolved against FILE's folder. */
+static bool registry_lookup(const char *file, const char *uuid, char *out, size_t len)
+{
+	char *text = NULL;
+	struct stat st;
+	bool found = false;
+	int fd;
+
+	fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+	    st.st_size <= REGISTRY_MAX && (text = malloc((size_t)st.st_size + 1))) {
+		ssize_t got = pread(fd, text, (size_t)st.st_size, 0);
+		if (got < 0)
+			got = 0;
+		text[got] = 0;
+		found = vd_registry_find(text, file, uuid, out, len);
 	}
 	free(text);
 	close(fd);
@@ -548,9 +562,10 @@ static int attach(struct vd_image *img, const struct member *members, unsigned n
 		if (r > 0)
 			r = 0;
 	}
-	if (r == 0 && !s.found && img->parent_hint && img->parent_hint[0])
+	/* an image not in a file (a memory host) has no folder to look in */
+	if (r == 0 && !s.found && img->host->fd >= 0 && img->parent_hint && img->parent_hint[0])
 		r = try_hint(&s, err);
-	if (r == 0 && !s.found && uuid_set(s.id.parent_uuid))
+	if (r == 0 && !s.found && img->host->fd >= 0 && uuid_set(s.id.parent_uuid))
 		r = search_by_identity(&s, err);
 	if (r < 0)
 		return r;

@@ -398,6 +398,11 @@ struct vd_driver {
  * their layer does not hold. */
 int vd_backing_read(struct vd_image *img, uint64_t off, void *buf, size_t len,
 		    struct vd_error *err);
+/* The location of the medium with UUID in the media registry TEXT (a
+ * .vbox file or VirtualBox.xml named FILE: relative locations are resolved
+ * against its folder), bounded by TEXT's length. */
+bool vd_registry_find(const char *text, const char *file, const char *uuid, char *out,
+		      size_t len);
 /* After the backend's open: find, open and verify IMG's parent chain. */
 int vd_chain_attach(struct vd_image *img, struct vd_error *err);
 /* Resolve an extent of IMG's layer that it does not hold (no

@@ -21,7 +21,10 @@ $CC $FLAGS -o "$OUT/$HARNESS" "tests/fuzz/$HARNESS.c" \
 	src/core/*.c src/ops/*.c src/fs/*.c formats/*.c -luuid -lpthread -lz -lblkid
 
 # Seeds: the committed ones plus any generated (tests/fuzz/make-seeds*.sh).
-if [ "$HARNESS" = fuzz_fs ]; then
+if [ "$HARNESS" = fuzz_chain ]; then
+	SEEDS=tests/fuzz/seeds-chain
+	GEN=$OUT/seeds-chain
+elif [ "$HARNESS" = fuzz_fs ]; then
 	SEEDS=$OUT/seeds-fs
 	[ -d "$SEEDS" ] || sh tests/fuzz/make-seeds-fs.sh "$SEEDS" >/dev/null || true
 	GEN=$SEEDS

@@ -154,7 +154,6 @@ static void test_rejections(void **state)
 	bad(HEAD "RW 10 FOO \"a\" 0\n", "FOO");
 	/* VMFSSPARSE (COWD) is read now; seSparse is not yet */
 	bad(HEAD "RW 10 SESPARSE \"a-sesparse.vmdk\"\n", "SESPARSE");
-	bad(HEAD "RW 10 SESPARSE \"a-sesparse.vmdk\"\n", "SESPARSE");
 	bad(HEAD "RW 10 FLAT \"a\" abc\n", "offset");
 	bad(HEAD "RW 10 FLAT \"a\" 12x\n", "offset");
 	bad(HEAD "RW 10 FLAT \"a\" -1\n", "offset");
