@@ -578,11 +578,7 @@ static int vmdk_flush(struct vd_image *img, struct vd_error *err)
 	struct vmdk *v = img->priv;
 	int r;
 
-	if (v->stream) {
-		r = vmdk_stream_finish(v->stream, err);
-		if (r < 0)
-			return r;
-	}
+	/* a stream is completed by finish, not by flush */
 	for (unsigned i = 0; i < v->n; i++) {
 		if (v->ext[i].own && v->ext[i].h != img->host) {
 			r = vd_host_flush(v->ext[i].h, err);
@@ -591,6 +587,13 @@ static int vmdk_flush(struct vd_image *img, struct vd_error *err)
 		}
 	}
 	return 0;
+}
+
+static int vmdk_finish(struct vd_image *img, struct vd_error *err)
+{
+	struct vmdk *v = img->priv;
+
+	return v->stream ? vmdk_stream_finish(v->stream, err) : 0;
 }
 
 /* ---- info and check ---- */
@@ -711,6 +714,7 @@ static int vmdk_check(struct vd_image *img, bool repair, struct vd_check *res,
 const struct vd_driver vd_driver_vmdk = {
 	.name = "vmdk",
 	.creates_children = true,
+	.finish = vmdk_finish,
 	.set_parent = vmdk_set_parent,
 	.new_modification = vmdk_new_modification,
 	.probe = vmdk_probe,

@@ -77,6 +77,12 @@ int vd_write_zeroes(struct vd_image *img, uint64_t off, uint64_t len,
 int vd_discard(struct vd_image *img, uint64_t off, uint64_t len,
 	       struct vd_error *err);
 int vd_flush(struct vd_image *img, struct vd_error *err);
+/* Complete an image written once, front to back (a streamOptimized VMDK
+ * being created): its tables and footer are written, no write is taken
+ * afterwards.  vd_flush does not do this (a stream cannot be made durable
+ * half-way); vd_close does it for an image not finished yet.  For other
+ * images the same as vd_flush. */
+int vd_finish(struct vd_image *img, struct vd_error *err);
 
 /* ---- block status ------------------------------------------------------ */
 

@@ -172,7 +172,7 @@ int vd_close(struct vd_image *img, struct vd_error *err)
 	if (!img)
 		return 0;
 	if (img->writable)
-		r = vd_flush(img, err);
+		r = img->drv->finish ? vd_finish(img, err) : vd_flush(img, err);
 	img->drv->close(img);
 	vd_host_close(img->host);
 	vd_close(img->backing, NULL);
@@ -201,6 +201,9 @@ static int check_request(struct vd_image *img, uint64_t off, uint64_t len,
 {
 	if (write && !img->writable)
 		return vd_set_error(err, EROFS, "%s: image is open read-only", img->host->path);
+	if (write && img->finished)
+		return vd_set_error(err, EROFS, "%s: the image was finished; it takes no more writes",
+				    img->host->path);
 	if (write && img->has_parent && !img->backing)
 		return vd_set_error(err, EROFS, "%s: a child image opened without its parent cannot be written (what it does not hold would be lost)",
 				    img->host->path);
@@ -535,6 +538,22 @@ int vd_flush(struct vd_image *img, struct vd_error *err)
 			return r;
 	}
 	return vd_host_flush(img->host, err);
+}
+
+int vd_finish(struct vd_image *img, struct vd_error *err)
+{
+	int r;
+
+	if (!img->writable)
+		return 0;
+	if (img->drv->finish) {
+		/* again after a failure: the backend reports it again */
+		r = img->drv->finish(img, err);
+		if (r < 0)
+			return r;
+		img->finished = true;
+	}
+	return vd_flush(img, err);
 }
 
 int vd_block_status(struct vd_image *img, uint64_t off, uint64_t len,

@@ -294,6 +294,7 @@ struct vd_image {
 	/* Store zero buffers as data (convert -S 0): backends must not turn
 	 * writes of zeros into unallocated or zero blocks. */
 	bool allocate_zero_writes;
+	bool finished;         /* vd_finish was called */
 	/* Chains (src/core/chain.c).  Set by the backend's open: the layer
 	 * links to a parent (has_parent), the name it stores for it
 	 * (parent_hint, malloc'd, freed by the core; NULL: only an identity),
@@ -354,6 +355,9 @@ struct vd_driver {
 	int (*block_status)(struct vd_image *img, uint64_t off, uint64_t len,
 			    struct vd_extent *ext, struct vd_error *err);
 	int (*flush)(struct vd_image *img, struct vd_error *err);
+	/* Write-once formats: complete the image (vd_finish, vd_close); no
+	 * writes reach the backend afterwards.  flush must not do it. */
+	int (*finish)(struct vd_image *img, struct vd_error *err);
 	/* Write a new, empty image of p->size into the empty host H. */
 	int (*create)(struct vd_host *h, const struct vd_create_params *p,
 		      struct vd_error *err);

@@ -429,7 +429,7 @@ reject "FLAT extent offset past its file" "a.bin" "$E/short2.vmdk"
 mkdesc "$E/missing.vmdk" monolithicFlat 'RW 2048 FLAT "nosuch.bin" 0'
 reject "missing extent file" "nosuch.bin" "$E/missing.vmdk"
 mkdesc "$E/vmfss.vmdk" vmfsSparse 'RW 2048 VMFSSPARSE "a.bin"'
-reject "VMFSSPARSE extent" "VMFSSPARSE" "$E/vmfss.vmdk"
+reject "VMFSSPARSE extent over a file that is no COWD" "vmfsSparse" "$E/vmfss.vmdk"
 mkdesc "$E/parent.vmdk" monolithicFlat 'RW 2048 FLAT "a.bin" 0'
 sed -i 's/^parentCID=ffffffff/parentCID=0badcafe/' "$E/parent.vmdk"
 # a delta whose parent is not there: info shows the link (with a warning),

@@ -29,7 +29,7 @@ static void make_image(const char *opts, uint64_t size, const uint8_t *data,
 	assert_ok(vd_open_host(&img, h, "vmdk", VD_OPEN_RDWR, &e), &e);
 	if (data)
 		assert_ok(vd_write(img, 0, data, (size_t)size, &e), &e);
-	assert_ok(vd_flush(img, &e), &e);
+	assert_ok(vd_finish(img, &e), &e);
 	p = vd_host_mem_data(img->host, len);
 	*out = malloc(*len ? *len : 1);
 	assert_non_null(*out);
@@ -185,7 +185,7 @@ static void test_stream_no_readback(void **state)
 	{
 		uint64_t n;
 		uint8_t *after;
-		assert_ok(vd_flush(img, &e), &e);
+		assert_ok(vd_finish(img, &e), &e);
 		after = vd_host_mem_data(h, &n);
 		free(bytes);
 		bytes = malloc(n);
@@ -203,7 +203,30 @@ static void test_stream_no_readback(void **state)
 	free(bytes);
 }
 
-/* ---- defect 14b: a failed stream flush stays failed ---- */
+/* ---- the contract: flush does not finish a stream, vd_finish does ---- */
+
+static void test_stream_finish_explicit(void **state)
+{
+	uint8_t *data = pattern(MiB, 4);
+	struct vd_host *h = vd_host_mem_new("img.vmdk", 0);
+	struct vd_image *img;
+	struct vd_error e = { 0 };
+
+	(void)state;
+	assert_ok(vd_create_on_host(h, "vmdk", 2 * MiB, "subformat=streamOptimized", 0, NULL, &e), &e);
+	assert_ok(vd_open_host(&img, h, "vmdk", VD_OPEN_RDWR, &e), &e);
+	assert_ok(vd_write(img, 0, data, MiB, &e), &e);
+	assert_ok(vd_flush(img, &e), &e);
+	/* still open for the rest of the stream */
+	assert_ok(vd_write(img, MiB, data, MiB, &e), &e);
+	assert_ok(vd_finish(img, &e), &e);
+	assert_int_equal(vd_write(img, MiB, data, 512, &e), -EROFS);
+	assert_msg_has(&e, "finished");
+	assert_ok(vd_close(img, &e), &e);
+	free(data);
+}
+
+/* ---- defect 14b: a failed stream finish stays failed (vd_flush does not finish a stream) ---- */
 
 static void test_stream_flush_sticky(void **state)
 {
@@ -220,10 +243,10 @@ static void test_stream_flush_sticky(void **state)
 	f = vd_host_mem_faults(img->host);
 	f->fail_write_nth = f->nwrites + 3; /* inside the final flush */
 	f->fail_errno = EIO;
-	assert_int_equal(vd_flush(img, &e), -EIO);
+	assert_int_equal(vd_finish(img, &e), -EIO);
 	assert_msg_has(&e, "img.vmdk");
 	memset(&e, 0, sizeof(e));
-	assert_int_equal(vd_flush(img, &e), -EIO);
+	assert_int_equal(vd_finish(img, &e), -EIO);
 	assert_msg_has(&e, "earlier write of the stream failed");
 	assert_int_equal(vd_write(img, 0, data, 512, &e), -EIO);
 	assert_int_equal(vd_close(img, &e), -EIO);
@@ -412,6 +435,7 @@ int main(void)
 		cmocka_unit_test(test_meta_budget),
 		cmocka_unit_test(test_stream_create_complete),
 		cmocka_unit_test(test_stream_write_once),
+		cmocka_unit_test(test_stream_finish_explicit),
 		cmocka_unit_test(test_stream_flush_sticky),
 		cmocka_unit_test(test_stream_no_readback),
 		cmocka_unit_test(test_check_sparse),
