@@ -160,6 +160,7 @@ int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 	const char *hw = vd_opts_get(p->opts, "hwversion");
 	const char *compat = vd_opts_get(p->opts, "compat");
 	const char *cid = vd_opts_get(p->opts, "cid");
+	const char *gs_opt = vd_opts_get(p->opts, "grain_size");
 	const char *prealloc = vd_opts_get(p->opts, "preallocation");
 	const struct vd_identity *id = p->identity;
 	const struct preset *ps = NULL;
@@ -171,6 +172,7 @@ int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 	uint64_t sectors = VD_ALIGN_UP(p->size, VD_SECTOR) / VD_SECTOR;
 	struct vmdk_desc d = { 0 };
 	bool split, flat, stream, vmfs;
+	uint64_t grain = 0; /* sectors, 0: the default */
 	char *base = NULL, *text = NULL;
 	unsigned nfiles;
 	int r;
@@ -277,6 +279,22 @@ int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 	snprintf(d.uuid_parent_modify, sizeof(d.uuid_parent_modify), "00000000-0000-0000-0000-000000000000");
 	vmware_lines(&d, uimg, fresh_uuid, !flat && !stream, vmfs);
 	vd_uuid_format(uimg, d.uuid_image);
+	/* the grain: -o grain_size, else kept from an image being rewritten
+	 * (compact, defrag), else 64 KiB (what VMware writes) */
+	if (gs_opt) {
+		uint64_t g;
+		if (vd_parse_size(gs_opt, &g) < 0 || !vd_is_pow2(g) || g < 4096 || g > (1u << 20))
+			return vd_set_error(err, EINVAL, "vmdk: grain_size '%s' must be a power of two from 4K to 1M",
+					    gs_opt);
+		grain = g / VD_SECTOR;
+	} else if (p->block_size && !flat && !stream) {
+		if (!vd_is_pow2(p->block_size) || p->block_size < VD_SECTOR || p->block_size > (1u << 20))
+			return vd_set_error(err, EINVAL, "vmdk: grain of %u bytes cannot be created", p->block_size);
+		grain = p->block_size / VD_SECTOR;
+	}
+	if (grain && grain != 128 && (flat || stream))
+		return vd_set_error(err, EINVAL, "vmdk: grain_size applies to sparse subformats (%s has %s)", sub,
+				    stream ? "64 KiB grains" : "no grains");
 	if (p->parent) {
 		/* a delta: sparse, linked by the parent's CID and a name
 		 * relative to the child's folder (as qemu-img create -b) */
@@ -351,7 +369,7 @@ int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 	if (stream) {
 		r = vmdk_stream_create(h, sectors, text, err);
 	} else if (!split && !flat) {
-		r = vmdk_sparse_create(h, sectors, text, err);
+		r = vmdk_sparse_create(h, sectors, text, grain, err);
 	} else {
 		/* extent files first, under temporary names which the
 		 * descriptor uses until vd_tmp_commit renames everything */
@@ -367,7 +385,7 @@ int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 				if (r == 0 && flat)
 					r = vd_host_truncate(eh, d.extents[i].sectors * VD_SECTOR, err);
 				else if (r == 0)
-					r = vmdk_sparse_create(eh, d.extents[i].sectors, NULL, err);
+					r = vmdk_sparse_create(eh, d.extents[i].sectors, NULL, grain, err);
 				if (r == 0 && falloc) {
 					/* one fallocate per flat extent file, before any data */
 					r = vd_host_allocate(eh, 0, d.extents[i].sectors * VD_SECTOR, err);

@@ -672,14 +672,14 @@ int vmdk_sparse_descriptor(struct vmdk_sparse *sp, char **text, struct vd_error 
 
 static void header_init(uint8_t *hd, uint32_t version, uint32_t flags, uint64_t capacity,
 			uint64_t desc_off, uint64_t desc_size, uint64_t rgd, uint64_t gd,
-			uint64_t overhead, uint16_t compress)
+			uint64_t overhead, uint16_t compress, uint64_t grain)
 {
 	memset(hd, 0, VD_SECTOR);
 	le32enc(hd + VH_MAGIC, VMDK_MAGIC);
 	le32enc(hd + VH_VERSION, version);
 	le32enc(hd + VH_FLAGS, flags);
 	le64enc(hd + VH_CAPACITY, capacity);
-	le64enc(hd + VH_GRAIN, CREATE_GRAIN);
+	le64enc(hd + VH_GRAIN, grain);
 	le64enc(hd + VH_DESC_OFF, desc_off);
 	le64enc(hd + VH_DESC_SIZE, desc_size);
 	le32enc(hd + VH_GTES, CREATE_GTES);
@@ -705,26 +705,35 @@ static int write_desc(struct vd_host *h, const char *desc, struct vd_error *err)
  * GD, GTs, then grains from a 64 KiB boundary.  The tables start as holes
  * (zeros) in the sparse file. */
 int vmdk_sparse_create(struct vd_host *h, uint64_t capacity, const char *desc,
-		       struct vd_error *err)
+		       uint64_t grain, struct vd_error *err)
 {
-	uint64_t cover = (uint64_t)CREATE_GTES * CREATE_GRAIN;
-	uint64_t gde = (capacity + cover - 1) / cover;
-	uint64_t gd_sectors = VD_ALIGN_UP(gde * 4, VD_SECTOR) / VD_SECTOR;
+	uint64_t cover;
+	uint64_t gde;
+	uint64_t gd_sectors;
 	uint64_t gt_sectors = CREATE_GTES * 4 / VD_SECTOR;
 	uint64_t next = desc ? 1 + DESC_SECTORS : 1;
-	uint64_t rgd = next, rgt = rgd + gd_sectors, gd, gt, overhead;
+	uint64_t rgd = next, rgt, gd, gt, overhead;
 	uint8_t hd[VD_SECTOR];
 	uint8_t *buf;
 	int r;
 
+	if (!grain)
+		grain = CREATE_GRAIN;
+	if (!vd_is_pow2(grain) || grain > 2048)
+		return vd_set_error(err, EINVAL, "%s: grain of %llu sectors: a power of two up to 2048 sectors (1 MiB)",
+				    h->path, (unsigned long long)grain);
+	cover = (uint64_t)CREATE_GTES * grain;
+	gde = (capacity + cover - 1) / cover;
+	gd_sectors = VD_ALIGN_UP(gde * 4, VD_SECTOR) / VD_SECTOR;
+	rgt = rgd + gd_sectors;
 	gd = rgt + gde * gt_sectors;
 	gt = gd + gd_sectors;
-	overhead = VD_ALIGN_UP(gt + gde * gt_sectors, CREATE_GRAIN);
+	overhead = VD_ALIGN_UP(gt + gde * gt_sectors, grain);
 	if (capacity > MAX_CAPACITY || overhead + capacity > UINT32_MAX)
 		return vd_set_error(err, EFBIG, "%s: %llu sectors is too large for a sparse VMDK extent",
 				    h->path, (unsigned long long)capacity);
 	header_init(hd, 1, VMDK_FLAG_NL_TEST | VMDK_FLAG_RGD, capacity, desc ? 1 : 0,
-		    desc ? DESC_SECTORS : 0, rgd, gd, overhead, 0);
+		    desc ? DESC_SECTORS : 0, rgd, gd, overhead, 0, grain);
 	r = vd_host_truncate(h, overhead * VD_SECTOR, err);
 	if (r == 0)
 		r = vd_host_pwrite(h, hd, VD_SECTOR, 0, err);
@@ -768,7 +777,7 @@ int vmdk_stream_create(struct vd_host *h, uint64_t capacity, const char *desc,
 		return vd_set_error(err, EFBIG, "%s: %llu sectors is too large", h->path,
 				    (unsigned long long)capacity);
 	header_init(hd, 3, VMDK_FLAG_NL_TEST | VMDK_FLAG_COMPRESSED | VMDK_FLAG_MARKERS,
-		    capacity, 1, DESC_SECTORS, 0, VMDK_GD_AT_END, overhead, VMDK_COMPRESS_DEFLATE);
+		    capacity, 1, DESC_SECTORS, 0, VMDK_GD_AT_END, overhead, VMDK_COMPRESS_DEFLATE, CREATE_GRAIN);
 	r = vd_host_truncate(h, overhead * VD_SECTOR, err);
 	if (r == 0)
 		r = vd_host_pwrite(h, hd, VD_SECTOR, 0, err);

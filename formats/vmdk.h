@@ -128,7 +128,8 @@ int vmdk_sparse_check(struct vmdk_sparse *sp, bool repair, struct vd_check *res,
 		      struct vd_error *err);
 /* Write an empty sparse extent of CAPACITY sectors into H, with the
  * descriptor DESC embedded (NULL: none). */
-int vmdk_sparse_create(struct vd_host *h, uint64_t capacity, const char *desc,
+/* GRAIN: sectors per grain, a power of two up to 2048 (0: 128, 64 KiB) */
+int vmdk_sparse_create(struct vd_host *h, uint64_t capacity, const char *desc, uint64_t grain,
 		       struct vd_error *err);
 
 /* ---- descriptor ---- */

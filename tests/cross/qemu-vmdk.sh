@@ -201,4 +201,15 @@ put "$T/d.raw" $((MiB + 12345)) 1 d2
 assert_rc "vdisk compare notices a one-byte difference" 1 "$VDISK" compare "$T/d.raw" "$T/d.vmdk"
 assert_rc "qemu-img compare notices it too" 1 qemu-img compare -q -f raw -F vmdk "$T/d.raw" "$T/d.vmdk"
 
+# grains other than 64 KiB: created, read by qemu-img, kept by compact and defrag
+"$VDISK" convert -O vmdk -o grain_size=16K "$T/d.raw" "$T/g16.vmdk"
+assert_eq "grain_size=16K: qemu-img's cluster size" 16384 "$(qemu-img info --output=json "$T/g16.vmdk" | jq '."cluster-size"')"
+assert_rc "grain_size=16K: qemu-img check" 0 qemu-img check -q "$T/g16.vmdk"
+assert_rc "grain_size=16K: qemu-img compare" 0 qemu-img compare -q "$T/g16.vmdk" "$T/d.raw"
+"$VDISK" compact -q "$T/g16.vmdk" >/dev/null
+"$VDISK" defrag -q "$T/g16.vmdk" >/dev/null
+assert_eq "compact and defrag keep the 16 KiB grain" 16384 "$(qemu-img info --output=json "$T/g16.vmdk" | jq '."cluster-size"')"
+assert_rc "and the contents" 0 qemu-img compare -q "$T/g16.vmdk" "$T/d.raw"
+assert_rc "grain_size on a stream is refused" 1 "$VDISK" convert -O vmdk -o subformat=streamOptimized,grain_size=16K "$T/d.raw" "$T/g16s.vmdk"
+
 finish
