@@ -75,8 +75,17 @@ $(STATIC): $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(SHARED): $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,libvdisk.so.$(SOMAJOR) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+# Only the API of include/vdisk.h is exported: the version script lists the
+# functions declared there (tests/cli/abi.sh checks the export table).
+$(BUILD)/libvdisk.map: include/vdisk.h
+	@mkdir -p $(BUILD)
+	{ echo 'VDISK_$(SOMAJOR) {'; echo '  global:'; \
+	  grep -E '^[a-z]' include/vdisk.h | grep -v '^static' | grep -oE '\bvd_[a-z0-9_]+\(' | tr -d '(' | sort -u | sed 's/.*/    &;/'; \
+	  echo '  local: *;'; echo '};'; } >$@
+
+$(SHARED): $(LIB_OBJ) $(BUILD)/libvdisk.map
+	$(CC) -shared -Wl,-soname,libvdisk.so.$(SOMAJOR) -Wl,--version-script=$(BUILD)/libvdisk.map \
+		$(ALL_LDFLAGS) -o $@ $(LIB_OBJ) $(LIBS)
 
 $(VDISK): $(CLI_OBJ) $(STATIC)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(LIBS)

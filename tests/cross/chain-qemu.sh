@@ -197,7 +197,7 @@ n=$(qemu-img map --output=json cd.vmdk | jq '[.[] | select(.depth == 0 and .data
 assert_eq "convert -B: only the three differing grains are in the child" $((3 * 65536)) "$n"
 
 # ---- ESXi vmfsSparse (COWD) deltas: vdisk writes into one, qemu-img reads it
-MKCOWD=${BUILD:-$TOP/../build}/tests/helpers/mkcowd
+MKCOWD=${BUILD:-$TOP/build}/tests/helpers/mkcowd
 if [ -x "$MKCOWD" ]; then
 	qemu-img create -q -f vmdk e0.vmdk 4M
 	qemu-io -c 'write -P 0x21 0 4M' e0.vmdk >/dev/null

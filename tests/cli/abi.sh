@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# libvdisk.so exports exactly the functions include/vdisk.h declares (the
+# version script), so the backend contract and the operations' internals
+# (src/core/vdisk-int.h) cannot be linked against; and every function the
+# header declares is defined (no stale declaration).
+. "$(dirname "$0")/../lib.sh"
+need nm
+B=${BUILD:-$TOP/build}
+so=$(ls "$B"/libvdisk.so.* 2>/dev/null | head -1)
+[ -n "$so" ] || skip "no libvdisk.so in $B"
+H=$TOP/include/vdisk.h
+grep -E '^[a-z]' "$H" | grep -v '^static' | grep -oE '\bvd_[a-z0-9_]+\(' | tr -d '(' | sort -u >"$T/declared"
+nm -D --defined-only "$so" | awk '$2 == "T" || $2 == "W" {print $3}' | sed 's/@.*//' | grep -v '^_' | sort -u >"$T/exported"
+[ -s "$T/declared" ] && pass "vdisk.h declares $(wc -l <"$T/declared") functions" || fail "no declarations found in $H"
+assert_eq "exported but not in vdisk.h" "" "$(comm -13 "$T/declared" "$T/exported" | tr '\n' ' ')"
+assert_eq "declared in vdisk.h but not defined" "" "$(comm -23 "$T/declared" "$T/exported" | tr '\n' ' ')"
+nm -D --defined-only "$so" | grep -q ' vd_host_open_file' && fail "an internal function (vd_host_open_file) is exported" ||
+	pass "internal functions are not exported"
+finish
