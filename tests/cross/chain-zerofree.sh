@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# zerofree on a child image (issue 13): free blocks that hold the parent's
+# data are zeroed in the child (VDI zero blocks), never dropped to expose the
+# parent; the guest view, read by vdisk and by the reference reader
+# (tests/helpers/mkvdidiff, from VirtualBox's layout), is the filesystem
+# with its free space zeroed, e2fsck clean, the parent untouched.
+. "$(dirname "$0")/../lib.sh"
+need mkfs.ext4 e2fsck debugfs cmp
+MKVDI=${BUILD:-$TOP/build}/tests/helpers/mkvdidiff
+[ -x "$MKVDI" ] || skip "mkvdidiff not built (make unit-tests)"
+cd "$T"
+truncate -s 64M fs.raw
+mkfs.ext4 -q -F -b 4096 fs.raw
+rand_bytes big $((20 << 20)) >big
+debugfs -w -R "write big big" fs.raw >/dev/null 2>&1
+"$VDISK" convert -O vdi fs.raw base.vdi
+sha=$(sha256sum <base.vdi)
+"$VDISK" create -O vdi -B base.vdi child.vdi
+# in the child: the big file deleted, a small one written
+cp fs.raw fs2.raw
+debugfs -w -R "rm big" fs2.raw >/dev/null 2>&1
+rand_bytes small $((1 << 20)) >small
+debugfs -w -R "write small small" fs2.raw >/dev/null 2>&1
+"$VDISK" convert -q -n --target-is-zero -O vdi fs2.raw child.vdi
+"$VDISK" convert -O raw child.vdi before.raw
+cmp -s before.raw fs2.raw && pass "the child reads as the changed filesystem" || fail "the child's view differs"
+"$VDISK" zerofree -n --output=json child.vdi >zb.json
+[ "$(jq '."zero-bytes" < ."free-bytes"' zb.json)" = true ] && pass "before: free blocks hold the parent's data" ||
+	fail "before zerofree the child's free space already read as zeros: the test would prove nothing"
+"$VDISK" zerofree -q child.vdi >zf.txt 2>&1 || fail "zerofree of the child: $(cat zf.txt)"
+"$VDISK" convert -O raw child.vdi after.raw
+assert_rc "e2fsck is clean after zerofree of the child" 0 e2fsck -fn after.raw
+debugfs -R "cat small" after.raw 2>/dev/null | cmp -s - small && pass "the file kept" || fail "the small file changed"
+# after zerofree all free bytes read as zeros
+"$VDISK" zerofree -n --output=json child.vdi >zn.json
+f=$(jq '."free-bytes"' zn.json) z=$(jq '."zero-bytes"' zn.json)
+[ -n "$f" ] && [ "$f" != null ] && [ "$f" -gt $((40 << 20)) ] && pass "zerofree -n: $f free bytes" || fail "zerofree -n JSON: free-bytes '$f'"
+assert_eq "every free byte of the child's view reads as zero (the parent's data hidden)" "$f" "$z"
+"$MKVDI" read child.vdi base.vdi >ref.raw 2>"$T/err" || fail "reference reader: $(cat "$T/err")"
+cmp -s after.raw ref.raw && pass "the reference reader reads the same child" || fail "the reference reader reads the child differently"
+[ "$(sha256sum <base.vdi)" = "$sha" ] && pass "the parent is unchanged" || fail "zerofree of the child changed the parent"
+z=$("$MKVDI" dump child.vdi | sed -n 's/^map_zero=//p')
+[ "${z:-0}" -gt 0 ] && pass "freed blocks are zero entries in the child ($z)" || fail "no zero entries in the child"
+finish
