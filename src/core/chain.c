@@ -286,7 +286,10 @@ static int scan_dir(struct search *s, const char *dir, const char *const *sfx,
 			continue;
 		if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (!strcmp(dir, "."))
+			snprintf(path, sizeof(path), "%s", de->d_name);
+		else
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		r = try_candidate(s, path, NULL, false, err);
 		if (r > 0)
 			r = 0;

@@ -68,8 +68,8 @@ int vd_related_resolve(struct vd_image *img, const struct vd_related_words *w, c
 				p++;
 		}
 	}
-	if (name[0] == '/')
-		r->full = strdup(name);
+	if (name[0] == '/' || !strcmp(dir, "."))
+		r->full = strdup(name); /* as named: "base.vmdk", not "./base.vmdk" */
 	else if (asprintf(&r->full, "%s/%s", dir, name) < 0)
 		r->full = NULL;
 	if (!r->full) {
