@@ -14,7 +14,7 @@
 #include "vmdk.h"
 
 /* the words of the path policy's messages (vd_related_resolve) */
-static const struct vd_related_words VMDK_RELATED_WORDS = { "extent file", "descriptor", "extent" };
+static const struct vd_related_words VMDK_RELATED_WORDS = { "extent file", "descriptor", "extent", false };
 #define VMDK_RELATED (&VMDK_RELATED_WORDS)
 
 #include <errno.h>

@@ -505,7 +505,7 @@ static int search_by_identity(struct search *s, struct vd_error *err)
 
 static int try_hint(struct search *s, struct vd_error *err)
 {
-	static const struct vd_related_words words = { "parent file", "child", "parent" };
+	static const struct vd_related_words words = { "parent file", "child", "parent", true };
 	const char *hint = s->child->parent_hint, *base;
 	struct vd_related rel;
 	struct vd_error e2 = { 0 };

@@ -452,6 +452,13 @@ int vd_create_child_in_tmp(struct vd_host *h, struct vd_tmp *t, const char *form
 			   struct vd_image *parent, const char *parent_name, const char *opts,
 			   unsigned flags, struct vd_error *err)
 {
+	return vd_create_child_in_tmp_like(h, t, format, parent, parent_name, opts, flags, NULL, err);
+}
+
+int vd_create_child_in_tmp_like(struct vd_host *h, struct vd_tmp *t, const char *format,
+				struct vd_image *parent, const char *parent_name, const char *opts,
+				unsigned flags, const struct vd_create_like *like, struct vd_error *err)
+{
 	const struct vd_driver *drv = vd_driver_find(format);
 	struct vd_create_params p = { 0 };
 	struct vd_opts o;
@@ -469,6 +476,10 @@ int vd_create_child_in_tmp(struct vd_host *h, struct vd_tmp *t, const char *form
 	p.tmp = t;
 	p.parent = parent;
 	p.parent_name = parent_name;
+	if (like) {
+		p.identity = like->identity;
+		p.block_size = like->block_size;
+	}
 	return drv->create(h, &p, err);
 }
 

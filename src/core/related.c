@@ -136,7 +136,8 @@ int vd_related_open(struct vd_image *img, const struct vd_related_words *w, cons
 	bool allow = (img->flags & VD_OPEN_ALLOW_DEVICES) != 0;
 	unsigned hflags = (rdwr ? VD_HOST_RDWR : 0) | (allow ? VD_HOST_ALLOW_DEV : 0) |
 			  (img->flags & VD_OPEN_NO_SYNC ? VD_HOST_NO_SYNC : 0) |
-			  (rdwr || (img->flags & (VD_OPEN_RDWR | VD_OPEN_EXCLUSIVE)) ? VD_HOST_GUARD : 0);
+			  (!w->shared && (rdwr || (img->flags & (VD_OPEN_RDWR | VD_OPEN_EXCLUSIVE))) ?
+			   VD_HOST_GUARD : 0);
 	struct stat st;
 	int r;
 

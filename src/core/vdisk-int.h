@@ -512,6 +512,16 @@ int vd_create_in_tmp_like(struct vd_host *h, struct vd_tmp *t, const char *forma
 int vd_create_child_in_tmp(struct vd_host *h, struct vd_tmp *t, const char *format,
 			   struct vd_image *parent, const char *parent_name, const char *opts,
 			   unsigned flags, struct vd_error *err);
+/* The same, keeping LIKE's identity and block size (compact of a child). */
+int vd_create_child_in_tmp_like(struct vd_host *h, struct vd_tmp *t, const char *format,
+				struct vd_image *parent, const char *parent_name, const char *opts,
+				unsigned flags, const struct vd_create_like *like, struct vd_error *err);
+/* compact and defrag of a child (src/ops/rewrite-child.c): 1 when PATH is
+ * not a child (the caller goes on), else done (0) or an error. */
+struct vd_rewrite_opts;
+struct vd_rewrite_result;
+int vd_rewrite_child(const char *path, bool compact, const struct vd_rewrite_opts *o,
+		     struct vd_rewrite_result *res, struct vd_error *err);
 /* Make PARENT (open, read-only; owned by IMG from now on, also on failure)
  * IMG's parent layer, after checking that IMG links to it. */
 int vd_chain_set_backing(struct vd_image *img, struct vd_image *parent, struct vd_error *err);
@@ -568,6 +578,8 @@ struct vd_related_words {
 	const char *file;       /* "extent file" */
 	const char *owner;      /* "descriptor": whose directory */
 	const char *short_name; /* "extent": message prefix */
+	bool shared;            /* readers' guard only, whatever IMG's mode
+				 * (a parent layer: others may read it too) */
 };
 struct vd_related {
 	char *full;   /* the path to open */

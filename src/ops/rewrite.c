@@ -677,11 +677,13 @@ out:
 int vd_compact(const char *path, const struct vd_rewrite_opts *opts,
 	       struct vd_rewrite_result *res, struct vd_error *err)
 {
-	return rewrite(path, MODE_COMPACT, opts, res, err);
+	int r = vd_rewrite_child(path, true, opts, res, err);
+	return r == 1 ? rewrite(path, MODE_COMPACT, opts, res, err) : r;
 }
 
 int vd_defrag(const char *path, const struct vd_rewrite_opts *opts,
 	      struct vd_rewrite_result *res, struct vd_error *err)
 {
-	return rewrite(path, MODE_DEFRAG, opts, res, err);
+	int r = vd_rewrite_child(path, false, opts, res, err);
+	return r == 1 ? rewrite(path, MODE_DEFRAG, opts, res, err) : r;
 }

@@ -196,6 +196,23 @@ qemu-img info cd.vmdk | grep -q "backing file: cb0.vmdk" && pass "convert -B: th
 n=$(qemu-img map --output=json cd.vmdk | jq '[.[] | select(.depth == 0 and .data) | .length] | add')
 assert_eq "convert -B: only the three differing grains are in the child" $((3 * 65536)) "$n"
 
+# ---- compact and defrag of a child: same link and CID, zero grains kept, the view unchanged
+qemu-img create -q -f vmdk pc0.vmdk 8M
+qemu-io -c 'write -P 0xaa 0 8M' pc0.vmdk >/dev/null
+qemu-img create -q -f vmdk -b pc0.vmdk -F vmdk pc1.vmdk
+qemu-io -c 'write -P 0xcc 1M 64k' -c 'write -P 0 2M 128k' -c 'write -P 0xdd 5M 3k' pc1.vmdk >/dev/null
+qemu-img convert -O raw pc1.vmdk pcexp.raw
+cid=$(grep -a '^CID' pc1.vmdk)
+"$VDISK" compact pc1.vmdk >pc.txt 2>&1 || fail "compact of a child: $(cat pc.txt)"
+assert_contains "compact of a child says zero blocks are kept" "hide the parent" pc.txt
+assert_rc "compact of a child: qemu-img check" 0 qemu-img check -q pc1.vmdk
+assert_rc "compact of a child: the view unchanged (qemu-img compare)" 0 qemu-img compare -q pc1.vmdk pcexp.raw
+assert_eq "compact of a child keeps its CID" "$cid" "$(grep -a '^CID' pc1.vmdk)"
+qemu-img info pc1.vmdk | grep -q "backing file: pc0.vmdk" && pass "compact of a child keeps its parent's name" || fail "the compacted child lost its parent"
+"$VDISK" defrag -q pc1.vmdk >/dev/null 2>&1 || fail "defrag of a child"
+assert_rc "defrag of a child: the view unchanged" 0 qemu-img compare -q pc1.vmdk pcexp.raw
+assert_rc "compact --fs-aware of a child is refused" 1 "$VDISK" compact --fs-aware pc1.vmdk
+
 # ---- ESXi vmfsSparse (COWD) deltas: vdisk writes into one, qemu-img reads it
 MKCOWD=${BUILD:-$TOP/build}/tests/helpers/mkcowd
 if [ -x "$MKCOWD" ]; then

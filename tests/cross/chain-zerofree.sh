@@ -41,4 +41,13 @@ cmp -s after.raw ref.raw && pass "the reference reader reads the same child" || 
 [ "$(sha256sum <base.vdi)" = "$sha" ] && pass "the parent is unchanged" || fail "zerofree of the child changed the parent"
 z=$("$MKVDI" dump child.vdi | sed -n 's/^map_zero=//p')
 [ "${z:-0}" -gt 0 ] && pass "freed blocks are zero entries in the child ($z)" || fail "no zero entries in the child"
+# compact of the child: a child of the same parent, same UUID, the view unchanged
+u=$("$MKVDI" dump child.vdi | sed -n 's/^uuid_create=//p')
+"$VDISK" compact -q child.vdi >/dev/null 2>&1 || fail "compact of the VDI child"
+"$VDISK" convert -O raw child.vdi c.raw
+cmp -s after.raw c.raw && pass "compact of the child keeps the view" || fail "compact of the child changed the view"
+"$MKVDI" read child.vdi base.vdi >ref2.raw 2>"$T/err" && cmp -s after.raw ref2.raw &&
+	pass "the reference reader reads the compacted child" || fail "reference read of the compacted child: $(cat "$T/err")"
+assert_eq "compact keeps the child's uuidCreate" "$u" "$("$MKVDI" dump child.vdi | sed -n 's/^uuid_create=//p')"
+assert_eq "compact keeps the zero entries" "$z" "$("$MKVDI" dump child.vdi | sed -n 's/^map_zero=//p')"
 finish

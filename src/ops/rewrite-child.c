@@ -1,0 +1,188 @@
+/*
+ * compact and defrag of a child image (differencing VDI, VMDK delta): a
+ * new child of the same parent, with the same identity (UUIDs, CID, link,
+ * hardware description) and block size, holding the child's own blocks in
+ * guest order: data blocks as data, blocks that read as zeros (zero entries,
+ * or data that is all zeros) as zero entries, which hide the parent's data;
+ * what the child does not hold is left to the parent.  Renamed over the
+ * image only when complete, the file mode kept.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "vdisk-int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#define CHUNK (1u << 20)
+
+static void sizes(struct vd_image *img, uint64_t *file, uint64_t *host)
+{
+	struct vd_info in;
+	struct vd_error e = { 0 };
+
+	if (vd_get_info(img, &in, &e) == 0) {
+		*file = in.file_size;
+		*host = in.host_bytes;
+	}
+}
+
+int vd_rewrite_child(const char *path, bool compact, const struct vd_rewrite_opts *o,
+		     struct vd_rewrite_result *res, struct vd_error *err)
+{
+	static const struct vd_rewrite_opts none = { 0 };
+	struct vd_image *src = NULL, *par = NULL, *dst = NULL;
+	struct vd_identity id;
+	struct vd_create_like like = { 0 };
+	struct vd_describe d = { 0 };
+	struct vd_info in;
+	struct vd_host *h = NULL;
+	struct vd_tmp t = { 0 };
+	struct stat st;
+	char opts[64];
+	uint8_t *buf = NULL;
+	uint64_t off = 0, size, unit, nzero = 0;
+	int r, r2;
+
+	if (!o)
+		o = &none;
+	memset(res, 0, sizeof(*res));
+	r = vd_open(&src, path, o->format, o->open_flags | VD_OPEN_EXCLUSIVE, err);
+	if (r < 0)
+		return r;
+	if (!src->has_parent) {
+		vd_close(src, NULL);
+		return 1;
+	}
+	if (o->fs_aware) {
+		r = vd_set_error(err, ENOTSUP, "%s: compact --fs-aware of a child image is not supported; compact without it keeps the child's own blocks",
+				 path);
+		goto out;
+	}
+	r = vd_describe(src, &d, err);
+	if (r == 0)
+		r = vd_get_info(src, &in, err);
+	if (r == 0)
+		r = vd_get_identity(src, &id, err);
+	if (r < 0)
+		goto out;
+	if (!d.rewritable || d.alloc != VD_ALLOC_BLOCKS) {
+		r = vd_set_error(err, ENOTSUP, "%s: this child image cannot be rewritten", path);
+		goto out;
+	}
+	for (unsigned i = 0; i < d.nfiles; i++)
+		if (d.files[i].role == VD_FILE_EXTENT || d.files[i].role == VD_FILE_DESCRIPTOR) {
+			r = vd_set_error(err, ENOTSUP, "%s: a child made of several files cannot be rewritten yet",
+					 path);
+			goto out;
+		}
+	if (stat(path, &st) < 0) {
+		r = vd_set_error(err, errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	res->method = VD_REWRITE_NEW_FILE;
+	res->format = vd_format(src);
+	snprintf(res->subformat, sizeof(res->subformat), "%s", in.subformat);
+	res->block_size = d.block_size;
+	res->files = 1;
+	sizes(src, &res->file_size_before, &res->host_bytes_before);
+	like.identity = &id;
+	like.block_size = d.block_size;
+	opts[0] = 0;
+	/* the subformat a child is created with (a VDI child is "differencing") */
+	if (in.subformat[0] && strcmp(in.subformat, "differencing"))
+		snprintf(opts, sizeof(opts), "subformat=%s", in.subformat);
+	r = vd_open(&par, vd_path(src->backing), vd_format(src->backing), 0, err);
+	if (r == 0)
+		r = vd_tmp_begin(&t, path, true, err);
+	if (r == 0)
+		r = vd_host_open_file(&h, t.tmp, VD_HOST_RDWR, err);
+	if (r == 0) {
+		r = vd_create_child_in_tmp_like(h, &t, vd_format(src), par, vd_parent_hint(src),
+						opts[0] ? opts : NULL, 0, &like, err);
+		if (r < 0)
+			vd_host_close(h);
+		else
+			r = vd_open_host(&dst, h, vd_format(src), VD_OPEN_RDWR | VD_OPEN_NO_BACKING, err);
+	}
+	if (r == 0) {
+		r = vd_chain_set_backing(dst, par, err);
+		par = NULL; /* dst's now, also on failure */
+	}
+	if (r == 0 && chmod(t.tmp, st.st_mode & 07777) < 0)
+		r = vd_set_error(err, errno, "%s: %s", t.tmp, strerror(errno));
+	if (r < 0)
+		goto out;
+	buf = vd_aligned_alloc(CHUNK, err);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	size = vd_size(src);
+	unit = d.block_size ? VD_MIN((uint64_t)d.block_size, (uint64_t)CHUNK) : CHUNK;
+	while (off < size) {
+		struct vd_extent e;
+
+		if (vd_cancelled(o->cancel)) {
+			r = vd_set_error(err, ECANCELED, "interrupted");
+			goto out;
+		}
+		r = vd_block_status(src, off, VD_MIN(size - off, unit - off % unit), &e, err);
+		if (r < 0)
+			goto out;
+		if (e.depth == 0 && (e.flags & VD_BS_ALLOCATED)) {
+			bool zero = (e.flags & VD_BS_ZERO) != 0;
+			if (!zero) {
+				r = vd_read(src, off, buf, (size_t)e.length, err);
+				zero = r == 0 && compact && vd_is_zero(buf, (size_t)e.length);
+			}
+			if (r == 0 && zero) {
+				/* kept as zeros (a zero entry where the format has
+				 * them): it hides the parent's data, never dropped */
+				r = vd_write_zeroes(dst, off, e.length, 0, err);
+				res->blocks_kept++;
+				nzero++;
+			} else if (r == 0) {
+				r = vd_write(dst, off, buf, (size_t)e.length, err);
+				res->blocks_kept++;
+				res->bytes_kept += e.length;
+			}
+			res->blocks_before++;
+			if (r < 0)
+				goto out;
+		}
+		off += e.length;
+		if (o->progress)
+			o->progress(o->progress_ctx, off, size);
+	}
+	if (nzero)
+		snprintf(res->note, sizeof(res->note),
+			 "a child image: %llu block(s) that read as zeros are kept as zeros (they hide the parent's data); what the child does not hold stays in the parent",
+			 (unsigned long long)nzero);
+	r = vd_close(dst, err);
+	dst = NULL;
+	if (r == 0) {
+		vd_close(src, NULL);
+		src = NULL;
+		r = vd_tmp_commit(&t, true, err);
+	}
+	if (r == 0) {
+		struct stat s2;
+		if (stat(path, &s2) == 0) {
+			res->file_size_after = (uint64_t)s2.st_size;
+			res->host_bytes_after = (uint64_t)s2.st_blocks * 512;
+		}
+	}
+out:
+	r2 = vd_close(dst, NULL);
+	(void)r2;
+	vd_close(par, NULL);
+	vd_close(src, NULL);
+	if (t.tmp)
+		vd_tmp_abort(&t);
+	vd_describe_free(&d);
+	free(buf);
+	return r;
+}
