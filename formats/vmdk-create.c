@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "vmdk.h"
+#include "../src/core/deflate.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -94,6 +95,7 @@ int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 	const char *compat = vd_opts_get(p->opts, "compat");
 	const char *cid = vd_opts_get(p->opts, "cid");
 	const char *prealloc = vd_opts_get(p->opts, "preallocation");
+	const char *zlevel = vd_opts_get(p->opts, "compression_level");
 	const struct vd_identity *id = p->identity;
 	bool falloc = false;
 	uint8_t u[16];
@@ -196,6 +198,16 @@ int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 	split = !strncmp(sub, "twoGb", 5);
 	flat = strstr(sub, "Flat") != NULL;
 	stream = !strcmp(sub, "streamOptimized");
+	if (zlevel) {
+		char *end;
+		long x = strtol(zlevel, &end, 10);
+		if (!stream)
+			return vd_set_error(err, EINVAL, "vmdk: compression_level applies to subformat=streamOptimized only, not %s", sub);
+		if (!*zlevel || *end || x < VD_DEFLATE_LEVEL_MIN || x > VD_DEFLATE_LEVEL_MAX)
+			return vd_set_error(err, EINVAL, "vmdk: compression_level must be a number from %d to %d, not '%s'",
+					    VD_DEFLATE_LEVEL_MIN, VD_DEFLATE_LEVEL_MAX, zlevel);
+		h->deflate_level = (int)x; /* for the stream writer that fills it */
+	}
 	if ((split || flat) && !p->tmp)
 		return vd_set_error(err, EINVAL, "vmdk: %s images need a destination path", sub);
 	base = stem(final);
