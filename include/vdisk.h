@@ -325,6 +325,14 @@ struct vd_convert_opts {
 	vd_progress_fn progress;
 	void *progress_ctx;
 	const volatile int *cancel; /* non-zero: stop with -ECANCELED */
+	/* Sequential sources (issue 18/19): SRC "-" is standard input, and a
+	 * SRC starting with xz, zstd, gzip or bzip2 magic is decompressed (a
+	 * raw disk); stream_size: its size when the container does not say
+	 * (0: from the container, else found at the end of the stream).
+	 * source_offset/source_size (either non-zero): SRC is read as raw
+	 * from source_offset for source_size bytes (0: to its end). */
+	uint64_t stream_size;
+	uint64_t source_offset, source_size;
 };
 
 /* Copy the guest contents of SRC into DST.  A new DST is built in a
@@ -550,7 +558,9 @@ struct vd_devcopy_opts {
 	bool force;
 	vd_progress_fn progress;    /* copy, then (VERIFY) the read-back */
 	void *progress_ctx;
-	const volatile int *cancel; /* non-zero: stop with -ECANCELED */
+	const volatile int *cancel; /* non-zero: stop with -ECANCELED */	/* sequential sources, as in struct vd_convert_opts */
+	uint64_t stream_size;
+	uint64_t source_offset, source_size;
 };
 
 struct vd_devcopy_result {

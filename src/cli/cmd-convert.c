@@ -13,7 +13,9 @@
 
 static const char usage[] =
 	"Usage: vdisk convert [-f FMT] -O FMT [-o OPTS] [-p|-q] [-S BYTES] [--force]\n"
-	"                     [--deterministic] [--allow-devices] [--no-sync] SRC DST\n"
+	"                     [--deterministic] [--allow-devices] [--no-sync]\n"
+	"                     [--size BYTES] [--source-offset BYTES] [--source-size BYTES]\n"
+	"                     SRC DST\n"
 	"       vdisk convert [-f FMT] [-O FMT] -n [--target-is-zero] [--no-sync] [-p|-q]\n"
 	"                     SRC DST\n"
 	"       vdisk convert [-f FMT] [--direct] [--verify] [--target-is-zero]\n"
@@ -33,12 +35,17 @@ static const char usage[] =
 	"and a summary.  An interrupted copy leaves the device partly written.\n"
 	"A block device as SRC is read as a raw disk (no --allow-devices needed).\n"
 	"\n"
+	"SRC may be compressed with xz, zstd, gzip or bzip2 (told by its magic;\n"
+	"the contents are a raw disk), or - for standard input (raw or compressed):\n"
+	"it is read once, front to back, and its zero runs are left unallocated.\n"
+	"\n"
 	"  -f, --source-format FMT  source format (default: probe)\n"
 	"  -O, --target-format FMT  output format: raw, vdi or vmdk\n"
 	"  -o OPTS                  output options (see vdisk-create(1)):\n"
 	"                             vdi: subformat=dynamic|fixed, block_size=SIZE\n"
 	"                             raw: preallocation=off|falloc\n"
-	"                             vmdk: subformat=, adapter_type=, hwversion=, compat=\n"
+	"                             vmdk: subformat=, adapter_type=, hwversion=, compat=,\n"
+	"                             compression_level=1..12 (streamOptimized)\n"
 	"  -S, --sparse-size BYTES  zero runs of at least BYTES are left unallocated\n"
 	"                           (default 4K; 0 allocates everything)\n"
 	"  -n, --no-create          write into the existing image DST (not atomic:\n"
@@ -60,6 +67,13 @@ static const char usage[] =
 	"                           descriptor for it (see vdisk-rawvmdk(1))\n"
 	"      --owner USER[:GROUP] device DST: print a udev rule giving it to USER\n"
 	"                           and the chown command (never installed)\n"
+	"      --size BYTES         a compressed or piped SRC: its size, when the\n"
+	"                           container does not record it (xz index and zstd\n"
+	"                           frame header do; else found at the end of the\n"
+	"                           stream, required onto a device)\n"
+	"      --source-offset BYTES  read SRC as a raw disk from this byte\n"
+	"      --source-size BYTES  read SRC as a raw disk of this many bytes (with\n"
+	"                           --source-offset: from there; default: to its end)\n"
 	"  -p, --progress           show progress (default when stderr is a terminal)\n"
 	"  -q, --quiet              no progress\n"
 	"  -h, --help               show this help\n";
@@ -129,6 +143,9 @@ static int convert_to_device(const char *src, const char *dst, const char *lv,
 	}
 	dev->src_format = o->src_format;
 	dev->src_open_flags = o->src_open_flags;
+	dev->stream_size = o->stream_size;
+	dev->source_offset = o->source_offset;
+	dev->source_size = o->source_size;
 	dev->target_is_zero = o->target_is_zero;
 	dev->force = o->force;
 	cli_catch_signals();
@@ -187,6 +204,9 @@ int cmd_convert(int argc, char **argv)
 		{ "rawvmdk", required_argument, NULL, 1003 },
 		{ "owner", required_argument, NULL, 1004 },
 		{ "no-sync", no_argument, NULL, 1005 },
+		{ "size", required_argument, NULL, 1006 },
+		{ "source-offset", required_argument, NULL, 1007 },
+		{ "source-size", required_argument, NULL, 1008 },
 		{ 0 },
 	};
 	struct vd_convert_opts o = { 0 };
@@ -228,6 +248,17 @@ int cmd_convert(int argc, char **argv)
 			owner = optarg;
 			break;
 		case 1005: o.no_sync = true; break;
+		case 1006:
+		case 1007:
+		case 1008: {
+			uint64_t *v = c == 1006 ? &o.stream_size : c == 1007 ? &o.source_offset : &o.source_size;
+			const char *name = c == 1006 ? "size" : c == 1007 ? "source-offset" : "source-size";
+			if (vd_parse_size(optarg, v) < 0 || (c != 1007 && *v == 0)) {
+				cli_err("convert", "invalid --%s '%s'", name, optarg);
+				return 1;
+			}
+			break;
+		}
 		default: cli_usage(stderr, usage); return 1;
 		}
 	}

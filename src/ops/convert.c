@@ -12,6 +12,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "../core/vdisk-int.h"
+#include "convert-src.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -289,14 +290,15 @@ int vd_convert(const char *src_path, const char *dst_path,
 {
 	struct vd_image *src = NULL, *dst = NULL;
 	struct vd_host *h = NULL;
-	struct vd_tmp tmp = { 0 };
+	struct vd_tmp tmp = { 0 }, spool;
 	bool target_zero;
 	unsigned nosync = o->no_sync ? VD_OPEN_NO_SYNC : 0;
 	int r, r2;
 
 	if (!o->dst_format && !o->existing_target)
 		return vd_set_error(err, EINVAL, "no output format given");
-	r = vd_open(&src, src_path, o->src_format, o->src_open_flags, err);
+	/* an image, or a compressed, piped or windowed one (convert-src.c) */
+	r = vd_convert_open_source(&src, src_path, o->existing_target ? NULL : dst_path, o, &spool, err);
 	if (r < 0)
 		return r;
 
@@ -351,6 +353,7 @@ out:
 	if (r == 0)
 		r = r2;
 	vd_close(src, NULL);
+	vd_convert_end_source(&spool);
 	if (tmp.tmp) {
 		if (r == 0)
 			r = vd_tmp_commit(&tmp, o->force, err);
