@@ -35,7 +35,7 @@ OPT ?= -O2 -g
 CFLAGS ?= $(OPT)
 ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -D_FILE_OFFSET_BITS=64 \
 	-Iinclude -Isrc/core
-LIBS := -luuid -lpthread -lz -lblkid -llzma -lzstd -lbz2
+LIBS := -luuid -lpthread -lz -lblkid -llzma -lzstd -lbz2 -lm
 # libdeflate for whole-grain deflate (src/core/deflate.c); zlib otherwise
 ifeq ($(shell pkg-config --exists libdeflate 2>/dev/null && echo y),y)
 ALL_CFLAGS += -DHAVE_LIBDEFLATE
@@ -111,7 +111,7 @@ fuzz:
 	done
 
 vdisk.pc: Makefile
-	@printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: libvdisk\nDescription: virtual disk images (raw, VDI) behind one block-I/O layer\nVersion: %s\nLibs: -L$${libdir} -lvdisk\nLibs.private: -luuid -lpthread -lz -lblkid -llzma -lzstd -lbz2\nCflags: -I$${includedir}\n' \
+	@printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: libvdisk\nDescription: virtual disk images (raw, VDI) behind one block-I/O layer\nVersion: %s\nLibs: -L$${libdir} -lvdisk\nLibs.private: -luuid -lpthread -lz -lblkid -llzma -lzstd -lbz2 -lm\nCflags: -I$${includedir}\n' \
 		'$(PREFIX)' '$(LIBDIR)' '$(INCDIR)' '$(VERSION)' > $(BUILD)/vdisk.pc
 
 install: all vdisk.pc
