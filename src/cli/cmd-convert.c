@@ -7,9 +7,12 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char usage[] =
 	"Usage: vdisk convert [-f FMT] -O FMT [-o OPTS] [-p|-q] [-S BYTES] [--force]\n"
@@ -38,6 +41,7 @@ static const char usage[] =
 	"SRC may be compressed with xz, zstd, gzip or bzip2 (told by its magic;\n"
 	"the contents are a raw disk), or - for standard input (raw or compressed):\n"
 	"it is read once, front to back, and its zero runs are left unallocated.\n"
+	"DST - writes -O raw or streamOptimized VMDK to standard output.\n"
 	"\n"
 	"  -f, --source-format FMT  source format (default: probe)\n"
 	"  -O, --target-format FMT  output format: raw, vdi or vmdk\n"
@@ -181,6 +185,79 @@ static int convert_to_device(const char *src, const char *dst, const char *lv,
 	return 0;
 }
 
+/* DST "-": the two sequential formats (raw, streamOptimized VMDK) go to
+ * standard output.  The image is built in a private directory under
+ * $TMPDIR (default /var/tmp) and then copied out, so the writers and the
+ * temporary-file discipline stay as they are; the directory is removed
+ * whatever happens.  Returns the exit status. */
+static int convert_to_stdout(const char *src, struct vd_convert_opts *o)
+{
+	const char *tmpdir = getenv("TMPDIR");
+	char dir[4096], path[4200];
+	struct vd_error err = { 0 };
+	char buf[1 << 16];
+	int fd, r, rc = 0;
+	bool stream = o->dst_format && !strcmp(o->dst_format, "vmdk") && o->dst_opts &&
+		      strstr(o->dst_opts, "subformat=streamOptimized");
+
+	if (!o->dst_format || (strcmp(o->dst_format, "raw") && !stream) || o->existing_target) {
+		cli_err("convert", "standard output (-) takes -O raw or -O vmdk -o subformat=streamOptimized, the formats written front to back");
+		return 1;
+	}
+	if (isatty(STDOUT_FILENO)) {
+		cli_err("convert", "standard output is a terminal: redirect it to a file or a pipe");
+		return 1;
+	}
+	snprintf(dir, sizeof(dir), "%s/vdisk-stdout.XXXXXX", tmpdir && *tmpdir ? tmpdir : "/var/tmp");
+	if (!mkdtemp(dir)) {
+		cli_err("convert", "cannot make a directory for the output in %s: %s",
+			tmpdir && *tmpdir ? tmpdir : "/var/tmp", strerror(errno));
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/out", dir);
+	o->no_sync = true; /* a staging file: nothing to keep on disk */
+	r = vd_convert(src, path, o, &err);
+	if (r < 0 && err.code == -ECANCELED && cli_cancel) {
+		cli_err("convert", "interrupted by signal %d; nothing was written to standard output", cli_cancel);
+		rc = 128 + cli_cancel;
+	} else if (r < 0) {
+		rc = cli_fail("convert", &err, 1);
+	}
+	fd = rc ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+	if (!rc && fd < 0) {
+		cli_err("convert", "%s: %s", path, strerror(errno));
+		rc = 1;
+	}
+	while (fd >= 0 && !rc) {
+		ssize_t n = read(fd, buf, sizeof(buf)), w = 0;
+		if (n == 0)
+			break;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || cli_cancel) {
+			cli_err("convert", "reading the output back: %s", n < 0 ? strerror(errno) : "interrupted");
+			rc = 1;
+			break;
+		}
+		while (w < n) {
+			ssize_t m = write(STDOUT_FILENO, buf + w, (size_t)(n - w));
+			if (m < 0 && errno == EINTR)
+				continue;
+			if (m < 0) {
+				cli_err("convert", "writing to standard output: %s", strerror(errno));
+				rc = 1;
+				break;
+			}
+			w += m;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
+	rmdir(dir);
+	return rc;
+}
+
 int cmd_convert(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -303,6 +380,11 @@ int cmd_convert(int argc, char **argv)
 	o.progress = cli_progress_cb;
 	o.progress_ctx = &prog;
 	o.cancel = &cli_cancel;
+	if (!strcmp(dst, "-")) {
+		r = convert_to_stdout(src, &o);
+		cli_progress_end(&prog);
+		return r;
+	}
 	r = vd_convert(src, dst, &o, &err);
 	cli_progress_end(&prog);
 	if (r < 0 && err.code == -ECANCELED && cli_cancel) {

@@ -107,6 +107,19 @@ assert_rc "level 13 refused" 1 "$VDISK" convert -q -O vmdk -o subformat=streamOp
 assert_contains "level 13 message" "compression_level must be a number from 1 to 12, not '13'" "$T/.err"
 assert_rc "level on a sparse VMDK refused" 1 "$VDISK" convert -q -O vmdk -o compression_level=3 "$G" "$T/xs.vmdk"
 assert_contains "level on a sparse VMDK message" "compression_level applies to subformat=streamOptimized only" "$T/.err"
+# standard output: streamOptimized and raw, staged in $TMPDIR
+mkdir -p "$T/tmp"
+assert_rc "stream to stdout" 0 bash -c 'TMPDIR="$1/tmp" "$2" convert -q -O vmdk -o subformat=streamOptimized "$3" - >"$1/so.vmdk"' _ "$T" "$VDISK" "$G"
+assert_rc "stdout stream: qemu-img check" 0 qemu-img check -q "$T/so.vmdk"
+assert_rc "stdout stream: qemu-img compare" 0 qemu-img compare -q "$G" "$T/so.vmdk"
+assert_rc "xz to raw stdout" 0 bash -c 'TMPDIR="$1/tmp" "$2" convert -q -O raw "$1/guest.raw.xz" - >"$1/so.raw"' _ "$T" "$VDISK"
+if cmp -s "$G" "$T/so.raw"; then pass "raw stdout copy"; else fail "raw stdout copy differs"; fi
+assert_rc "vdi to stdout refused" 1 bash -c 'TMPDIR="$1/tmp" "$2" convert -q -O vdi "$3" - >"$1/so.vdi"' _ "$T" "$VDISK" "$G"
+assert_contains "vdi to stdout: says which formats" "standard output (-) takes -O raw or -O vmdk -o subformat=streamOptimized" "$T/.err"
+assert_rc "truncated to stdout refused" 1 bash -c 'TMPDIR="$1/tmp" "$2" convert -q -O raw "$1/trunc.xz" - >"$1/so-t.raw"' _ "$T" "$VDISK"
+assert_eq "truncated: nothing on stdout" 0 "$(stat -c %s "$T/so-t.raw")"
+assert_eq "no staging directory left" "" "$(ls -A "$T/tmp")"
+
 # qemu-img's zlib stream read byte for byte
 assert_rc "qemu-img stream -> raw" 0 "$VDISK" convert -q -O raw "$T/q.vmdk" "$T/q.raw"
 if cmp -s "$G" "$T/q.raw"; then pass "qemu-img stream read byte for byte"; else fail "qemu-img stream read differs"; fi
