@@ -120,6 +120,23 @@ assert_rc "truncated to stdout refused" 1 bash -c 'TMPDIR="$1/tmp" "$2" convert 
 assert_eq "truncated: nothing on stdout" 0 "$(stat -c %s "$T/so-t.raw")"
 assert_eq "no staging directory left" "" "$(ls -A "$T/tmp")"
 
+# onto a garbage-filled loop device: the image, no stale data (root only)
+if [ "$(id -u)" = 0 ] && command -v losetup >/dev/null &&
+	head -c $((26 << 20)) /dev/urandom >"$T/garbage" && DEV=$(losetup -f --show "$T/garbage" 2>/dev/null); then
+	on_exit "losetup -d $DEV"
+	assert_rc "xz onto a device" 0 "$VDISK" convert -q "$T/guest.raw.xz" "$DEV"
+	if cmp -s <(head -c "$sz" "$DEV") "$G"; then pass "device holds the image (zero runs zeroed)"
+	else fail "device differs from the image"; fi
+	assert_rc "gzip onto a device needs --size" 1 "$VDISK" convert -q "$T/g.gz" "$DEV"
+	assert_contains "gzip onto a device: message" "give --size" "$T/.err"
+	assert_rc "gzip onto a device with --size" 0 "$VDISK" convert -q --size "$sz" "$T/g.gz" "$DEV"
+	if cmp -s <(head -c "$sz" "$DEV") "$G"; then pass "device holds the gzip image"; else fail "device differs after gzip"; fi
+	assert_rc "--verify refuses a stream" 1 "$VDISK" convert -q --verify "$T/guest.raw.xz" "$DEV"
+	assert_contains "--verify message" "--verify reads the source twice" "$T/.err"
+else
+	echo "note: no root or loop devices: device cases skipped"
+fi
+
 # qemu-img's zlib stream read byte for byte
 assert_rc "qemu-img stream -> raw" 0 "$VDISK" convert -q -O raw "$T/q.vmdk" "$T/q.raw"
 if cmp -s "$G" "$T/q.raw"; then pass "qemu-img stream read byte for byte"; else fail "qemu-img stream read differs"; fi
