@@ -335,6 +335,12 @@ struct vd_convert_opts {
 	uint64_t source_offset, source_size;
 };
 
+/* Compress the raw image file IN_PATH (read front to back) into OUT_FD as
+ * KIND "zstd" or "xz" (LEVEL 0: the tool's default), one thread per core;
+ * OUT_NAME names OUT_FD in messages (src/core/stream-out.c). */
+int vd_compress_raw(const char *in_path, int out_fd, const char *out_name, const char *kind,
+		    int level, const volatile int *cancel, struct vd_error *err);
+
 /* Copy the guest contents of SRC into DST.  A new DST is built in a
  * temporary file beside it and renamed into place only on success. */
 int vd_convert(const char *src, const char *dst,

@@ -137,6 +137,20 @@ else
 	echo "note: no root or loop devices: device cases skipped"
 fi
 
+# compressed raw output, with several threads
+for z in zstd xz; do
+	assert_rc "-o compression=$z" 0 "$VDISK" convert -q -O raw -o compression=$z "$G" "$T/out.$z"
+	if $z -dc "$T/out.$z" | cmp -s - "$G"; then pass "$z -dc of the output is the image"; else fail "$z output differs"; fi
+	assert_rc "$z output reads back" 0 "$VDISK" convert -q -O raw "$T/out.$z" "$T/back-$z.raw"
+	if cmp -s "$T/back-$z.raw" "$G"; then pass "$z output converts back"; else fail "$z output converts back differently"; fi
+done
+assert_rc "-o compression=zstd to stdout" 0 bash -c 'TMPDIR="$1/tmp" "$2" convert -q -O raw -o compression=zstd,compression_level=1 "$3" - >"$1/so.zst"' _ "$T" "$VDISK" "$G"
+if zstd -dc "$T/so.zst" | cmp -s - "$G"; then pass "zstd stdout"; else fail "zstd stdout differs"; fi
+assert_rc "-o compression=lz4 refused" 1 "$VDISK" convert -q -O raw -o compression=lz4 "$G" "$T/out.lz4"
+assert_contains "lz4 message" "compression must be zstd or xz, not 'lz4'" "$T/.err"
+assert_rc "xz level 10 refused" 1 "$VDISK" convert -q -O raw -o compression=xz,compression_level=10 "$G" "$T/out10.xz"
+assert_eq "no staging directory or temporary file left" "" "$(find "$T" -name '.vdisk-stage*' -o -name '*vdisk-tmp*')"
+
 # qemu-img's zlib stream read byte for byte
 assert_rc "qemu-img stream -> raw" 0 "$VDISK" convert -q -O raw "$T/q.vmdk" "$T/q.raw"
 if cmp -s "$G" "$T/q.raw"; then pass "qemu-img stream read byte for byte"; else fail "qemu-img stream read differs"; fi
