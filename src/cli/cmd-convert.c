@@ -287,7 +287,11 @@ static int convert_staged(const char *src, const char *dst, struct vd_convert_op
 		rc = cli_fail("convert", &err, 1);
 	}
 	if (!rc && !to_stdout) {
-		snprintf(tmp, sizeof(tmp), "%s.vdisk-tmp-%ld-XXXXXX", dst, (long)getpid());
+		/* the name the library's temporary files have (.NAME.vdisk-tmp-PID-XXXXXX
+		 * beside NAME), so the next output to NAME removes it after a crash */
+		const char *base = strrchr(dst, '/');
+		snprintf(tmp, sizeof(tmp), "%.*s.%s.vdisk-tmp-%ld-XXXXXX", base ? (int)(base - dst + 1) : 0, dst,
+			 base ? base + 1 : dst, (long)getpid());
 		out = mkstemp(tmp);
 		if (out < 0) {
 			cli_err("convert", "%s: %s", tmp, strerror(errno));
