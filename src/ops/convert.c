@@ -119,7 +119,7 @@ static int produce(void *ctx, struct vd_error *err)
 {
 	struct pipeline *p = ctx;
 	struct vd_image *src = p->src;
-	uint64_t off = 0, size = vd_size(src);
+	uint64_t off = 0, end, size = vd_size(src);
 	int r = 0;
 
 	while (off < size && r == 0) {
@@ -137,7 +137,18 @@ static int produce(void *ctx, struct vd_error *err)
 			off += e.length;
 			continue;
 		}
-		for (uint64_t end = off + e.length; off < end && r == 0;) {
+		end = off + e.length;
+		/* data extents that follow are read in the same chunks: a
+		 * streamOptimized VMDK reports each grain on its own, and
+		 * 64 KiB reads and writes cost a system call and a queue
+		 * handover each */
+		while (end < size && end - off < CHUNK) {
+			r = vd_block_status(src, end, size - end, &e, err);
+			if (r < 0 || (e.flags & VD_BS_ZERO))
+				break;
+			end += e.length;
+		}
+		for (; off < end && r == 0;) {
 			/* chunks aligned to CHUNK in the guest */
 			uint64_t n = VD_MIN(end - off, CHUNK - off % CHUNK);
 			uint8_t *buf = vd_pipe_get_buf(&p->q);
