@@ -35,7 +35,12 @@ OPT ?= -O2 -g
 CFLAGS ?= $(OPT)
 ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -D_FILE_OFFSET_BITS=64 \
 	-Iinclude -Isrc/core
-LIBS := -luuid -lpthread -lz -lblkid
+LIBS := -luuid -lpthread -lz -lblkid -llzma -lzstd -lbz2 -lm
+# libdeflate for whole-grain deflate (src/core/deflate.c); zlib otherwise
+ifeq ($(shell pkg-config --exists libdeflate 2>/dev/null && echo y),y)
+ALL_CFLAGS += -DHAVE_LIBDEFLATE
+LIBS += -ldeflate
+endif
 ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
 
 LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/ops/*.c) $(wildcard formats/*.c) $(wildcard src/fs/*.c)
@@ -59,7 +64,7 @@ all: $(VDISK) $(STATIC) $(SHARED)
 
 DEBS := build-essential pkg-config zlib1g-dev uuid-dev libblkid-dev libcmocka-dev \
 	qemu-utils fdisk e2fsprogs dosfstools mtools xfsprogs zerofree jq time xz-utils strace ntfs-3g \
-	clang libclang-rt-14-dev
+	clang libclang-rt-14-dev libdeflate-dev liblzma-dev libzstd-dev libbz2-dev zstd bzip2
 
 # root runs apt-get directly (CI, containers without sudo); others via sudo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
@@ -122,7 +127,7 @@ fuzz:
 	done
 
 vdisk.pc: Makefile
-	@printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: libvdisk\nDescription: virtual disk images (raw, VDI) behind one block-I/O layer\nVersion: %s\nLibs: -L$${libdir} -lvdisk\nLibs.private: -luuid -lpthread -lz -lblkid\nCflags: -I$${includedir}\n' \
+	@printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: libvdisk\nDescription: virtual disk images (raw, VDI) behind one block-I/O layer\nVersion: %s\nLibs: -L$${libdir} -lvdisk\nLibs.private: -luuid -lpthread -lz -lblkid -llzma -lzstd -lbz2 -lm\nCflags: -I$${includedir}\n' \
 		'$(PREFIX)' '$(LIBDIR)' '$(INCDIR)' '$(VERSION)' > $(BUILD)/vdisk.pc
 
 install: all vdisk.pc

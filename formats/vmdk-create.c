@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "vmdk.h"
+#include "../src/core/deflate.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -162,6 +163,7 @@ int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 	const char *cid = vd_opts_get(p->opts, "cid");
 	const char *gs_opt = vd_opts_get(p->opts, "grain_size");
 	const char *prealloc = vd_opts_get(p->opts, "preallocation");
+	const char *zlevel = vd_opts_get(p->opts, "compression_level");
 	const struct vd_identity *id = p->identity;
 	const struct preset *ps = NULL;
 	bool falloc = false;
@@ -317,6 +319,16 @@ int vmdk_create(struct vd_host *h, const struct vd_create_params *p,
 				snprintf(d.uuid_parent_modify, sizeof(d.uuid_parent_modify), "%s",
 					 pid.modification_uuid);
 		}
+	}
+	if (zlevel) {
+		char *end;
+		long x = strtol(zlevel, &end, 10);
+		if (!stream)
+			return vd_set_error(err, EINVAL, "vmdk: compression_level applies to subformat=streamOptimized only, not %s", sub);
+		if (!*zlevel || *end || x < VD_DEFLATE_LEVEL_MIN || x > VD_DEFLATE_LEVEL_MAX)
+			return vd_set_error(err, EINVAL, "vmdk: compression_level must be a number from %d to %d, not '%s'",
+					    VD_DEFLATE_LEVEL_MIN, VD_DEFLATE_LEVEL_MAX, zlevel);
+		h->deflate_level = (int)x; /* for the stream writer that fills it */
 	}
 	if ((split || flat) && !p->tmp)
 		return vd_set_error(err, EINVAL, "vmdk: %s images need a destination path", sub);

@@ -14,7 +14,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <zlib.h>
+#include "../src/core/deflate.h"
 
 #define MAX_GRAIN_SECTORS 32768u /* 16 MiB */
 #define MAX_GTES 4096u
@@ -301,7 +301,8 @@ int vmdk_sparse_inflate(struct vmdk_sparse *sp, uint64_t gi, uint64_t file_secto
 	uint64_t cut = VD_MIN(gb, (sp->capacity - VD_MIN(sp->capacity, gi * sp->grain)) * VD_SECTOR);
 	uint8_t hdr[12];
 	uint32_t csize;
-	z_stream zs;
+	size_t got;
+	const char *why;
 	int r, z;
 
 	if (sp->zgrain_sector == file_sector + 1)
@@ -336,26 +337,19 @@ int vmdk_sparse_inflate(struct vmdk_sparse *sp, uint64_t gi, uint64_t file_secto
 	r = vd_host_pread(sp->h, sp->zbuf, csize, off + 12, err);
 	if (r < 0)
 		return r;
-	memset(&zs, 0, sizeof(zs));
-	if (inflateInit(&zs) != Z_OK)
-		return vd_set_error(err, ENOMEM, "%s: cannot start zlib", sp->h->path);
-	zs.next_in = sp->zbuf;
-	zs.avail_in = csize;
-	zs.next_out = sp->zgrain;
-	zs.avail_out = (uInt)(gb + 1);
-	z = inflate(&zs, Z_FINISH);
-	inflateEnd(&zs);
-	if (z != Z_STREAM_END)
-		return BAD("%s: invalid VMDK compressed grain %llu at sector %llu: the data does not inflate (zlib %s)",
+	z = vd_inflate(sp->zbuf, csize, sp->zgrain, (size_t)gb + 1, &got, &why);
+	if (z < 0)
+		return vd_set_error(err, -z, "%s: cannot start inflating", sp->h->path);
+	if (z != VD_INFLATE_OK)
+		return BAD("%s: invalid VMDK compressed grain %llu at sector %llu: the data does not inflate (%s %s)",
 			   sp->h->path, (unsigned long long)gi, (unsigned long long)file_sector,
-			   z == Z_BUF_ERROR && zs.avail_out == 0 ? "output larger than a grain" :
-			   zs.msg ? zs.msg : "error");
-	if (zs.total_out != gb && zs.total_out != cut)
+			   vd_deflate_impl(), why);
+	if (got != gb && got != cut)
 		return BAD("%s: invalid VMDK compressed grain %llu at sector %llu: inflates to %lu bytes, expected %llu",
 			   sp->h->path, (unsigned long long)gi, (unsigned long long)file_sector,
-			   (unsigned long)zs.total_out, (unsigned long long)cut);
-	if (zs.total_out < gb)
-		memset(sp->zgrain + zs.total_out, 0, (size_t)(gb - zs.total_out));
+			   (unsigned long)got, (unsigned long long)cut);
+	if (got < gb)
+		memset(sp->zgrain + got, 0, (size_t)(gb - got));
 	sp->zgrain_sector = file_sector + 1;
 	return 0;
 }

@@ -7,7 +7,9 @@
  *
  * Writes must come in increasing guest order (convert does that).  Grains
  * are compressed by worker threads, one per core, and written in order by
- * the calling thread; a ring of NJOBS grains bounds the memory.
+ * the calling thread; a ring of NJOBS grains bounds the memory.  Each
+ * worker has its own compressor (src/core/deflate.c: libdeflate, else
+ * zlib) at the level -o compression_level gave when the file was created.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -18,11 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
-#include <zlib.h>
+#include "../src/core/deflate.h"
 
 #define NJOBS 16
 #define MAX_WORKERS 8
-#define DEFLATE_LEVEL Z_DEFAULT_COMPRESSION
 
 enum { JOB_FREE, JOB_PENDING, JOB_WORKING, JOB_DONE };
 
@@ -32,7 +33,7 @@ struct job {
 	uint8_t *in;
 	uint8_t *out; /* 12-byte grain header + deflate data, padded */
 	size_t out_len;
-	int zerr;
+	int zerr; /* 0 or -errno */
 };
 
 struct vmdk_stream {
@@ -49,6 +50,7 @@ struct vmdk_stream {
 	size_t out_cap;
 	pthread_t th[MAX_WORKERS];
 	unsigned nworkers;
+	int level;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool quit, finished;
@@ -77,6 +79,7 @@ static int replay(const struct vmdk_stream *st, struct vd_error *err)
 static void *worker(void *arg)
 {
 	struct vmdk_stream *st = arg;
+	struct vd_deflater *z = vd_deflater_new(st->level);
 
 	pthread_mutex_lock(&st->lock);
 	for (;;) {
@@ -96,8 +99,9 @@ static void *worker(void *arg)
 		j->state = JOB_WORKING;
 		pthread_mutex_unlock(&st->lock);
 		{
-			uLongf clen = (uLongf)(st->out_cap - 12);
-			j->zerr = compress2(j->out + 12, &clen, j->in, (uLong)st->gb, DEFLATE_LEVEL);
+			size_t clen = 0;
+			j->zerr = z ? vd_deflate(z, j->in, (size_t)st->gb, j->out + 12, st->out_cap - 12,
+						 &clen) : -ENOMEM;
 			le64enc(j->out, j->grain * st->grain_sectors);
 			le32enc(j->out + 8, (uint32_t)clen);
 			j->out_len = VD_ALIGN_UP(12 + (size_t)clen, VD_SECTOR);
@@ -108,6 +112,7 @@ static void *worker(void *arg)
 		pthread_cond_broadcast(&st->cond);
 	}
 	pthread_mutex_unlock(&st->lock);
+	vd_deflater_free(z);
 	return NULL;
 }
 
@@ -171,8 +176,9 @@ static int write_head(struct vmdk_stream *st, struct vd_error *err)
 	while (j->state != JOB_DONE)
 		pthread_cond_wait(&st->cond, &st->lock);
 	pthread_mutex_unlock(&st->lock);
-	if (j->zerr != Z_OK)
-		return vd_set_error(err, EIO, "%s: deflate failed (zlib error %d)", st->h->path, j->zerr);
+	if (j->zerr < 0)
+		return vd_set_error(err, -j->zerr, "%s: deflate of grain %llu failed (%s)", st->h->path,
+				    (unsigned long long)j->grain, vd_deflate_impl());
 	gdi = (uint32_t)(j->grain / st->gtes);
 	r = emit_tables(st, gdi, err);
 	if (r < 0)
@@ -327,7 +333,8 @@ int vmdk_stream_begin(struct vmdk_stream **out, struct vd_host *h,
 	st->gtes = sp->gtes;
 	st->gd_entries = sp->gd_entries;
 	st->pos = sp->overhead * VD_SECTOR; /* grains start after the header area */
-	st->out_cap = VD_ALIGN_UP(compressBound((uLong)st->gb) + 12, VD_SECTOR);
+	st->out_cap = VD_ALIGN_UP(vd_deflate_bound((size_t)st->gb) + 12, VD_SECTOR);
+	st->level = h->deflate_level;
 	st->gd = vd_calloc(st->gd_entries ? st->gd_entries : 1, 4, err);
 	st->gt = vd_calloc(st->gtes, 4, err);
 	if (!st->gd || !st->gt)

@@ -400,7 +400,21 @@ struct vd_convert_opts {
 	/* -B: DST is a new child of this parent (relative to DST's folder)
 	 * holding only what differs from it; NULL: a standalone copy */
 	const char *backing;
+	/* Sequential sources (issue 18/19): SRC "-" is standard input, and a
+	 * SRC starting with xz, zstd, gzip or bzip2 magic is decompressed (a
+	 * raw disk); stream_size: its size when the container does not say
+	 * (0: from the container, else found at the end of the stream).
+	 * source_offset/source_size (either non-zero): SRC is read as raw
+	 * from source_offset for source_size bytes (0: to its end). */
+	uint64_t stream_size;
+	uint64_t source_offset, source_size;
 };
+
+/* Compress the raw image file IN_PATH (read front to back) into OUT_FD as
+ * KIND "zstd" or "xz" (LEVEL 0: the tool's default), one thread per core;
+ * OUT_NAME names OUT_FD in messages (src/core/stream-out.c). */
+int vd_compress_raw(const char *in_path, int out_fd, const char *out_name, const char *kind,
+		    int level, const volatile int *cancel, struct vd_error *err);
 
 /* Copy the guest contents of SRC into DST.  A new DST is built in a
  * temporary file beside it and renamed into place only on success. */
@@ -665,7 +679,9 @@ struct vd_devcopy_opts {
 	bool force;
 	vd_progress_fn progress;    /* copy, then (VERIFY) the read-back */
 	void *progress_ctx;
-	const volatile int *cancel; /* non-zero: stop with -ECANCELED */
+	const volatile int *cancel; /* non-zero: stop with -ECANCELED */	/* sequential sources, as in struct vd_convert_opts */
+	uint64_t stream_size;
+	uint64_t source_offset, source_size;
 };
 
 struct vd_devcopy_result {

@@ -7,13 +7,18 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char usage[] =
 	"Usage: vdisk convert [-f FMT] -O FMT [-o OPTS] [-p|-q] [-S BYTES] [--force]\n"
-	"                     [--deterministic] [--allow-devices] [--no-sync] SRC DST\n"
+	"                     [--deterministic] [--allow-devices] [--no-sync]\n"
+	"                     [--size BYTES] [--source-offset BYTES] [--source-size BYTES]\n"
+	"                     SRC DST\n"
 	"       vdisk convert [-f FMT] [-O FMT] -n [--target-is-zero] [--no-sync] [-p|-q]\n"
 	"                     SRC DST\n"
 	"       vdisk convert [-f FMT] [--direct] [--verify] [--target-is-zero]\n"
@@ -33,13 +38,19 @@ static const char usage[] =
 	"and a summary.  An interrupted copy leaves the device partly written.\n"
 	"A block device as SRC is read as a raw disk (no --allow-devices needed).\n"
 	"\n"
+	"SRC may be compressed with xz, zstd, gzip or bzip2 (told by its magic;\n"
+	"the contents are a raw disk), or - for standard input (raw or compressed):\n"
+	"it is read once, front to back, and its zero runs are left unallocated.\n"
+	"DST - writes -O raw or streamOptimized VMDK to standard output.\n"
+	"\n"
 	"  -f, --source-format FMT  source format (default: probe)\n"
 	"  -O, --target-format FMT  output format: raw, vdi or vmdk\n"
 	"  -o OPTS                  output options (see vdisk-create(1)):\n"
 	"                             vdi: subformat=dynamic|fixed, block_size=SIZE\n"
-	"                             raw: preallocation=off|falloc\n"
+	"                             raw: preallocation=off|falloc, compression=zstd|xz\n"
+	"                               (a compressed raw DST, compression_level=N)\n"
 	"                             vmdk: subformat=, adapter_type=, hwversion=, compat=,\n"
-	"                                   grain_size=\n"
+	"                             grain_size=, compression_level=1..12 (streamOptimized)\n"
 	"  -B, --target-backing PARENT  write DST as a new child of PARENT (vdi,\n"
 	"                           vmdk) holding only what differs from it; a\n"
 	"                           relative PARENT is relative to DST's folder\n"
@@ -67,6 +78,13 @@ static const char usage[] =
 	"                           descriptor for it (see vdisk-rawvmdk(1))\n"
 	"      --owner USER[:GROUP] device DST: print a udev rule giving it to USER\n"
 	"                           and the chown command (never installed)\n"
+	"      --size BYTES         a compressed or piped SRC: its size, when the\n"
+	"                           container does not record it (xz index and zstd\n"
+	"                           frame header do; else found at the end of the\n"
+	"                           stream, required onto a device)\n"
+	"      --source-offset BYTES  read SRC as a raw disk from this byte\n"
+	"      --source-size BYTES  read SRC as a raw disk of this many bytes (with\n"
+	"                           --source-offset: from there; default: to its end)\n"
 	"  -p, --progress           show progress (default when stderr is a terminal)\n"
 	"  -q, --quiet              no progress\n"
 	"  -h, --help               show this help\n";
@@ -136,6 +154,9 @@ static int convert_to_device(const char *src, const char *dst, const char *lv,
 	}
 	dev->src_format = o->src_format;
 	dev->src_open_flags = o->src_open_flags;
+	dev->stream_size = o->stream_size;
+	dev->source_offset = o->source_offset;
+	dev->source_size = o->source_size;
 	dev->target_is_zero = o->target_is_zero;
 	dev->force = o->force;
 	cli_catch_signals();
@@ -171,6 +192,175 @@ static int convert_to_device(const char *src, const char *dst, const char *lv,
 	return 0;
 }
 
+/* Take compression=KIND and compression_level=N out of the -o text O (a
+ * new string in *REST, NULL when nothing is left). */
+static int take_compression(const char *o, char **rest, const char **kind, int *level)
+{
+	char *dup = o ? strdup(o) : NULL, *out, *tok, *save = NULL;
+	static char kbuf[16];
+
+	*rest = NULL;
+	*kind = NULL;
+	*level = 0;
+	if (!o)
+		return 0;
+	out = calloc(1, strlen(o) + 1);
+	if (!dup || !out) {
+		free(dup);
+		free(out);
+		return -1;
+	}
+	for (tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (!strncmp(tok, "compression=", 12)) {
+			snprintf(kbuf, sizeof(kbuf), "%s", tok + 12);
+			*kind = kbuf;
+		} else if (!strncmp(tok, "compression_level=", 18)) {
+			*level = atoi(tok + 18);
+			if (*level <= 0)
+				*level = -1;
+		} else {
+			if (*out)
+				strcat(out, ",");
+			strcat(out, tok);
+		}
+	}
+	free(dup);
+	if (*out)
+		*rest = out;
+	else
+		free(out);
+	return 0;
+}
+
+/* DST "-" (the two sequential formats, raw and streamOptimized VMDK, to
+ * standard output) and -O raw -o compression=zstd|xz: the image is built
+ * in a private directory (under $TMPDIR, default /var/tmp, for standard
+ * output; beside DST otherwise) and then copied out, compressed or not, so
+ * the writers and the temporary-file discipline stay as they are.  A
+ * compressed DST file is written to a temporary file beside it and renamed
+ * into place.  The directory is removed whatever happens.  Returns the
+ * exit status. */
+static int convert_staged(const char *src, const char *dst, struct vd_convert_opts *o,
+			  const char *kind, int level)
+{
+	const char *tmpdir = getenv("TMPDIR");
+	bool to_stdout = !strcmp(dst, "-");
+	char dir[4096], path[4200], tmp[4200] = "";
+	struct vd_error err = { 0 };
+	char buf[1 << 16];
+	int fd = -1, out = STDOUT_FILENO, r, rc = 0;
+	bool stream = o->dst_format && !strcmp(o->dst_format, "vmdk") && o->dst_opts &&
+		      strstr(o->dst_opts, "subformat=streamOptimized");
+	bool no_sync = o->no_sync;
+	struct stat st;
+
+	if (kind && (!o->dst_format || strcmp(o->dst_format, "raw"))) {
+		cli_err("convert", "-o compression= applies to -O raw");
+		return 1;
+	}
+	if (to_stdout && (!o->dst_format || (strcmp(o->dst_format, "raw") && !stream) || o->existing_target)) {
+		cli_err("convert", "standard output (-) takes -O raw or -O vmdk -o subformat=streamOptimized, the formats written front to back");
+		return 1;
+	}
+	if (to_stdout && isatty(STDOUT_FILENO)) {
+		cli_err("convert", "standard output is a terminal: redirect it to a file or a pipe");
+		return 1;
+	}
+	if (!to_stdout && !o->force && lstat(dst, &st) == 0) {
+		cli_err("convert", "%s: already exists (use --force to replace it)", dst);
+		return 1;
+	}
+	if (to_stdout) {
+		snprintf(dir, sizeof(dir), "%s/vdisk-stdout.XXXXXX", tmpdir && *tmpdir ? tmpdir : "/var/tmp");
+	} else {
+		char *d = strdup(dst), *slash = d ? strrchr(d, '/') : NULL;
+		if (slash)
+			*slash = 0;
+		snprintf(dir, sizeof(dir), "%s/.vdisk-stage.XXXXXX", slash ? (*d ? d : "/") : ".");
+		free(d);
+	}
+	if (!mkdtemp(dir)) {
+		cli_err("convert", "cannot make a staging directory %s: %s", dir, strerror(errno));
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/out", dir);
+	o->no_sync = true; /* a staging file: nothing to keep on disk */
+	r = vd_convert(src, path, o, &err);
+	if (r < 0 && err.code == -ECANCELED && cli_cancel) {
+		cli_err("convert", "interrupted by signal %d; nothing was changed", cli_cancel);
+		rc = 128 + cli_cancel;
+	} else if (r < 0) {
+		rc = cli_fail("convert", &err, 1);
+	}
+	if (!rc && !to_stdout) {
+		/* the name the library's temporary files have (.NAME.vdisk-tmp-PID-XXXXXX
+		 * beside NAME), so the next output to NAME removes it after a crash */
+		const char *base = strrchr(dst, '/');
+		snprintf(tmp, sizeof(tmp), "%.*s.%s.vdisk-tmp-%ld-XXXXXX", base ? (int)(base - dst + 1) : 0, dst,
+			 base ? base + 1 : dst, (long)getpid());
+		out = mkstemp(tmp);
+		if (out < 0) {
+			cli_err("convert", "%s: %s", tmp, strerror(errno));
+			tmp[0] = 0;
+			rc = 1;
+		} else {
+			fchmod(out, 0644);
+		}
+	}
+	if (!rc && kind) {
+		r = vd_compress_raw(path, out, to_stdout ? "standard output" : dst, kind, level, &cli_cancel, &err);
+		if (r < 0)
+			rc = cli_fail("convert", &err, 1);
+	} else if (!rc) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			cli_err("convert", "%s: %s", path, strerror(errno));
+			rc = 1;
+		}
+	}
+	while (fd >= 0 && !rc) {
+		ssize_t n = read(fd, buf, sizeof(buf)), w = 0;
+		if (n == 0)
+			break;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || cli_cancel) {
+			cli_err("convert", "reading the output back: %s", n < 0 ? strerror(errno) : "interrupted");
+			rc = 1;
+			break;
+		}
+		while (w < n) {
+			ssize_t m = write(out, buf + w, (size_t)(n - w));
+			if (m < 0 && errno == EINTR)
+				continue;
+			if (m < 0) {
+				cli_err("convert", "writing to %s: %s", to_stdout ? "standard output" : dst, strerror(errno));
+				rc = 1;
+				break;
+			}
+			w += m;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	if (!to_stdout && out >= 0 && tmp[0]) {
+		if (!rc && !no_sync && fsync(out) < 0) {
+			cli_err("convert", "%s: fsync: %s", tmp, strerror(errno));
+			rc = 1;
+		}
+		close(out);
+		if (!rc && rename(tmp, dst) < 0) {
+			cli_err("convert", "%s: rename: %s", dst, strerror(errno));
+			rc = 1;
+		}
+		if (rc)
+			unlink(tmp);
+	}
+	unlink(path);
+	rmdir(dir);
+	return rc;
+}
+
 int cmd_convert(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -196,13 +386,18 @@ int cmd_convert(int argc, char **argv)
 		{ "no-sync", no_argument, NULL, 1005 },
 		{ "target-backing", required_argument, NULL, 'B' },
 		CLI_CHAIN_OPTION,
+		{ "size", required_argument, NULL, 1006 },
+		{ "source-offset", required_argument, NULL, 1007 },
+		{ "source-size", required_argument, NULL, 1008 },
 		{ 0 },
 	};
 	struct vd_convert_opts o = { 0 };
 	struct vd_devcopy_opts dev = { 0 };
 	struct vd_error err = { 0 };
 	struct cli_progress prog;
-	const char *lv = NULL, *rawvmdk = NULL, *owner = NULL, *src, *dst;
+	const char *lv = NULL, *rawvmdk = NULL, *owner = NULL, *src, *dst, *kind = NULL;
+	char *rest = NULL;
+	int zlevel = 0;
 	struct stat st;
 	bool to_device;
 	int c, r, pmode = CLI_PROGRESS_AUTO;
@@ -242,6 +437,17 @@ int cmd_convert(int argc, char **argv)
 			if (cli_chain_backing("convert", optarg))
 				return 1;
 			break;
+		case 1006:
+		case 1007:
+		case 1008: {
+			uint64_t *v = c == 1006 ? &o.stream_size : c == 1007 ? &o.source_offset : &o.source_size;
+			const char *name = c == 1006 ? "size" : c == 1007 ? "source-offset" : "source-size";
+			if (vd_parse_size(optarg, v) < 0 || (c != 1007 && *v == 0)) {
+				cli_err("convert", "invalid --%s '%s'", name, optarg);
+				return 1;
+			}
+			break;
+		}
 		default: cli_usage(stderr, usage); return 1;
 		}
 	}
@@ -252,6 +458,25 @@ int cmd_convert(int argc, char **argv)
 	}
 	src = argv[optind];
 	dst = lv ? NULL : argv[optind + 1];
+	if (o.dst_opts && strstr(o.dst_opts, "compression=") &&
+	    (!o.dst_format || strcmp(o.dst_format, "vmdk"))) {
+		if (take_compression(o.dst_opts, &rest, &kind, &zlevel) < 0) {
+			cli_err("convert", "out of memory");
+			return 1;
+		}
+		if (!kind || (strcmp(kind, "zstd") && strcmp(kind, "xz"))) {
+			cli_err("convert", "compression must be zstd or xz, not '%s'", kind ? kind : "");
+			free(rest);
+			return 1;
+		}
+		if (zlevel < 0 || zlevel > (strcmp(kind, "xz") ? 19 : 9)) {
+			cli_err("convert", "compression_level for %s must be a number from 1 to %d",
+				kind, strcmp(kind, "xz") ? 19 : 9);
+			free(rest);
+			return 1;
+		}
+		o.dst_opts = rest;
+	}
 	/* a block device named as SRC is a raw disk: the user named it, so
 	 * --allow-devices (which guards paths found inside images) is not
 	 * needed; another format on a device needs -f FMT --allow-devices */
@@ -291,6 +516,12 @@ int cmd_convert(int argc, char **argv)
 	o.progress = cli_progress_cb;
 	o.progress_ctx = &prog;
 	o.cancel = &cli_cancel;
+	if (!strcmp(dst, "-") || kind) {
+		r = convert_staged(src, dst, &o, kind, zlevel);
+		cli_progress_end(&prog);
+		free(rest);
+		return r;
+	}
 	r = vd_convert(src, dst, &o, &err);
 	cli_progress_end(&prog);
 	if (r < 0 && err.code == -ECANCELED && cli_cancel) {

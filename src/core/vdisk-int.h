@@ -205,6 +205,9 @@ struct vd_host {
 	/* the in-use guard held while the file is open (NULL: none) */
 	struct vd_guard *guard;
 	char warning[256]; /* "" or what the guard let through (VD_HOST_FORCE_BUSY) */
+	/* -o compression_level given when this host's image was created, for
+	 * the writer that fills it (VMDK stream); 0: the default */
+	int deflate_level;
 };
 #define VD_WRITEBACK_STEP (32ull << 20)
 

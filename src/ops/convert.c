@@ -12,6 +12,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "../core/vdisk-int.h"
+#include "convert-src.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -118,7 +119,7 @@ static int produce(void *ctx, struct vd_error *err)
 {
 	struct pipeline *p = ctx;
 	struct vd_image *src = p->src;
-	uint64_t off = 0, size = vd_size(src);
+	uint64_t off = 0, end, size = vd_size(src);
 	int r = 0;
 
 	while (off < size && r == 0) {
@@ -136,7 +137,18 @@ static int produce(void *ctx, struct vd_error *err)
 			off += e.length;
 			continue;
 		}
-		for (uint64_t end = off + e.length; off < end && r == 0;) {
+		end = off + e.length;
+		/* data extents that follow are read in the same chunks: a
+		 * streamOptimized VMDK reports each grain on its own, and
+		 * 64 KiB reads and writes cost a system call and a queue
+		 * handover each */
+		while (end < size && end - off < CHUNK) {
+			r = vd_block_status(src, end, size - end, &e, err);
+			if (r < 0 || (e.flags & VD_BS_ZERO))
+				break;
+			end += e.length;
+		}
+		for (; off < end && r == 0;) {
 			/* chunks aligned to CHUNK in the guest */
 			uint64_t n = VD_MIN(end - off, CHUNK - off % CHUNK);
 			uint8_t *buf = vd_pipe_get_buf(&p->q);
@@ -289,7 +301,7 @@ int vd_convert(const char *src_path, const char *dst_path,
 {
 	struct vd_image *src = NULL, *dst = NULL;
 	struct vd_host *h = NULL;
-	struct vd_tmp tmp = { 0 };
+	struct vd_tmp tmp = { 0 }, spool;
 	bool target_zero;
 	unsigned nosync = o->no_sync ? VD_OPEN_NO_SYNC : 0;
 	int r, r2;
@@ -298,7 +310,8 @@ int vd_convert(const char *src_path, const char *dst_path,
 		return vd_set_error(err, EINVAL, "no output format given");
 	if (o->backing)
 		return vd_convert_child(src_path, dst_path, o, err);
-	r = vd_open(&src, src_path, o->src_format, o->src_open_flags, err);
+	/* an image, or a compressed, piped or windowed one (convert-src.c) */
+	r = vd_convert_open_source(&src, src_path, o->existing_target ? NULL : dst_path, o, &spool, err);
 	if (r < 0)
 		return r;
 
@@ -353,6 +366,7 @@ out:
 	if (r == 0)
 		r = r2;
 	vd_close(src, NULL);
+	vd_convert_end_source(&spool);
 	if (tmp.tmp) {
 		if (r == 0)
 			r = vd_tmp_commit(&tmp, o->force, err);

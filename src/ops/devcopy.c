@@ -14,6 +14,8 @@
  */
 #define _GNU_SOURCE
 #include "../core/vdisk-int.h"
+#include "../core/stream-src.h"
+#include "convert-src.h"
 
 #include <blkid/blkid.h>
 #include <errno.h>
@@ -75,6 +77,7 @@ int vd_devcopy(const char *src_path, const char *dev_path,
 	struct vd_image *src = NULL, *dst = NULL;
 	struct vd_host *h = NULL;
 	struct vd_convert_opts co = { 0 };
+	struct vd_tmp spool;
 	struct vd_copy_stats st = { 0 };
 	unsigned hflags = VD_HOST_RDWR | VD_HOST_ALLOW_DEV | VD_HOST_EXCL;
 	uint64_t isize, covered;
@@ -82,9 +85,21 @@ int vd_devcopy(const char *src_path, const char *dev_path,
 	int r, r2;
 
 	memset(res, 0, sizeof(*res));
-	r = vd_open(&src, src_path, o->src_format, o->src_open_flags, err);
+	co.src_format = o->src_format;
+	co.src_open_flags = o->src_open_flags;
+	co.stream_size = o->stream_size;
+	co.source_offset = o->source_offset;
+	co.source_size = o->source_size;
+	/* an image, or a compressed, piped or windowed one (no spool: a
+	 * stream of unknown size needs --size) */
+	r = vd_convert_open_source(&src, src_path, NULL, &co, &spool, err);
 	if (r < 0)
 		return r;
+	if (o->verify && vd_stream_kind(src)) {
+		vd_close(src, NULL);
+		return vd_set_error(err, EINVAL, "%s: --verify reads the source twice; a compressed, piped or windowed source is read once (decompress it to a file first)",
+				    src_path);
+	}
 	isize = vd_size(src);
 	res->image_size = isize;
 	if (o->direct)

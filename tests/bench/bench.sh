@@ -14,6 +14,7 @@
 #   BENCH_GUEST  guest image size (default 3G)
 #   BENCH_RUNS_STREAM  runs of the (slow, deflate-bound) raw->streamOptimized case (default 1)
 #   BENCH_DROP_CACHES=1  drop the page cache before every run (root)
+#   BENCH_ONLY   run only the cases whose name contains this text (e.g. stream)
 set -eu
 VDISK=${VDISK:?}
 command -v qemu-img >/dev/null || { echo "bench: qemu-img not installed (make deps)"; exit 1; }
@@ -69,6 +70,7 @@ printf '%-24s %8s %8s %8s %8s %7s %7s %6s %6s\n' case "vdisk s" "v-nosync" "qemu
 bench_case() {
 	local name=$1 src=$2 vargs=$3 qargs=$4 out=$5 runs=${6:-$RUNS}
 	local vt=() nt=() qt=() st=() vm=0 qm=0 r
+	case $name in *"${BENCH_ONLY:-}"*) ;; *) return 0 ;; esac
 	for i in $(seq 1 "$runs"); do
 		# shellcheck disable=SC2086
 		r=$(run1 "$out" "$VDISK" convert -q $vargs "$src" "$out"); vt+=("${r% *}"); vm=$(( ${r#* } > vm ? ${r#* } : vm ))

@@ -15,10 +15,13 @@ JOBS=${JOBS:-1}
 HARNESS=${HARNESS:-fuzz_image}
 mkdir -p "$OUT/corpus-$HARNESS" "$OUT/artifacts"
 
+# libdeflate when installed, as the Makefile chooses it
+DEFLATE_CFLAGS= DEFLATE_LIBS=
+if pkg-config --exists libdeflate 2>/dev/null; then DEFLATE_CFLAGS=-DHAVE_LIBDEFLATE DEFLATE_LIBS=-ldeflate; fi
 FLAGS="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1 -std=gnu11 -D_FILE_OFFSET_BITS=64 -Iinclude -Isrc/core"
 # shellcheck disable=SC2086
 $CC $FLAGS -o "$OUT/$HARNESS" "tests/fuzz/$HARNESS.c" \
-	src/core/*.c src/ops/*.c src/fs/*.c formats/*.c -luuid -lpthread -lz -lblkid
+	src/core/*.c src/ops/*.c src/fs/*.c formats/*.c $DEFLATE_CFLAGS -luuid -lpthread -lz -lblkid -llzma -lzstd -lbz2 -lm $DEFLATE_LIBS
 
 # Seeds: the committed ones plus any generated (tests/fuzz/make-seeds*.sh).
 if [ "$HARNESS" = fuzz_chain ]; then
