@@ -691,6 +691,12 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 		r = vd_block_status(img, off, end - off, &e, err);
 		if (r < 0)
 			goto out;
+		if (e.depth > 0) {
+			/* a child: what its parents hold is not in this image's
+			 * files (inspect the parent for those) */
+			e.flags = 0;
+			e.file = NULL;
+		}
 		kind = frag_kind(e.flags);
 		if (e.flags & VD_BS_OFFSET_VALID) {
 			r = file_get(&fs, e.file, &hf, err);

@@ -49,6 +49,10 @@ assert_eq "map top.vmdk: depth, data, zero as qemu-img map" "$q" "$v"
 "$VDISK" map top.vmdk >map.txt
 assert_contains "human map shows a Depth column for a chain" "Depth" map.txt
 
+# inspect of a child: only its own layer (what top.vmdk itself holds)
+own=$(qemu-img map --output=json top.vmdk | jq '[.[] | select(.depth == 0 and .data) | .length] | add')
+got=$("$VDISK" inspect --output=json top.vmdk | jq '.summary."allocated-bytes"')
+assert_eq "inspect of a child counts its own layer's data" "$own" "$got"
 # info --backing-chain
 q=$(qemu-img info --backing-chain --output=json top.vmdk | jq -c '[.[] | {filename: (.filename | sub("^\\./"; "")), "virtual-size", "backing-filename"}]')
 v=$("$VDISK" info --backing-chain --output=json top.vmdk | jq -c '[.[] | {filename: (.filename | sub("^\\./"; "")), "virtual-size", "backing-filename"}]')
