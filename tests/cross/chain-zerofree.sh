@@ -50,4 +50,30 @@ cmp -s after.raw c.raw && pass "compact of the child keeps the view" || fail "co
 	pass "the reference reader reads the compacted child" || fail "reference read of the compacted child: $(cat "$T/err")"
 assert_eq "compact keeps the child's uuidCreate" "$u" "$("$MKVDI" dump child.vdi | sed -n 's/^uuid_create=//p')"
 assert_eq "compact keeps the zero entries" "$z" "$("$MKVDI" dump child.vdi | sed -n 's/^map_zero=//p')"
+
+# commit of the VDI child killed before each write: the parent (a dynamic
+# VDI) passes qemu-img check, the child still reads the same, a rerun
+# completes and the parent then reads as the child did
+if command -v qemu-img >/dev/null; then
+	cp base.vdi k0.orig; cp child.vdi k1.orig
+	"$VDISK" convert -O raw child.vdi kexp.raw
+	bad=0 n=0
+	for kill in 0 1 2 4 7 11 16 25 40; do
+		cp k0.orig base.vdi; cp k1.orig child.vdi
+		VDISK_TEST_KILL_AFTER=$kill "$VDISK" commit -q child.vdi >/dev/null 2>&1
+		rc=$?
+		n=$((n + 1))
+		qemu-img check -q base.vdi >/dev/null 2>&1 || { bad=1; fail "commit killed after $kill writes: the parent fails qemu-img check"; }
+		"$VDISK" compare -q child.vdi kexp.raw >/dev/null 2>&1 || "$VDISK" compare -q --force child.vdi kexp.raw >/dev/null 2>&1 ||
+			{ bad=1; fail "commit killed after $kill writes: the child's view changed"; }
+		if [ "$rc" != 0 ]; then
+			"$VDISK" commit -q child.vdi >/dev/null 2>&1 || "$VDISK" commit -q --force child.vdi >/dev/null 2>&1 ||
+				{ bad=1; fail "commit killed after $kill writes: the rerun fails"; }
+		fi
+		"$VDISK" compare -q -f vdi base.vdi kexp.raw >/dev/null 2>&1 || { bad=1; fail "commit (killed after $kill): the parent does not read as the child did"; }
+	done
+	[ "$bad" = 0 ] && pass "VDI commit killed at $n points: parent valid, child unchanged, a rerun completes"
+	"$MKVDI" read child.vdi base.vdi >/dev/null 2>&1 && pass "the reference reader follows the relinked child" ||
+		fail "after commit the reference reader refuses the child's link"
+fi
 finish
