@@ -4,7 +4,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "../src/core/vdisk-int.h"
+#include "../src/core/backend.h"
 
 #include <errno.h>
 #include <stdio.h>

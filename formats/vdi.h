@@ -10,7 +10,7 @@
 #ifndef VDISK_VDI_H
 #define VDISK_VDI_H
 
-#include "../src/core/vdisk-int.h"
+#include "../src/core/backend.h"
 
 #define VDI_SIGNATURE 0xbeda107fu
 #define VDI_VERSION_1_1 0x00010001u

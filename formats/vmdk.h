@@ -11,7 +11,7 @@
 #ifndef VDISK_VMDK_H
 #define VDISK_VMDK_H
 
-#include "../src/core/vdisk-int.h"
+#include "../src/core/backend.h"
 
 #define VMDK_MAGIC 0x564d444bu /* "KDMV" */
 #define VMDK_GD_AT_END 0xffffffffffffffffull

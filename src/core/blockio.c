@@ -675,3 +675,13 @@ int vd_check(struct vd_image *img, bool repair, struct vd_check *res,
 	}
 	return r;
 }
+
+bool vd_image_zero_init(const struct vd_image *img)
+{
+	return img->drv->zero_init;
+}
+
+bool vd_image_checkable(const struct vd_image *img)
+{
+	return img->drv->check != NULL;
+}

@@ -637,3 +637,29 @@ int vd_chain_set_backing(struct vd_image *img, struct vd_image *parent, struct v
 	img->backing_problem[0] = 0;
 	return 0;
 }
+
+int vd_chain_relink(struct vd_image *img, const struct vd_identity *parent, const char *name,
+		    struct vd_error *err)
+{
+	if (!img->has_parent || !img->drv->set_parent)
+		return vd_set_error(err, ENOTSUP, "%s: not a child image of a format that stores a parent link",
+				    img->host->path);
+	if (!img->writable)
+		return vd_set_error(err, EROFS, "%s: image is open read-only", img->host->path);
+	return img->drv->set_parent(img, parent, name, err);
+}
+
+int vd_chain_new_modification(struct vd_image *img, struct vd_error *err)
+{
+	if (!img->drv->new_modification)
+		return vd_set_error(err, ENOTSUP, "%s: format %s cannot change its modification identity",
+				    img->host->path, img->drv->name);
+	if (!img->writable)
+		return vd_set_error(err, EROFS, "%s: image is open read-only", img->host->path);
+	return img->drv->new_modification(img, err);
+}
+
+uint32_t vd_chain_unit(const struct vd_image *img)
+{
+	return img->cow_unit ? img->cow_unit : img->split;
+}

@@ -10,7 +10,7 @@
 #ifndef VDISK_FS_H
 #define VDISK_FS_H
 
-#include "../core/vdisk-int.h"
+#include "../core/base.h"
 
 /* One walk.  Walkers see partition-relative offsets; vd_fs_emit turns them
  * into absolute guest offsets, checks bounds and order, and merges

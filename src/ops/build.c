@@ -599,7 +599,7 @@ int vd_build(const char *dst_path, const struct vd_build_opts *o,
 	r = vd_open_host(&dst, h, o->format, VD_OPEN_RDWR, err);
 	if (r < 0)
 		goto out;
-	if (!dst->drv->zero_init) {
+	if (!vd_image_zero_init(dst)) {
 		r = vd_set_error(err, ENOTSUP, "%s: new %s images do not read as zeros", dst_path, o->format);
 		goto out;
 	}

@@ -9,7 +9,7 @@
 #ifndef VDISK_BUILD_H
 #define VDISK_BUILD_H
 
-#include "vdisk-int.h"
+#include "../core/ops.h"
 
 #define CHUNK (2u << 20)
 #define UNIT 4096u

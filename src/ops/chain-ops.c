@@ -15,7 +15,7 @@
  * SPDX-License-Identifier: MIT
  */
 #define _GNU_SOURCE
-#include "vdisk-int.h"
+#include "../core/ops.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -36,9 +36,9 @@ static int parent_path(const char *child, const char *format, char **out, struct
 	r = vd_open(&img, child, format, 0, err);
 	if (r < 0)
 		return r;
-	if (!img->backing)
+	if (!vd_backing(img))
 		r = vd_set_error(err, EINVAL, "%s: not a child image: it has no parent", child);
-	else if (!(*out = strdup(img->backing->host->path)))
+	else if (!(*out = strdup(vd_path(vd_backing(img)))))
 		r = vd_set_error(err, ENOMEM, "out of memory");
 	vd_close(img, NULL);
 	return r;
@@ -73,15 +73,10 @@ int vd_commit(const char *child, const char *format, const struct vd_commit_opts
 		r = vd_open(&c, child, format, VD_OPEN_NO_BACKING | VD_OPEN_RDWR, err);
 	if (r < 0)
 		goto out;
-	if (!p->drv->new_modification || (!o->remove_child && !c->drv->set_parent)) {
-		r = vd_set_error(err, ENOTSUP, "%s: format %s cannot change its chain links", child,
-				 c->drv->name);
-		goto out;
-	}
-	size = c->size;
-	if (size > p->size) {
+	size = vd_size(c);
+	if (size > vd_size(p)) {
 		r = vd_set_error(err, EINVAL, "%s: the child (%llu bytes) is larger than its parent %s (%llu bytes)",
-				 child, (unsigned long long)size, ppath, (unsigned long long)p->size);
+				 child, (unsigned long long)size, ppath, (unsigned long long)vd_size(p));
 		goto out;
 	}
 	if (o->remove_child) {
@@ -124,7 +119,7 @@ int vd_commit(const char *child, const char *format, const struct vd_commit_opts
 	/* children made before this commit (siblings of CHILD) must see that
 	 * their parent changed */
 	if (r == 0)
-		r = p->drv->new_modification(p, err);
+		r = vd_chain_new_modification(p, err);
 	if (r == 0)
 		r = vd_flush(p, err);
 	if (r == 0)
@@ -134,7 +129,7 @@ int vd_commit(const char *child, const char *format, const struct vd_commit_opts
 	if (!o->remove_child) {
 		/* the child keeps what it held (now also the parent's): linked to
 		 * the parent as it is now, its guest view unchanged */
-		r = c->drv->set_parent(c, &pid, NULL, err);
+		r = vd_chain_relink(c, &pid, NULL, err);
 		if (r == 0)
 			r = vd_flush(c, err);
 		goto out;
@@ -170,7 +165,7 @@ out:
 static int read_padded(struct vd_image *img, uint64_t off, uint8_t *buf, size_t len,
 		       struct vd_error *err)
 {
-	size_t n = off < img->size ? (size_t)VD_MIN((uint64_t)len, img->size - off) : 0;
+	size_t n = off < vd_size(img) ? (size_t)VD_MIN((uint64_t)len, vd_size(img) - off) : 0;
 	int r = n ? vd_read(img, off, buf, n, err) : 0;
 
 	if (r == 0 && n < len)
@@ -219,12 +214,11 @@ int vd_rebase(const char *child, const char *format, const struct vd_rebase_opts
 	r = vd_open(&c, child, format, VD_OPEN_RDWR | (o->unsafe ? VD_OPEN_NO_BACKING : 0), err);
 	if (r < 0)
 		goto out;
-	if (!c->has_parent || !c->drv->set_parent) {
-		r = vd_set_error(err, EINVAL, "%s: not a child image of a format that stores a parent link",
-				 child);
+	if (!vd_has_parent_link(c)) {
+		r = vd_set_error(err, EINVAL, "%s: not a child image: it has no parent link", child);
 		goto out;
 	}
-	size = c->size;
+	size = vd_size(c);
 	if (!o->unsafe) {
 		a = vd_aligned_alloc(CHUNK, err);
 		b = a ? vd_aligned_alloc(CHUNK, err) : NULL;
@@ -265,7 +259,7 @@ int vd_rebase(const char *child, const char *format, const struct vd_rebase_opts
 	if (r == 0)
 		r = vd_get_identity(np, &pid, err);
 	if (r == 0)
-		r = c->drv->set_parent(c, &pid, o->backing, err);
+		r = vd_chain_relink(c, &pid, o->backing, err);
 	if (r == 0)
 		r = vd_flush(c, err);
 out:

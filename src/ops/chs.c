@@ -4,7 +4,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "vdisk-int.h"
+#include "../core/ops.h"
 
 #include <errno.h>
 

@@ -5,7 +5,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "../core/vdisk-int.h"
+#include "../core/ops.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -8,7 +8,7 @@
  * SPDX-License-Identifier: MIT
  */
 #define _GNU_SOURCE
-#include "vdisk-int.h"
+#include "../core/ops.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -21,16 +21,16 @@ static bool reads_zero(struct vd_image *img, uint64_t off, uint64_t len, struct 
 {
 	struct vd_extent e;
 
-	if (off >= img->size)
+	if (off >= vd_size(img))
 		return true;
-	return vd_block_status(img, off, VD_MIN(len, img->size - off), &e, err) == 0 &&
-	       (e.flags & VD_BS_ZERO) && e.length >= VD_MIN(len, img->size - off);
+	return vd_block_status(img, off, VD_MIN(len, vd_size(img) - off), &e, err) == 0 &&
+	       (e.flags & VD_BS_ZERO) && e.length >= VD_MIN(len, vd_size(img) - off);
 }
 
 static int read_padded(struct vd_image *img, uint64_t off, uint8_t *buf, size_t len,
 		       struct vd_error *err)
 {
-	size_t n = off < img->size ? (size_t)VD_MIN((uint64_t)len, img->size - off) : 0;
+	size_t n = off < vd_size(img) ? (size_t)VD_MIN((uint64_t)len, vd_size(img) - off) : 0;
 	int r = n ? vd_read(img, off, buf, n, err) : 0;
 
 	if (r == 0 && n < len)
@@ -101,7 +101,7 @@ int vd_convert_child(const char *src_path, const char *dst_path, const struct vd
 		goto out;
 	}
 	size = vd_size(src);
-	unit = dst->cow_unit ? dst->cow_unit : dst->split ? dst->split : CHUNK;
+	unit = vd_chain_unit(dst) ? vd_chain_unit(dst) : CHUNK;
 	unit = VD_MIN(unit, (uint64_t)CHUNK);
 	while (off < size) {
 		uint64_t n = VD_MIN(size - off, (uint64_t)CHUNK);

@@ -15,7 +15,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "../core/vdisk-int.h"
+#include "../core/ops.h"
 #include "../core/stream-src.h"
 #include "convert-src.h"
 

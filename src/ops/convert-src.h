@@ -6,7 +6,7 @@
 #ifndef VDISK_CONVERT_SRC_H
 #define VDISK_CONVERT_SRC_H
 
-#include "../core/vdisk-int.h"
+#include "../core/ops.h"
 
 /* Open PATH as convert's source; SPOOL (for vd_convert_end_source) may
  * hold a spool file beside DST_PATH (NULL: no spool possible, a size is

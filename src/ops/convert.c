@@ -11,7 +11,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "../core/vdisk-int.h"
+#include "../core/ops.h"
 #include "convert-src.h"
 
 #include <errno.h>
@@ -349,7 +349,7 @@ int vd_convert(const char *src_path, const char *dst_path,
 		r = vd_open_host(&dst, h, o->dst_format, VD_OPEN_RDWR | nosync, err);
 		if (r < 0)
 			goto out;
-		target_zero = dst->drv->zero_init;
+		target_zero = vd_image_zero_init(dst);
 	}
 
 	dst->host->stream_writeback = true;

@@ -13,7 +13,7 @@
  * SPDX-License-Identifier: MIT
  */
 #define _GNU_SOURCE
-#include "../core/vdisk-int.h"
+#include "../core/ops.h"
 #include "../core/stream-src.h"
 #include "convert-src.h"
 

@@ -14,7 +14,7 @@
  * SPDX-License-Identifier: MIT
  */
 #define _GNU_SOURCE
-#include "../core/vdisk-int.h"
+#include "../core/ops.h"
 
 #include <errno.h>
 #include <linux/fiemap.h>

@@ -6,7 +6,7 @@
  * SPDX-License-Identifier: MIT
  */
 #define _GNU_SOURCE
-#include "vdisk-int.h"
+#include "../core/ops.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -15,7 +15,7 @@
  * SPDX-License-Identifier: MIT
  */
 #define _GNU_SOURCE
-#include "vdisk-int.h"
+#include "../core/ops.h"
 
 #include <blkid/blkid.h>
 #include <errno.h>

@@ -8,7 +8,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "vdisk-int.h"
+#include "../core/ops.h"
 
 #include <errno.h>
 #include <inttypes.h>

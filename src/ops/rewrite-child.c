@@ -9,7 +9,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "vdisk-int.h"
+#include "../core/ops.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -52,7 +52,7 @@ int vd_rewrite_child(const char *path, bool compact, const struct vd_rewrite_opt
 	r = vd_open(&src, path, o->format, o->open_flags | VD_OPEN_EXCLUSIVE, err);
 	if (r < 0)
 		return r;
-	if (!src->has_parent) {
+	if (!vd_has_parent_link(src)) {
 		vd_close(src, NULL);
 		return 1;
 	}
@@ -94,7 +94,7 @@ int vd_rewrite_child(const char *path, bool compact, const struct vd_rewrite_opt
 	/* the subformat a child is created with (a VDI child is "differencing") */
 	if (in.subformat[0] && strcmp(in.subformat, "differencing"))
 		snprintf(opts, sizeof(opts), "subformat=%s", in.subformat);
-	r = vd_open(&par, vd_path(src->backing), vd_format(src->backing), 0, err);
+	r = vd_open(&par, vd_path(vd_backing(src)), vd_format(vd_backing(src)), 0, err);
 	if (r == 0)
 		r = vd_tmp_begin(&t, path, true, err);
 	if (r == 0)

@@ -8,7 +8,7 @@
 #ifndef VDISK_REWRITE_H
 #define VDISK_REWRITE_H
 
-#include "../core/vdisk-int.h"
+#include "../core/ops.h"
 
 #define CHUNK (4u << 20)        /* copy buffer */
 #define SCAN_FIRST (64u << 10)  /* first read of a block when looking for data */

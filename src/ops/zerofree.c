@@ -25,7 +25,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "../core/vdisk-int.h"
+#include "../core/ops.h"
 #include "../fs/fs.h"
 
 #include <errno.h>
@@ -389,7 +389,7 @@ static int reclaim(struct zf *z, struct vd_zerofree_result *res)
 	/* formats without metadata (raw) have no slots to give back; the
 	 * repair changes nothing when it finds no leak, or finds corruption
 	 * (then it leaves everything as it is) */
-	if (!z->img->drv->check)
+	if (!vd_image_checkable(z->img))
 		return 0;
 	c.note = count_moves;
 	c.ctx = res;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# libvdisk.so exports exactly the functions include/vdisk.h declares (the
+# The layers (tests/cli/abi.sh): libvdisk.so exports exactly the functions include/vdisk.h declares (the
 # version script), so the backend contract and the operations' internals
 # (src/core/vdisk-int.h) cannot be linked against; and every function the
 # header declares is defined (no stale declaration).
@@ -16,4 +16,18 @@ assert_eq "exported but not in vdisk.h" "" "$(comm -13 "$T/declared" "$T/exporte
 assert_eq "declared in vdisk.h but not defined" "" "$(comm -23 "$T/declared" "$T/exported" | tr '\n' ' ')"
 nm -D --defined-only "$so" | grep -q ' vd_host_open_file' && fail "an internal function (vd_host_open_file) is exported" ||
 	pass "internal functions are not exported"
+
+# the layers' headers: backends see the contract (backend.h, base.h), never
+# the operations' internals; the filesystem walkers only the shared base
+src=$TOP
+if [ -d "$src/formats" ]; then
+	bad=$(grep -lE '#include "[./a-z]*(ops|vdisk-int)\.h"' "$src"/formats/*.[ch] 2>/dev/null | tr '\n' ' ')
+	assert_eq "formats/ include neither ops.h nor vdisk-int.h" "" "$bad"
+	bad=$(grep -lE '#include "[./a-z]*(ops|backend|vdisk-int)\.h"' "$src"/src/fs/*.[ch] 2>/dev/null | tr '\n' ' ')
+	assert_eq "src/fs/ includes only base.h" "" "$bad"
+	bad=$(grep -lE '#include "[./a-z]*vdisk-int\.h"' "$src"/src/ops/*.[ch] 2>/dev/null | tr '\n' ' ')
+	assert_eq "src/ops/ include ops.h, not vdisk-int.h" "" "$bad"
+	bad=$(grep -nE '\->drv->' "$src"/src/ops/*.c 2>/dev/null | head -3 | tr '\n' ' ')
+	assert_eq "src/ops/ never call a backend's operations directly" "" "$bad"
+fi
 finish
