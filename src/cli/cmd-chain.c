@@ -101,7 +101,7 @@ int cmd_commit(int argc, char **argv)
 }
 
 static const char rebase_usage[] =
-	"Usage: vdisk rebase [-f FMT] -B PARENT [-u] [-p|-q] CHILD\n"
+	"Usage: vdisk rebase [-f FMT] -B PARENT [-u] [-p|-q] [--output=human|json] CHILD\n"
 	"\n"
 	"Link the child image CHILD to the parent PARENT (relative to CHILD's\n"
 	"folder, and stored so where the format stores a name).  By default\n"
@@ -116,6 +116,7 @@ static const char rebase_usage[] =
 	"      --force           read a current parent changed since the snapshot\n"
 	"  -p, --progress        show progress (default when stderr is a terminal)\n"
 	"  -q, --quiet           no progress\n"
+	"      --output FMT      human (default) or json\n"
 	"  -h, --help            show this help\n";
 
 int cmd_rebase(int argc, char **argv)
@@ -127,10 +128,12 @@ int cmd_rebase(int argc, char **argv)
 		{ "force", no_argument, NULL, 'F' },
 		{ "progress", no_argument, NULL, 'p' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct vd_rebase_opts o = { 0 };
+	int json = 0;
 	struct vd_rebase_result res;
 	struct vd_error err = { 0 };
 	struct cli_progress prog;
@@ -147,6 +150,10 @@ int cmd_rebase(int argc, char **argv)
 		case 'F': force = true; break;
 		case 'p': pmode = CLI_PROGRESS_ON; break;
 		case 'q': pmode = CLI_PROGRESS_OFF; break;
+		case 'o':
+			if ((json = cli_output_mode("rebase", optarg)) < 0)
+				return 1;
+			break;
 		case 'h': cli_usage(stdout, rebase_usage); return 0;
 		default: cli_usage(stderr, rebase_usage); return 1;
 		}
@@ -166,8 +173,16 @@ int cmd_rebase(int argc, char **argv)
 		return cli_fail("rebase", &err, 1);
 	}
 	cli_progress_end(&prog);
-	if (!o.unsafe)
+	if (json) {
+		printf("{ \"filename\": ");
+		json_str(stdout, argv[optind]);
+		printf(", \"backing-filename\": ");
+		json_str(stdout, o.backing);
+		printf(", \"copied-bytes\": %" PRIu64 ", \"unsafe\": %s }\n", res.copied_bytes,
+		       o.unsafe ? "true" : "false");
+	} else if (!o.unsafe) {
 		printf("Copied %s into %s; it is now a child of %s.\n",
 		       cli_human(res.copied_bytes, a, sizeof(a)), argv[optind], o.backing);
+	}
 	return 0;
 }

@@ -113,6 +113,8 @@ run compact "d.img (in place)" --output=json "$T/d.img"
 run defrag "d.vmdk" --output=json "$T/d.vmdk"
 "$VDISK" create -O vmdk -B d.vmdk "$T/c2.vmdk"
 run commit "c2.vmdk" --output=json "$T/c2.vmdk"
+"$VDISK" create -O vmdk -B d.vmdk "$T/c3.vmdk"
+run rebase "c3.vmdk -u" -u -B d.vmdk --output=json "$T/c3.vmdk"
 
 # ---- every listed key turned up somewhere, but for these (optional, and
 # not printed for the images above: a VDI comment, FIEMAP-less host note)
@@ -123,7 +125,7 @@ sort -u "$T/seen.tsv" >"$T/seen.u"
 missing=$(awk -F'\t' 'NR == FNR { s[$1 "\t" $2] = 1; next } !(($1 "\t" $2) in s) { print $1 " " $2 }' \
 	"$T/seen.u" "$T/doc.tsv" | grep -vxF "$untested")
 assert_eq "every listed key is printed by some run" "" "$missing"
-for c in info map check compare commit geometry mbr inspect zerofree compact defrag create; do
+for c in info map check compare commit rebase geometry mbr inspect zerofree compact defrag create; do
 	grep -q "^$c	" "$T/doc.tsv" && pass "vdisk(1) lists the keys of $c" || fail "vdisk(1) has no key list for $c"
 done
 
