@@ -104,6 +104,55 @@ bench_case "raw->vmdk stream" guest.raw "-O vmdk -o subformat=streamOptimized" \
 bench_case "vmdk stream->raw" guest-stream.vmdk "-O raw" "-O raw" out.raw
 bench_case "sparse 64G raw->vdi" sparse.raw "-O vdi" "-O vdi" out.vdi
 bench_case "sparse 64G vdi->raw" sparse.vdi "-O raw" "-O raw" out.raw
+
+# ---- compressed sources (issue 18): vdisk against the tools a user would
+# pipe instead, like for like in the same run
+bench_pair() { # NAME VDISK-SHELL-COMMAND OTHER-SHELL-COMMAND
+	local name=$1 vc=$2 oc=$3 vt=() ot=() r v o
+	case $name in *"${BENCH_ONLY:-}"*) ;; *) return 0 ;; esac
+	for i in $(seq 1 "$RUNS"); do
+		r=$(run1 out.tmp bash -c "$vc"); vt+=("${r% *}")
+		r=$(run1 out.tmp bash -c "$oc"); ot+=("${r% *}")
+	done
+	rm -f out.tmp
+	v=$(printf '%s\n' "${vt[@]}" | median)
+	o=$(printf '%s\n' "${ot[@]}" | median)
+	printf '%-24s %8s %8s %8s %8s %7s\n' "$name" "$v" - "$o" - \
+		"$(awk -v v="$v" -v o="$o" 'BEGIN { printf "%.2f", (v > 0 ? o / v : 0) }')"
+}
+case "xz zstd loop" in *"${BENCH_ONLY:-}"*)
+	command -v zstd >/dev/null && [ ! -f guest.raw.zst ] && zstd -q -T2 -3 guest.raw -o guest.raw.zst
+	command -v xz >/dev/null && [ ! -f guest.raw.xz ] && xz -k -T2 -1 guest.raw
+	;;
+esac
+if [ -f guest.raw.zst ]; then
+	bench_pair "zstd -> raw (2 thr)" "'$VDISK' convert -q --no-sync -O raw guest.raw.zst out.tmp" \
+		"zstd -q -T2 -dc guest.raw.zst | cat >/dev/null"
+fi
+if [ -f guest.raw.xz ]; then
+	bench_pair "xz -> raw (2 thr)" "'$VDISK' convert -q --no-sync -O raw guest.raw.xz out.tmp" \
+		"xz -T2 -dc guest.raw.xz | cat >/dev/null"
+	case "loop" in *"${BENCH_ONLY:-}"*)
+		if [ "$(id -u)" = 0 ] && command -v losetup >/dev/null; then
+			truncate -s "$GUEST" loop.img
+			if LOOP=$(losetup -f --show loop.img 2>/dev/null); then
+				bench_pair "xz -> /dev/loop" "'$VDISK' convert -q --force guest.raw.xz $LOOP" \
+					"xzcat guest.raw.xz | dd of=$LOOP bs=4M conv=sparse,fsync status=none"
+				if command -v bmaptool >/dev/null; then
+					[ -f guest.bmap ] || bmaptool create -o guest.bmap guest.raw
+					bench_pair "xz -> loop (bmaptool)" "'$VDISK' convert -q --force guest.raw.xz $LOOP" \
+						"bmaptool -q copy --bmap guest.bmap guest.raw.xz $LOOP"
+				fi
+				losetup -d "$LOOP"
+			fi
+			rm -f loop.img
+		fi
+		;;
+	esac
+fi
+echo "(compressed sources: the other column is the tool's own decompression piped to cat"
+echo " (throughput), or xzcat | dd conv=sparse onto the device; ratio = other / vdisk.)"
+
 echo "(ratio  = qemu-img time / vdisk --no-sync time: neither flushes its output (qemu-img"
 echo "          convert's default cache mode is unsafe);"
 echo " r.sync = (qemu-img + sync -d) time / vdisk time: both outputs on disk (vdisk's"
