@@ -127,14 +127,27 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
 	rand_bytes old $((24 * MiB)) >"$T/old.raw"
 	cp "$T/old.raw" "$T/keep.raw"
 	old_sum=$(sha1_of "$T/old.raw")
-	assert_eq "SIGINT, --force over an existing DST: exit 130" 130 \
-		"$(slow_convert force -O raw --force "$T/slow.raw" "$T/keep.raw")"
+	# on a loaded machine the signal may still come too late: up to 3 tries,
+	# each with the DST as it was
+	for try in 1 2 3; do
+		cp "$T/old.raw" "$T/keep.raw"
+		rc=$(slow_convert force -O raw --force "$T/slow.raw" "$T/keep.raw")
+		[ "$rc" = 0 ] || break
+		echo "note: convert finished before SIGINT (try $try)"
+	done
+	assert_eq "SIGINT, --force over an existing DST: exit 130" 130 "$rc"
 	assert_contains "SIGINT, --force: exact message" \
 		"vdisk convert: interrupted by signal 2; nothing was changed (the temporary file was removed, $T/keep.raw left as it was)" \
 		"$T/force.err"
 	assert_eq "SIGINT, --force: DST left as it was" "$old_sum" "$(sha1_of "$T/keep.raw")"
 	assert_eq "SIGINT, --force: no temporary file left" "" "$(tmp_files "$T")"
-	assert_eq "SIGINT, -n: exit 130" 130 "$(slow_convert inplace -n "$T/slow.raw" "$T/old.raw")"
+	for try in 1 2 3; do
+		cp "$T/keep.raw" "$T/old.raw"
+		rc=$(slow_convert inplace -n "$T/slow.raw" "$T/old.raw")
+		[ "$rc" = 0 ] || break
+		echo "note: convert -n finished before SIGINT (try $try)"
+	done
+	assert_eq "SIGINT, -n: exit 130" 130 "$rc"
 	assert_contains "SIGINT, -n: exact message" \
 		"vdisk convert: interrupted by signal 2; $T/old.raw is partly written (-n writes in place)" \
 		"$T/inplace.err"
