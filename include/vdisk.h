@@ -393,6 +393,9 @@ struct vd_rewrite_result {
 	uint64_t space_available;   /* free space seen before starting */
 	unsigned files;             /* files rewritten (split VMDK: extents + 1) */
 	char note[640];             /* why nothing was done, fs-aware notes, ... */
+	/* --fs-aware: free space inside the kept blocks is written as zeros */
+	uint64_t blocks_free_zeroed; /* kept blocks whose free parts were not zero */
+	uint64_t bytes_free_zeroed;  /* free bytes in kept blocks, written as zeros */
 };
 
 int vd_compact(const char *path, const struct vd_rewrite_opts *opts,
