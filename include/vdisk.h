@@ -385,7 +385,7 @@ struct vd_rewrite_result {
 	uint64_t blocks_kept;       /* blocks written to the new file */
 	uint64_t blocks_zero;       /* dropped: read as zeros */
 	uint64_t blocks_free;       /* dropped: free in the guest filesystem */
-	uint64_t bytes_kept;        /* guest bytes written */
+	uint64_t bytes_kept;        /* guest bytes written (raw in place: still stored) */
 	uint64_t bytes_punched;     /* raw in place: bytes turned into holes */
 	uint64_t file_size_before, file_size_after;   /* apparent, all files */
 	uint64_t host_bytes_before, host_bytes_after; /* allocated on the host */

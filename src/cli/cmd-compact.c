@@ -82,9 +82,12 @@ void cli_rewrite_report(const char *cmd, const char *path, int json,
 	}
 	if (r->method == VD_REWRITE_IN_PLACE) {
 		printf("Method:       in place (zero runs turned into holes)\n");
-		printf("Punched:      %s (%" PRIu64 " bytes) of %s of data\n",
+		/* stored bytes turned into holes, out of what the file held on
+		 * the host before (st_blocks); what it holds now is below */
+		printf("Punched:      %s (%" PRIu64 " bytes) of the %s allocated on the host before\n",
 		       cli_human(r->bytes_punched, a, sizeof(a)), r->bytes_punched,
-		       cli_human(r->bytes_kept, b, sizeof(b)));
+		       cli_human(r->host_bytes_before, b, sizeof(b)));
+		printf("Data left:    %s in the ranges still stored\n", cli_human(r->bytes_kept, a, sizeof(a)));
 	} else {
 		printf("Method:       new file, renamed over the original\n");
 		if (r->block_size)

@@ -36,12 +36,22 @@ static int on_free(void *ctx, uint64_t off, uint64_t len)
 	if (c->raw) {
 		uint64_t a = VD_ALIGN_UP(off, PUNCH_UNIT), b = VD_ALIGN_DOWN(off + len, PUNCH_UNIT);
 		int r;
-		if (b <= a)
-			return 0;
-		r = vd_write_zeroes(c->img, a, b - a, VD_ZERO_MAY_UNMAP, c->err);
-		if (r < 0)
-			return r;
-		w->res->bytes_punched += b - a;
+
+		/* only what is stored: a hole already is one (and is not
+		 * counted as punched) */
+		while (a < b) {
+			struct vd_extent e;
+			r = vd_block_status(c->img, a, b - a, &e, c->err);
+			if (r < 0)
+				return r;
+			if ((e.flags & VD_BS_DATA) && !(e.flags & VD_BS_ZERO)) {
+				r = vd_write_zeroes(c->img, a, e.length, VD_ZERO_MAY_UNMAP, c->err);
+				if (r < 0)
+					return r;
+				w->res->bytes_punched += e.length;
+			}
+			a += e.length;
+		}
 		return 0;
 	}
 	/* whole units are dropped; the free pieces of units partly in use
@@ -250,7 +260,7 @@ int rw_compact_raw(struct rw *w, struct vd_error *err)
 	}
 	while (off < size && r == 0) {
 		struct vd_extent e;
-		uint64_t end, zs = UINT64_MAX;
+		uint64_t end, zs = UINT64_MAX, punched0;
 
 		r = vd_block_status(img, off, size - off, &e, err);
 		if (r < 0)
@@ -261,6 +271,7 @@ int rw_compact_raw(struct rw *w, struct vd_error *err)
 			continue;
 		}
 		w->res->blocks_before++;
+		punched0 = w->res->bytes_punched;
 		/* whole PUNCH_UNITs of zeros become holes; a run goes on across
 		 * chunks and is punched when data (or the range end) follows */
 		for (uint64_t p = off; p < end && r == 0;) {
@@ -288,7 +299,8 @@ int rw_compact_raw(struct rw *w, struct vd_error *err)
 		}
 		if (r == 0 && zs != UINT64_MAX)
 			r = punch(w, img, zs, end, err);
-		w->res->bytes_kept += e.length;
+		/* what stays stored of this range */
+		w->res->bytes_kept += e.length - (w->res->bytes_punched - punched0);
 		off = end;
 	}
 	r2 = vd_close(img, r < 0 ? NULL : err);

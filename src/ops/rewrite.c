@@ -610,7 +610,13 @@ static int rewrite_new(struct rw *w, const struct stat *orig, struct vd_error *e
 			r = reserve(w->files[i].path, w->files[i].base, w->files[i].kept * w->unit,
 				    true, err);
 		if (r == 0) {
-			w->total = w->done + w->res->bytes_kept;
+			/* the total stays what it was at the start: the part of
+			 * the copy that the dropped blocks would have taken is
+			 * counted as done */
+			uint64_t rest = w->res->bytes_kept;
+			uint64_t target = w->total > rest ? w->total - rest : 0;
+			if (w->done < target)
+				rw_progress(w, target - w->done);
 			r = copy_blocks(w, err);
 		}
 		break;
@@ -731,6 +737,9 @@ static int rewrite(const char *path, int mode, const struct vd_rewrite_opts *o,
 	}
 	if (r < 0)
 		goto out;
+	/* the last progress report is the whole total (never a smaller one) */
+	if (w.done < w.total)
+		rw_progress(&w, w.total - w.done);
 	{
 		/* what the image is now */
 		struct vd_image *img = NULL;

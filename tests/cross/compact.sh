@@ -168,6 +168,15 @@ du1=$(du_bytes "$R")
 assert_rc "raw: contents identical" 0 cmp "$T/z.raw" "$R"
 assert_eq "raw: qemu-img map agrees: 9.5 MiB of holes" $((9 * MiB + 512 * 1024)) \
 	"$(qemu-img map --output=json -f raw "$R" | jq '[.[] | select(.data == false) | .length] | add')"
+# the report: punched out of what the host held before (st_blocks), and now
+cp "$T/z.raw" "$R"
+du0=$(du_bytes "$R")
+"$VDISK" compact "$R" >"$T/raw.txt" || fail "raw: compact (human)"
+assert_eq "raw: host bytes before are st_blocks" 32 "$((du0 / MiB))"
+assert_contains "raw: report: punched of the allocated" \
+	"Punched:      9.5 MiB (9961472 bytes) of the 32 MiB allocated on the host before" "$T/raw.txt"
+assert_contains "raw: report: data left" "Data left:    22.5 MiB" "$T/raw.txt"
+assert_contains "raw: report: disk usage before and after" "Disk usage:   32 MiB -> 22.5 MiB" "$T/raw.txt"
 
 # ---------------------------------------------------------------- fixed, flat
 "$VDISK" convert -O vdi -o subformat=fixed "$T/z.raw" "$T/f.vdi"
@@ -222,6 +231,17 @@ if command -v mkswap >/dev/null; then
 	assert_rc "fs-aware raw: compact" 0 "$VDISK" compact --fs-aware --output=json "$T/swr.raw"
 	assert_eq "fs-aware raw: 8 MiB - the header page punched" $((8 * MiB - 4096)) "$(jq '."bytes-punched"' "$T/.out")"
 	assert_rc "fs-aware raw: outside the free space unchanged" 0 cmp -n $((MiB + 4096)) "$T/sw.raw" "$T/swr.raw"
+	# free space that is a hole already is not punched again, nor counted
+	cp "$T/sw.raw" "$T/swh.raw"
+	fallocate -p -o $((3 * MiB)) -l $((4 * MiB)) "$T/swh.raw"
+	before=$(du_bytes "$T/swh.raw")
+	assert_rc "fs-aware raw with holes: compact" 0 "$VDISK" compact --fs-aware --output=json "$T/swh.raw"
+	assert_eq "fs-aware raw with holes: only the stored free bytes punched" $((4 * MiB - 4096)) "$(jq '."bytes-punched"' "$T/.out")"
+	assert_eq "fs-aware raw with holes: host bytes before" "$before" "$(jq '."host-bytes-before"' "$T/.out")"
+	assert_eq "fs-aware raw with holes: host bytes after" "$(du_bytes "$T/swh.raw")" "$(jq '."host-bytes-after"' "$T/.out")"
+	assert_eq "fs-aware raw with holes: what was punched left the host" $((4 * MiB - 4096)) \
+		"$(jq '."host-bytes-before" - ."host-bytes-after"' "$T/.out")"
+	assert_rc "fs-aware raw with holes: contents outside the free space" 0 cmp -n $((MiB + 4096)) "$T/sw.raw" "$T/swh.raw"
 	assert_rc "fs-aware raw: partition 2 unchanged" 0 cmp -i $((9 * MiB)) "$T/sw.raw" "$T/swr.raw"
 else
 	echo "SKIP: --fs-aware tests (no mkswap)"
