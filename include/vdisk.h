@@ -514,7 +514,7 @@ struct vd_rewrite_result {
 	uint64_t blocks_kept;       /* blocks written to the new file */
 	uint64_t blocks_zero;       /* dropped: read as zeros */
 	uint64_t blocks_free;       /* dropped: free in the guest filesystem */
-	uint64_t bytes_kept;        /* guest bytes written */
+	uint64_t bytes_kept;        /* guest bytes written (raw in place: still stored) */
 	uint64_t bytes_punched;     /* raw in place: bytes turned into holes */
 	uint64_t file_size_before, file_size_after;   /* apparent, all files */
 	uint64_t host_bytes_before, host_bytes_after; /* allocated on the host */
@@ -522,6 +522,9 @@ struct vd_rewrite_result {
 	uint64_t space_available;   /* free space seen before starting */
 	unsigned files;             /* files rewritten (split VMDK: extents + 1) */
 	char note[640];             /* why nothing was done, fs-aware notes, ... */
+	/* --fs-aware: free space inside the kept blocks is written as zeros */
+	uint64_t blocks_free_zeroed; /* kept blocks whose free parts were not zero */
+	uint64_t bytes_free_zeroed;  /* free bytes in kept blocks, written as zeros */
 };
 
 int vd_compact(const char *path, const struct vd_rewrite_opts *opts,

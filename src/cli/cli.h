@@ -42,8 +42,11 @@ struct cli_progress {
 	int enabled;
 	double start, last;
 	uint64_t last_done;
+	int pending;  /* a progress line is on stderr without its newline */
 };
 void cli_progress_init(struct cli_progress *p, int mode);
+/* End a pending progress line (a newline on stderr), before other output. */
+void cli_progress_break(struct cli_progress *p);
 
 /* The text of an sfdisk-style script from PATH (NULL or "-": standard
  * input), NUL-terminated, at most 16 MiB and without NUL bytes; NULL after

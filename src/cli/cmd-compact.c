@@ -18,13 +18,15 @@ static const char usage[] =
 	"beside IMAGE, allocated up front, which then replaces IMAGE atomically\n"
 	"(UUIDs, VMDK CID, adapter type and hardware version are kept).  The\n"
 	"filesystem needs free space for the new file; vdisk refuses to start\n"
-	"otherwise.  Killed at any moment, IMAGE is intact.\n"
+	"otherwise.  Killed at any moment, IMAGE is intact.  With nothing to\n"
+	"drop (and nothing to zero), IMAGE is left as it is.\n"
 	"A raw image is compacted in place: runs of zeros become holes.  A fixed\n"
 	"VDI or flat VMDK has nothing to drop (see vdisk defrag).\n"
 	"\n"
 	"  -f, --format FMT   image format (default: probe)\n"
 	"      --fs-aware     also drop blocks the guest filesystems (ext2/3/4, XFS,\n"
-	"                     NTFS, FAT, swap) do not use\n"
+	"                     NTFS, FAT, swap) do not use, and write zeros over\n"
+	"                     the free parts of the blocks kept\n"
 	"  -p, --progress     show progress (default when stderr is a terminal)\n"
 	"  -q, --quiet        no progress\n"
 	"      --output=FMT   human (default) or json\n"
@@ -56,6 +58,8 @@ void cli_rewrite_report(const char *cmd, const char *path, int json,
 		       r->blocks_zero, r->blocks_free);
 		printf("  \"bytes-kept\": %" PRIu64 ",\n  \"bytes-punched\": %" PRIu64 ",\n",
 		       r->bytes_kept, r->bytes_punched);
+		printf("  \"blocks-free-zeroed\": %" PRIu64 ",\n  \"bytes-free-zeroed\": %" PRIu64 ",\n",
+		       r->blocks_free_zeroed, r->bytes_free_zeroed);
 		printf("  \"file-size-before\": %" PRIu64 ",\n  \"file-size-after\": %" PRIu64 ",\n",
 		       r->file_size_before, r->file_size_after);
 		printf("  \"host-bytes-before\": %" PRIu64 ",\n  \"host-bytes-after\": %" PRIu64 ",\n",
@@ -78,9 +82,12 @@ void cli_rewrite_report(const char *cmd, const char *path, int json,
 	}
 	if (r->method == VD_REWRITE_IN_PLACE) {
 		printf("Method:       in place (zero runs turned into holes)\n");
-		printf("Punched:      %s (%" PRIu64 " bytes) of %s of data\n",
+		/* stored bytes turned into holes, out of what the file held on
+		 * the host before (st_blocks); what it holds now is below */
+		printf("Punched:      %s (%" PRIu64 " bytes) of the %s allocated on the host before\n",
 		       cli_human(r->bytes_punched, a, sizeof(a)), r->bytes_punched,
-		       cli_human(r->bytes_kept, b, sizeof(b)));
+		       cli_human(r->host_bytes_before, b, sizeof(b)));
+		printf("Data left:    %s in the ranges still stored\n", cli_human(r->bytes_kept, a, sizeof(a)));
 	} else {
 		printf("Method:       new file, renamed over the original\n");
 		if (r->block_size)
@@ -90,6 +97,11 @@ void cli_rewrite_report(const char *cmd, const char *path, int json,
 		else
 			printf("Data:         %s in %" PRIu64 " ranges\n",
 			       cli_human(r->bytes_kept, a, sizeof(a)), r->blocks_kept);
+		if (r->bytes_free_zeroed)
+			printf("Zeroed:       %s of free space inside the kept blocks (%" PRIu64
+			       " block%s held old data there)\n",
+			       cli_human(r->bytes_free_zeroed, a, sizeof(a)), r->blocks_free_zeroed,
+			       r->blocks_free_zeroed == 1 ? "" : "s");
 		if (r->space_available)
 			printf("Free space:   %s needed, %s available\n",
 			       cli_human(r->space_needed, a, sizeof(a)),

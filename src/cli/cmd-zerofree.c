@@ -45,6 +45,7 @@ struct out {
 	unsigned n;
 	uint32_t unit;
 	const char *path;
+	struct cli_progress *prog;  /* its line ends before a report */
 };
 
 static void human_counts(const struct vd_zerofree_part *p, bool dry)
@@ -72,6 +73,7 @@ static void report(void *ctx, const struct vd_zerofree_part *p)
 	struct out *o = ctx;
 	char a[32], b[32];
 
+	cli_progress_break(o->prog);
 	if (o->json) {
 		printf("%s\n    {\n      \"partition\": %u,\n      \"offset\": %" PRIu64 ",\n"
 		       "      \"length\": %" PRIu64 ",\n",
@@ -94,6 +96,7 @@ static void report(void *ctx, const struct vd_zerofree_part *p)
 			printf("\n    }");
 		}
 		o->n++;
+		fflush(stdout);
 		return;
 	}
 	if (p->number && p->type_guid[0])
@@ -107,6 +110,7 @@ static void report(void *ctx, const struct vd_zerofree_part *p)
 		printf("whole disk: ");
 	if (p->status) {
 		printf("left alone: %s\n", p->note);
+		fflush(stdout);
 		return;
 	}
 	printf("%s", p->fs.type);
@@ -116,12 +120,16 @@ static void report(void *ctx, const struct vd_zerofree_part *p)
 	       p->fs.block_size);
 	human_counts(p, o->dry);
 	o->n++;
+	fflush(stdout); /* in order with the progress lines on stderr */
 }
 
 static void list_range(void *ctx, uint64_t off, uint64_t len)
 {
-	(void)ctx;
+	struct out *o = ctx;
+
+	cli_progress_break(o->prog);
 	printf("free %" PRIu64 " %" PRIu64 "\n", off, len);
+	fflush(stdout);
 }
 
 int cmd_zerofree(int argc, char **argv)
@@ -186,6 +194,7 @@ int cmd_zerofree(int argc, char **argv)
 	}
 	opts.report = report;
 	opts.report_ctx = &o;
+	o.prog = &prog;
 	cli_catch_signals();
 	cli_progress_init(&prog, pmode);
 	opts.progress = cli_progress_cb;

@@ -128,13 +128,22 @@ void cli_progress_cb(void *ctx, uint64_t done, uint64_t total)
 	} else {
 		fputs("              ", stderr);
 	}
+	p->pending = 1;
 	fflush(stderr);
+}
+
+void cli_progress_break(struct cli_progress *p)
+{
+	if (p && p->enabled && p->pending) {
+		fputc('\n', stderr);
+		fflush(stderr);
+		p->pending = 0;
+	}
 }
 
 void cli_progress_end(struct cli_progress *p)
 {
-	if (p->enabled && p->last > 0)
-		fputc('\n', stderr);
+	cli_progress_break(p);
 }
 
 static const char *chain_files[VD_CHAIN_MAX];

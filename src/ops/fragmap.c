@@ -308,6 +308,8 @@ struct walk {
 	uint64_t run_key;  /* which address space run_end is in */
 	uint64_t run_end;  /* host position where it ends */
 	uint64_t run_len;
+	uint64_t run_file; /* file (index) and file offset where it ends */
+	uint64_t run_file_end;
 	uint64_t *sample;  /* VD_FRAG_SAMPLE run lengths */
 };
 
@@ -365,8 +367,11 @@ static bool mergeable(const struct vd_frag_run *a, const struct vd_frag_run *b)
 }
 
 /* KEY names the address space of the run's position: host positions of one
- * device, or file offsets of one file. */
-static int feed(struct walk *w, struct vd_frag_run r, uint64_t key)
+ * device, or file offsets of one file; FILE the file (index) whose offsets
+ * file_off are, NO_FILE when the run has none. */
+#define NO_FILE UINT64_MAX
+
+static int feed(struct walk *w, struct vd_frag_run r, uint64_t key, uint64_t file)
 {
 	struct vd_frag_summary *s = w->sum;
 	int rc;
@@ -392,6 +397,18 @@ static int feed(struct walk *w, struct vd_frag_run r, uint64_t key)
 		w->run_pos_known = known;
 		w->run_key = key;
 		w->run_end = pos + r.len;
+		w->run_file = (r.flags & VD_FRAG_FILE_OFF) ? file : NO_FILE;
+		w->run_file_end = r.file_off + r.len;
+	} else if (w->in_run && w->run_pos_known && file != NO_FILE &&
+		   (r.flags & VD_FRAG_FILE_OFF) && file == w->run_file &&
+		   r.file_off == w->run_file_end) {
+		/* A range the read skips (it reads as zero: a hole or an
+		 * unwritten extent) right after the run in the same file: data
+		 * after it that lies where the file's layout puts it continues
+		 * the run (as filefrag counts; a fixed image's preallocated
+		 * zero blocks do not cost a seek each). */
+		w->run_end += r.len;
+		w->run_file_end += r.len;
 	}
 	if (w->have_cur && mergeable(&w->cur, &r)) {
 		w->cur.len += r.len;
@@ -757,7 +774,8 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 					run.flags |= VD_FRAG_DISCONT;
 					discont = false;
 				}
-				r = feed(&w, run, (run.flags & VD_FRAG_PHYS) ? hf->key | (1ull << 63) : (uint64_t)(hf - fs.f));
+				r = feed(&w, run, (run.flags & VD_FRAG_PHYS) ? hf->key | (1ull << 63) : (uint64_t)(hf - fs.f),
+					 (uint64_t)(hf - fs.f));
 				if (r != 0)
 					goto out;
 				g += p.len;
@@ -766,7 +784,7 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 			}
 		} else {
 			struct vd_frag_run run = { 0 };
-			uint64_t key = 0;
+			uint64_t key = 0, file = NO_FILE;
 
 			run.guest_off = e.start;
 			run.len = e.length;
@@ -775,7 +793,7 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 				run.flags |= VD_FRAG_FILE_OFF;
 				run.file_off = e.offset;
 				run.file = hf->path;
-				key = (uint64_t)(hf - fs.f);
+				key = file = (uint64_t)(hf - fs.f);
 				if (hf->hm.mode == VD_FRAG_HOST_DEVICE && kind == VD_FRAG_DATA) {
 					run.flags |= VD_FRAG_PHYS;
 					run.host_physical = e.offset;
@@ -784,7 +802,7 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 			}
 			if (discont)
 				run.flags |= VD_FRAG_DISCONT;
-			r = feed(&w, run, key);
+			r = feed(&w, run, key, file);
 			if (r != 0)
 				goto out;
 		}

@@ -17,6 +17,8 @@
 
 /* ---- --fs-aware: what the guest filesystems do not use ---- */
 
+static void note_add(struct rw *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 struct fsctx {
 	struct rw *w;
 	struct vd_image *img;
@@ -34,25 +36,118 @@ static int on_free(void *ctx, uint64_t off, uint64_t len)
 	if (c->raw) {
 		uint64_t a = VD_ALIGN_UP(off, PUNCH_UNIT), b = VD_ALIGN_DOWN(off + len, PUNCH_UNIT);
 		int r;
-		if (b <= a)
-			return 0;
-		r = vd_write_zeroes(c->img, a, b - a, VD_ZERO_MAY_UNMAP, c->err);
-		if (r < 0)
-			return r;
-		w->res->bytes_punched += b - a;
+
+		/* only what is stored: a hole already is one (and is not
+		 * counted as punched) */
+		while (a < b) {
+			struct vd_extent e;
+			r = vd_block_status(c->img, a, b - a, &e, c->err);
+			if (r < 0)
+				return r;
+			if ((e.flags & VD_BS_DATA) && !(e.flags & VD_BS_ZERO)) {
+				r = vd_write_zeroes(c->img, a, e.length, VD_ZERO_MAY_UNMAP, c->err);
+				if (r < 0)
+					return r;
+				w->res->bytes_punched += e.length;
+			}
+			a += e.length;
+		}
 		return 0;
 	}
-	/* whole units only: a unit partly in use keeps its data */
-	for (uint64_t u = VD_ALIGN_UP(off, w->unit) / w->unit; u < w->nunits; u++) {
-		uint64_t end = VD_MIN((u + 1) * w->unit, w->size);
-		if (end > off + len)
-			break;
-		set_bit(w->freeb, u);
+	/* whole units are dropped; the free pieces of units partly in use
+	 * are remembered, to be written as zeros */
+	if (off >= w->size)
+		return 0;
+	len = VD_MIN(len, w->size - off);
+	for (uint64_t u = off / w->unit; u < w->nunits && u * w->unit < off + len; u++) {
+		uint64_t us = u * w->unit, ue = VD_MIN(us + w->unit, w->size);
+		uint64_t a = VD_MAX(off, us), b = VD_MIN(off + len, ue);
+
+		if (a == us && b == ue) {
+			set_bit(w->freeb, u);
+			continue;
+		}
+		if (w->npieces == w->cap_pieces) {
+			size_t cap = w->cap_pieces ? w->cap_pieces * 2 : 1024;
+			struct rw_piece *np;
+
+			if (w->cap_pieces >= RW_MAX_PIECES) {
+				w->pieces_full = true;
+				continue;
+			}
+			np = realloc(w->pieces, cap * sizeof(*np));
+			if (!np)
+				return vd_set_error(c->err, ENOMEM, "out of memory");
+			w->pieces = np;
+			w->cap_pieces = cap;
+		}
+		w->pieces[w->npieces].off = a;
+		w->pieces[w->npieces].len = b - a;
+		w->npieces++;
 	}
 	return 0;
 }
 
-static void note_add(struct rw *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int cmp_piece(const void *a, const void *b)
+{
+	const struct rw_piece *x = a, *y = b;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+int rw_pieces_finish(struct rw *w, struct vd_error *err)
+{
+	size_t n = 0;
+
+	(void)err;
+	if (w->npieces == 0)
+		return 0;
+	qsort(w->pieces, w->npieces, sizeof(*w->pieces), cmp_piece);
+	for (size_t i = 0; i < w->npieces; i++) {
+		struct rw_piece p = w->pieces[i];
+		struct rw_piece *q = n ? &w->pieces[n - 1] : NULL;
+
+		/* merge overlapping or touching pieces of the same unit */
+		if (q && q->off / w->unit == p.off / w->unit && p.off <= q->off + q->len) {
+			q->len = VD_MAX(q->off + q->len, p.off + p.len) - q->off;
+			continue;
+		}
+		w->pieces[n++] = p;
+	}
+	w->npieces = n;
+	n = 0;
+	for (size_t i = 0; i < w->npieces; i++) {
+		struct rw_piece p = w->pieces[i];
+		uint64_t u = p.off / w->unit, us = u * w->unit;
+
+		if (bit(w->freeb, u))
+			continue;
+		if (p.off == us && p.len == VD_MIN(w->unit, w->size - us)) {
+			set_bit(w->freeb, u);
+			continue;
+		}
+		w->pieces[n++] = p;
+	}
+	w->npieces = n;
+	if (w->pieces_full)
+		note_add(w, "the free space is in more than %u pieces inside blocks in use: the rest of those blocks was kept as it was",
+			 RW_MAX_PIECES);
+	return 0;
+}
+
+size_t rw_piece_at(const struct rw *w, uint64_t off)
+{
+	size_t lo = 0, hi = w->npieces;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (w->pieces[mid].off + w->pieces[mid].len <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 static void note_add(struct rw *w, const char *fmt, ...)
 {
 	size_t n = strlen(w->res->note);
@@ -165,7 +260,7 @@ int rw_compact_raw(struct rw *w, struct vd_error *err)
 	}
 	while (off < size && r == 0) {
 		struct vd_extent e;
-		uint64_t end, zs = UINT64_MAX;
+		uint64_t end, zs = UINT64_MAX, punched0;
 
 		r = vd_block_status(img, off, size - off, &e, err);
 		if (r < 0)
@@ -176,6 +271,7 @@ int rw_compact_raw(struct rw *w, struct vd_error *err)
 			continue;
 		}
 		w->res->blocks_before++;
+		punched0 = w->res->bytes_punched;
 		/* whole PUNCH_UNITs of zeros become holes; a run goes on across
 		 * chunks and is punched when data (or the range end) follows */
 		for (uint64_t p = off; p < end && r == 0;) {
@@ -203,7 +299,8 @@ int rw_compact_raw(struct rw *w, struct vd_error *err)
 		}
 		if (r == 0 && zs != UINT64_MAX)
 			r = punch(w, img, zs, end, err);
-		w->res->bytes_kept += e.length;
+		/* what stays stored of this range */
+		w->res->bytes_kept += e.length - (w->res->bytes_punched - punched0);
 		off = end;
 	}
 	r2 = vd_close(img, r < 0 ? NULL : err);

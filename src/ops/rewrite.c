@@ -239,15 +239,37 @@ out:
 
 /* ---- planning: which blocks to keep ---- */
 
-/* Does [off, end) of the source hold a non-zero byte? */
-static int has_data(struct rw *w, uint64_t off, uint64_t end, bool *found, struct vd_error *err)
+/* Does [off, end) of the source hold a non-zero byte?  With free pieces
+ * (--fs-aware), FREE_PARTS false looks only at what the guest uses, true
+ * only at the free pieces. */
+static int has_data(struct rw *w, uint64_t off, uint64_t end, bool free_parts,
+		    bool *found, struct vd_error *err)
 {
+	size_t i = rw_piece_at(w, off);
 	uint64_t step = SCAN_FIRST;
 	int r;
 
 	*found = false;
 	while (off < end) {
-		uint64_t n = VD_MIN(step, end - off);
+		uint64_t n;
+
+		/* the next range to look at: up to the next piece boundary */
+		if (i < w->npieces && w->pieces[i].off <= off) {
+			uint64_t pe = w->pieces[i].off + w->pieces[i].len;
+			if (!free_parts) {
+				off = pe;
+				i++;
+				continue;
+			}
+			n = VD_MIN(step, VD_MIN(end, pe) - off);
+		} else {
+			uint64_t ne = i < w->npieces ? VD_MIN(end, w->pieces[i].off) : end;
+			if (free_parts) {
+				off = ne;
+				continue;
+			}
+			n = VD_MIN(step, ne - off);
+		}
 		if (vd_cancelled(w->o->cancel))
 			return vd_set_error(err, ECANCELED, "interrupted");
 		r = vd_read(w->src, off, w->buf, (size_t)n, err);
@@ -258,20 +280,25 @@ static int has_data(struct rw *w, uint64_t off, uint64_t end, bool *found, struc
 			return 0;
 		}
 		off += n;
+		if (i < w->npieces && off >= w->pieces[i].off + w->pieces[i].len)
+			i++;
 		step = CHUNK;
 	}
 	return 0;
 }
 
+/* Which units to keep (and, --fs-aware, which kept units have free pieces
+ * that are not zero yet). */
 static int plan_blocks(struct rw *w, struct vd_error *err)
 {
 	uint64_t off = 0;
+	size_t bytes = (size_t)((w->nunits + 7) / 8);
 	int r;
 
-	w->nunits = (w->size + w->unit - 1) / w->unit;
-	w->keep = vd_calloc((size_t)((w->nunits + 7) / 8), 1, err);
-	w->had = vd_calloc((size_t)((w->nunits + 7) / 8), 1, err);
-	if (!w->keep || !w->had)
+	w->keep = vd_calloc(bytes, 1, err);
+	w->had = vd_calloc(bytes, 1, err);
+	w->dirty = vd_calloc(bytes, 1, err);
+	if (!w->keep || !w->had || !w->dirty)
 		return -ENOMEM;
 	while (off < w->size) {
 		struct vd_extent e;
@@ -290,12 +317,22 @@ static int plan_blocks(struct rw *w, struct vd_error *err)
 				 * look, and no reason to allocate it (defrag too) */
 				bool found = !(e.flags & VD_BS_ZERO);
 				set_bit(w->had, u);
-				if (w->freeb && bit(w->freeb, u))
+				if (w->freeb && bit(w->freeb, u)) {
 					found = false; /* free in the guest: never read */
-				else if (found && w->mode == MODE_COMPACT && !bit(w->keep, u)) {
-					r = has_data(w, a, b, &found, err);
-					if (r < 0)
-						return r;
+				} else if (found && w->mode == MODE_COMPACT) {
+					bool dirty;
+					if (!bit(w->keep, u)) {
+						r = has_data(w, a, b, false, &found, err);
+						if (r < 0)
+							return r;
+					}
+					if (w->npieces && !bit(w->dirty, u)) {
+						r = has_data(w, a, b, true, &dirty, err);
+						if (r < 0)
+							return r;
+						if (dirty)
+							set_bit(w->dirty, u);
+					}
 				}
 				if (found)
 					set_bit(w->keep, u);
@@ -309,12 +346,10 @@ static int plan_blocks(struct rw *w, struct vd_error *err)
 		if (bit(w->had, u))
 			w->res->blocks_before++;
 		if (bit(w->keep, u)) {
-			uint64_t gs = u * w->unit;
 			w->res->blocks_kept++;
-			w->res->bytes_kept += VD_MIN(w->unit, w->size - gs);
-			for (unsigned i = 0; i < w->nfiles; i++)
-				if (gs >= w->files[i].gstart && gs < w->files[i].gstart + w->files[i].glen)
-					w->files[i].kept++;
+			w->res->bytes_kept += VD_MIN(w->unit, w->size - u * w->unit);
+			if (bit(w->dirty, u))
+				w->res->blocks_free_zeroed++;
 		} else if (bit(w->had, u)) {
 			if (w->freeb && bit(w->freeb, u))
 				w->res->blocks_free++;
@@ -322,7 +357,23 @@ static int plan_blocks(struct rw *w, struct vd_error *err)
 				w->res->blocks_zero++;
 		}
 	}
+	for (size_t i = 0; i < w->npieces; i++)
+		if (bit(w->keep, w->pieces[i].off / w->unit))
+			w->res->bytes_free_zeroed += w->pieces[i].len;
 	return 0;
+}
+
+/* The kept units of each file of the new image. */
+static void count_files(struct rw *w)
+{
+	for (uint64_t u = 0; u < w->nunits; u++) {
+		uint64_t gs = u * w->unit;
+		if (!bit(w->keep, u))
+			continue;
+		for (unsigned i = 0; i < w->nfiles; i++)
+			if (gs >= w->files[i].gstart && gs < w->files[i].gstart + w->files[i].glen)
+				w->files[i].kept++;
+	}
 }
 
 /* ---- copying ---- */
@@ -343,6 +394,12 @@ static int fill(struct rw *w, uint64_t off, uint64_t n, struct vd_error *err)
 			memset(w->buf + (p - off), 0, (size_t)e.length);
 		}
 		p += e.length;
+	}
+	/* --fs-aware: the free pieces of kept units are written as zeros */
+	for (size_t i = rw_piece_at(w, off); i < w->npieces && w->pieces[i].off < off + n; i++) {
+		uint64_t a = VD_MAX(off, w->pieces[i].off);
+		uint64_t b = VD_MIN(off + n, w->pieces[i].off + w->pieces[i].len);
+		memset(w->buf + (a - off), 0, (size_t)(b - a));
 	}
 	return 0;
 }
@@ -443,6 +500,16 @@ static void copy_mode(const char *tmp, const char *final, const struct stat *fal
 	}
 }
 
+/* MSG first in the result's note, before what the walks said. */
+static void note_prepend(struct rw *w, const char *msg)
+{
+	char *old = strdup(w->res->note);
+
+	snprintf(w->res->note, sizeof(w->res->note), "%s%s%s", msg,
+		 old && old[0] ? "; " : "", old ? old : "");
+	free(old);
+}
+
 static int rewrite_new(struct rw *w, const struct stat *orig, struct vd_error *err)
 {
 	struct vd_tmp t = { 0 };
@@ -470,6 +537,33 @@ static int rewrite_new(struct rw *w, const struct stat *orig, struct vd_error *e
 	}
 	if (r < 0)
 		return r;
+
+	/* blocks: decide what to keep before anything is created, so that an
+	 * image with nothing to drop and nothing to zero is left alone */
+	if (w->kind == KIND_BLOCKS) {
+		w->unit = w->si->block_size ? w->si->block_size : (1u << 20);
+		w->res->block_size = (uint32_t)w->unit;
+		w->nunits = (w->size + w->unit - 1) / w->unit;
+		if (w->o->fs_aware) {
+			w->freeb = vd_calloc((size_t)((w->nunits + 7) / 8), 1, err);
+			r = w->freeb ? rw_walk_fs(w, w->src, false, err) : -ENOMEM;
+			if (r == 0)
+				r = rw_pieces_finish(w, err);
+			if (r < 0)
+				return r;
+		}
+		r = plan_blocks(w, err);
+		if (r < 0)
+			return r;
+		if (w->mode == MODE_COMPACT && w->res->blocks_kept == w->res->blocks_before &&
+		    w->res->blocks_free_zeroed == 0) {
+			w->res->method = VD_REWRITE_NOTHING;
+			note_prepend(w, w->o->fs_aware ?
+				     "every allocated block holds data the guest filesystems use, and their free parts already read as zeros: the image is left as it was" :
+				     "every allocated block holds data: the image is left as it was");
+			return 0;
+		}
+	}
 
 	r = vd_tmp_begin(&t, w->path, true, err);
 	if (r < 0)
@@ -505,18 +599,13 @@ static int rewrite_new(struct rw *w, const struct stat *orig, struct vd_error *e
 
 	switch (w->kind) {
 	case KIND_BLOCKS:
-		w->unit = w->di->block_size ? w->di->block_size : (1u << 20);
-		w->res->block_size = (uint32_t)w->unit;
-		w->nunits = (w->size + w->unit - 1) / w->unit;
-		if (w->o->fs_aware) {
-			w->freeb = vd_calloc((size_t)((w->nunits + 7) / 8), 1, err);
-			r = w->freeb ? rw_walk_fs(w, w->src, false, err) : -ENOMEM;
-			if (r < 0)
-				goto out;
-		}
-		r = plan_blocks(w, err);
-		if (r < 0)
+		if ((w->di->block_size ? w->di->block_size : (1u << 20)) != w->unit) {
+			r = vd_set_error(err, ENOTSUP,
+					 "%s: the image has blocks of %" PRIu64 " bytes but a new %s image would have %" PRIu32 "; cannot keep them (use vdisk convert)",
+					 w->path, w->unit, w->si->format, w->di->block_size);
 			goto out;
+		}
+		count_files(w);
 		needed = 0;
 		for (unsigned i = 0; i < w->nfiles; i++)
 			needed += w->files[i].kept * w->unit;
@@ -525,7 +614,13 @@ static int rewrite_new(struct rw *w, const struct stat *orig, struct vd_error *e
 			r = reserve(w->files[i].path, w->files[i].base, w->files[i].kept * w->unit,
 				    true, err);
 		if (r == 0) {
-			w->total = w->done + w->res->bytes_kept;
+			/* the total stays what it was at the start: the part of
+			 * the copy that the dropped blocks would have taken is
+			 * counted as done */
+			uint64_t rest = w->res->bytes_kept;
+			uint64_t target = w->total > rest ? w->total - rest : 0;
+			if (w->done < target)
+				rw_progress(w, target - w->done);
 			r = copy_blocks(w, err);
 		}
 		break;
@@ -646,6 +741,9 @@ static int rewrite(const char *path, int mode, const struct vd_rewrite_opts *o,
 	}
 	if (r < 0)
 		goto out;
+	/* the last progress report is the whole total (never a smaller one) */
+	if (w.done < w.total)
+		rw_progress(&w, w.total - w.done);
 	{
 		/* what the image is now */
 		struct vd_image *img = NULL;
@@ -665,6 +763,8 @@ out:
 	free(w.keep);
 	free(w.had);
 	free(w.freeb);
+	free(w.dirty);
+	free(w.pieces);
 	free(w.files);
 	free(w.buf);
 	free(w.si);

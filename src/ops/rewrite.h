@@ -23,6 +23,15 @@ enum kind {
 	KIND_RAW,     /* raw file: sparse, data ranges allocated */
 };
 
+/* --fs-aware: a free range inside a unit that is not entirely free */
+struct rw_piece {
+	uint64_t off, len;
+};
+
+/* at most this many pieces are remembered (16 bytes each); past it the
+ * rest of the partly free units is kept as it is (and the note says so) */
+#define RW_MAX_PIECES (4u << 20)
+
 /* One file of the new image and the guest range it stores. */
 struct outfile {
 	const char *path;  /* temporary path (owned by the vd_tmp) */
@@ -46,6 +55,10 @@ struct rw {
 	uint64_t unit, nunits;
 	uint8_t *keep, *had;  /* one bit per unit */
 	uint8_t *freeb;       /* --fs-aware: unit entirely free in the guest fs */
+	uint8_t *dirty;       /* --fs-aware: non-zero bytes in a free piece */
+	struct rw_piece *pieces;  /* sorted, within one unit each */
+	size_t npieces, cap_pieces;
+	bool pieces_full;     /* RW_MAX_PIECES reached */
 	uint8_t *buf;         /* CHUNK bytes */
 	struct outfile *files;
 	unsigned nfiles;
@@ -68,6 +81,11 @@ void rw_progress(struct rw *w, uint64_t add);
  * partition of IMG: units entirely free are marked in W->freeb, or, RAW,
  * punched in place. */
 int rw_walk_fs(struct rw *w, struct vd_image *img, bool raw, struct vd_error *err);
+/* --fs-aware, after rw_walk_fs: sort and merge the pieces; units they
+ * cover entirely become free units. */
+int rw_pieces_finish(struct rw *w, struct vd_error *err);
+/* The first piece that ends after OFF (W->npieces if none). */
+size_t rw_piece_at(const struct rw *w, uint64_t off);
 /* A raw image compacted in place: runs of zeros become holes. */
 int rw_compact_raw(struct rw *w, struct vd_error *err);
 

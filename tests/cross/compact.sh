@@ -73,8 +73,13 @@ assert_rc "vdi: same contents as before (qemu-img compare)" 0 qemu-img compare "
 assert_rc "vdi: same contents as the raw source" 0 qemu-img compare "$T/z.raw" "$V"
 assert_eq "vdi: no temporary file" "" "$(tmp_files "$T")"
 # a second run has nothing left to drop and changes nothing in the contents
+ino=$(stat -c %i "$V"); mt=$(stat -c %y "$V")
 assert_rc "vdi: compact again" 0 "$VDISK" compact --output=json "$V"
 assert_eq "vdi: second run drops nothing" 0 "$(jq '."blocks-zero"' "$T/.out")"
+assert_eq "vdi: second run does nothing" '"nothing to do"' "$(jq .method "$T/.out")"
+assert_eq "vdi: second run: same inode and mtime" "$ino $mt" "$(stat -c %i "$V") $(stat -c %y "$V")"
+"$VDISK" compact "$V" >"$T/again.txt"
+assert_contains "vdi: second run says so" "Nothing to do: every allocated block holds data" "$T/again.txt"
 assert_eq "vdi: second run same size" $((25 * MiB)) "$(stat -c %s "$V")"
 
 # VDI from qemu-img (offData right after the map, QEMU's layout), zeros
@@ -140,6 +145,8 @@ assert_eq "split: no temporary file" "" "$(tmp_files "$T")"
 # QEMU's split images use 2 GiB extents, vdisk writes 2047 MiB ones
 QS=$T/qs.vmdk
 qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse "$QS" 2100M
+# zero grains to drop: with nothing to drop compact would leave it alone
+qemu-io -f vmdk -c 'write -P 0 0 1M' "$QS" >/dev/null
 sum=$(cat "$T"/qs*.vmdk | openssl dgst -sha1 -r)
 assert_rc "qemu split: refused" 1 "$VDISK" compact "$QS"
 assert_contains "qemu split: says why" "cannot replace the extent files safely" "$T/.err"
@@ -161,6 +168,15 @@ du1=$(du_bytes "$R")
 assert_rc "raw: contents identical" 0 cmp "$T/z.raw" "$R"
 assert_eq "raw: qemu-img map agrees: 9.5 MiB of holes" $((9 * MiB + 512 * 1024)) \
 	"$(qemu-img map --output=json -f raw "$R" | jq '[.[] | select(.data == false) | .length] | add')"
+# the report: punched out of what the host held before (st_blocks), and now
+cp "$T/z.raw" "$R"
+du0=$(du_bytes "$R")
+"$VDISK" compact "$R" >"$T/raw.txt" || fail "raw: compact (human)"
+assert_eq "raw: host bytes before are st_blocks" 32 "$((du0 / MiB))"
+assert_contains "raw: report: punched of the allocated" \
+	"Punched:      9.5 MiB (9961472 bytes) of the 32 MiB allocated on the host before" "$T/raw.txt"
+assert_contains "raw: report: data left" "Data left:    22.5 MiB" "$T/raw.txt"
+assert_contains "raw: report: disk usage before and after" "Disk usage:   32 MiB -> 22.5 MiB" "$T/raw.txt"
 
 # ---------------------------------------------------------------- fixed, flat
 "$VDISK" convert -O vdi -o subformat=fixed "$T/z.raw" "$T/f.vdi"
@@ -186,6 +202,7 @@ if command -v mkswap >/dev/null; then
 	dd if="$T/part.swp" of="$T/sw.raw" bs=1M seek=1 conv=notrunc status=none
 	"$VDISK" convert -O vdi "$T/sw.raw" "$T/sw.vdi"
 	assert_rc "fs-aware vdi: compact" 0 "$VDISK" compact --fs-aware --output=json "$T/sw.vdi"
+	cp "$T/.out" "$T/swc.json"
 	assert_eq "fs-aware vdi: 7 free swap blocks dropped" 7 "$(jq '."blocks-free"' "$T/.out")"
 	assert_eq "fs-aware vdi: no zero blocks" 0 "$(jq '."blocks-zero"' "$T/.out")"
 	assert_contains "fs-aware vdi: note names the swap" "partition 1: swap" "$T/.out"
@@ -193,8 +210,13 @@ if command -v mkswap >/dev/null; then
 	assert_rc "fs-aware vdi: qemu-img check" 0 qemu-img check "$T/sw.vdi"
 	assert_rc "fs-aware vdi: vdisk check" 0 "$VDISK" check "$T/sw.vdi"
 	qemu-img convert -O raw "$T/sw.vdi" "$T/sw.out"
-	assert_rc "fs-aware vdi: MBR, swap header block and partition 2 unchanged" 0 \
-		cmp -n $((2 * MiB)) "$T/sw.raw" "$T/sw.out"
+	assert_rc "fs-aware vdi: MBR and swap header page unchanged" 0 \
+		cmp -n $((MiB + 4096)) "$T/sw.raw" "$T/sw.out"
+	# the rest of the swap header's block is free: kept, written as zeros
+	assert_eq "fs-aware vdi: free space in the kept swap header block reads as zeros" 0 \
+		"$(dd if="$T/sw.out" bs=4K skip=257 count=255 status=none | tr -d '\0' | wc -c)"
+	assert_eq "fs-aware vdi: the kept block's free bytes counted" $((MiB - 4096)) "$(jq '."bytes-free-zeroed"' "$T/swc.json")"
+	assert_eq "fs-aware vdi: one kept block held old data in free space" 1 "$(jq '."blocks-free-zeroed"' "$T/swc.json")"
 	assert_rc "fs-aware vdi: partition 2 unchanged" 0 cmp -i $((9 * MiB)) "$T/sw.raw" "$T/sw.out"
 	assert_eq "fs-aware vdi: dropped swap blocks read as zeros" 0 \
 		"$(dd if="$T/sw.out" bs=1M skip=2 count=7 status=none | tr -d '\0' | wc -c)"
@@ -209,20 +231,36 @@ if command -v mkswap >/dev/null; then
 	assert_rc "fs-aware raw: compact" 0 "$VDISK" compact --fs-aware --output=json "$T/swr.raw"
 	assert_eq "fs-aware raw: 8 MiB - the header page punched" $((8 * MiB - 4096)) "$(jq '."bytes-punched"' "$T/.out")"
 	assert_rc "fs-aware raw: outside the free space unchanged" 0 cmp -n $((MiB + 4096)) "$T/sw.raw" "$T/swr.raw"
+	# free space that is a hole already is not punched again, nor counted
+	cp "$T/sw.raw" "$T/swh.raw"
+	fallocate -p -o $((3 * MiB)) -l $((4 * MiB)) "$T/swh.raw"
+	before=$(du_bytes "$T/swh.raw")
+	assert_rc "fs-aware raw with holes: compact" 0 "$VDISK" compact --fs-aware --output=json "$T/swh.raw"
+	assert_eq "fs-aware raw with holes: only the stored free bytes punched" $((4 * MiB - 4096)) "$(jq '."bytes-punched"' "$T/.out")"
+	assert_eq "fs-aware raw with holes: host bytes before" "$before" "$(jq '."host-bytes-before"' "$T/.out")"
+	assert_eq "fs-aware raw with holes: host bytes after" "$(du_bytes "$T/swh.raw")" "$(jq '."host-bytes-after"' "$T/.out")"
+	assert_eq "fs-aware raw with holes: what was punched left the host" $((4 * MiB - 4096)) \
+		"$(jq '."host-bytes-before" - ."host-bytes-after"' "$T/.out")"
+	assert_rc "fs-aware raw with holes: contents outside the free space" 0 cmp -n $((MiB + 4096)) "$T/sw.raw" "$T/swh.raw"
 	assert_rc "fs-aware raw: partition 2 unchanged" 0 cmp -i $((9 * MiB)) "$T/sw.raw" "$T/swr.raw"
 else
 	echo "SKIP: --fs-aware tests (no mkswap)"
 fi
 
-# ext4 built without mounting (mkfs.ext4 -d), a large file deleted with
-# debugfs so its blocks are free but still hold their data
+# ext4 built without mounting (mkfs.ext4 -d), a large file and every other
+# small one (sizes that are no multiple of a block) deleted with debugfs so
+# their blocks are free but still hold their data, some of them in blocks
+# that stay in use: compact --fs-aware writes zeros there, so that after it
+# zerofree (vdisk's and e2fsprogs') finds no free block to zero
 if command -v mkfs.ext4 >/dev/null && command -v debugfs >/dev/null && command -v e2fsck >/dev/null; then
 	mkdir -p "$T/fsroot"
 	rand_bytes big $((30 * MiB)) >"$T/fsroot/big"
 	rand_bytes keep $((4 * MiB)) >"$T/fsroot/keep"
+	for i in $(seq 1 12); do rand_bytes "small$i" $((i * 150000 + 777)) >"$T/fsroot/s$i"; done
 	truncate -s 64M "$T/e.raw"
-	mkfs.ext4 -q -F -d "$T/fsroot" "$T/e.raw"
+	mkfs.ext4 -q -F -b 4096 -d "$T/fsroot" "$T/e.raw"
 	debugfs -w -R "rm big" "$T/e.raw" >/dev/null 2>&1
+	for i in 2 4 6 8 10 12; do debugfs -w -R "rm s$i" "$T/e.raw" >/dev/null 2>&1; done
 	"$VDISK" convert -O vdi "$T/e.raw" "$T/e.vdi"
 	qemu-img convert -O vdi "$T/e.vdi" "$T/eq.vdi"
 	assert_rc "fs-aware ext4: compact" 0 "$VDISK" compact --fs-aware --output=json "$T/e.vdi"
@@ -238,14 +276,36 @@ if command -v mkfs.ext4 >/dev/null && command -v debugfs >/dev/null && command -
 	assert_rc "fs-aware ext4: e2fsck -fn clean" 0 e2fsck -fn "$T/e.out"
 	debugfs -R "dump keep $T/keep.out" "$T/e.out" >/dev/null 2>&1
 	assert_rc "fs-aware ext4: the remaining file is intact" 0 cmp "$T/fsroot/keep" "$T/keep.out"
+	bad=0
+	for i in 1 3 5 7 9 11; do
+		debugfs -R "dump s$i $T/s$i.out" "$T/e.out" >/dev/null 2>&1
+		cmp -s "$T/fsroot/s$i" "$T/s$i.out" || { bad=1; fail "fs-aware ext4: s$i changed"; }
+	done
+	[ $bad = 0 ] && pass "fs-aware ext4: the remaining small files are intact"
+	assert_eq "fs-aware ext4: deleted files are gone" "" \
+		"$(debugfs -R 'ls -l' "$T/e.out" 2>/dev/null | grep -wE 's(2|4|6|8|10|12)|big')"
+	# vdisk zerofree --dry-run: nothing left to zero or release
+	"$VDISK" zerofree --dry-run --output=json "$T/e.vdi" >"$T/zfd.json" || fail "fs-aware ext4: zerofree --dry-run"
+	assert_eq "fs-aware ext4: zerofree --dry-run finds nothing to zero" 0 "$(jq '."zeroed-bytes"' "$T/zfd.json")"
+	assert_eq "fs-aware ext4: zerofree --dry-run finds nothing to release" 0 "$(jq '."released-bytes"' "$T/zfd.json")"
+	"$VDISK" zerofree --dry-run --output=json "$T/eq.vdi" >"$T/zfq.json"
+	[ "$(jq '."zeroed-bytes"' "$T/zfq.json")" -gt 0 ] && pass "fs-aware ext4: the original had free space to zero in blocks in use" ||
+		fail "fs-aware ext4: the test image has no stale data in partly free blocks"
 	if command -v zerofree >/dev/null; then
 		zerofree -n -v "$T/e.out" >"$T/zf.out" 2>/dev/null
-		nz=$(awk -F/ 'NR==1 {print $1}' "$T/zf.out")
+		nz=$(tr -d '\r' <"$T/zf.out" | awk -F/ 'NR==1 {print $1 + 0}')
 		zerofree -n -v "$T/e.raw" >"$T/zf0.out" 2>/dev/null
-		nz0=$(awk -F/ 'NR==1 {print $1}' "$T/zf0.out")
-		[ "$nz" -lt "$nz0" ] && pass "fs-aware ext4: zerofree -n: non-zero free blocks $nz0 -> $nz" ||
-			fail "fs-aware ext4: zerofree -n: non-zero free blocks $nz0 -> $nz"
+		nz0=$(tr -d '\r' <"$T/zf0.out" | awk -F/ 'NR==1 {print $1 + 0}')
+		assert_eq "fs-aware ext4: zerofree -n finds no non-zero free block (before: $nz0)" 0 "$nz"
 	fi
+	# again: nothing to drop, nothing to zero: the image is left alone
+	ino=$(stat -c %i "$T/e.vdi"); mt=$(stat -c %Y.%y "$T/e.vdi"); sum=$(sha1_of "$T/e.vdi")
+	assert_rc "fs-aware ext4: second compact" 0 "$VDISK" compact --fs-aware --output=json "$T/e.vdi"
+	assert_eq "fs-aware ext4: second compact: nothing to do" '"nothing to do"' "$(jq .method "$T/.out")"
+	assert_contains "fs-aware ext4: second compact says so" "left as it was" "$T/.out"
+	assert_eq "fs-aware ext4: second compact: same inode and mtime" "$ino $mt" \
+		"$(stat -c %i "$T/e.vdi") $(stat -c %Y.%y "$T/e.vdi")"
+	assert_eq "fs-aware ext4: second compact: same bytes" "$sum" "$(sha1_of "$T/e.vdi")"
 else
 	echo "SKIP: ext4 --fs-aware tests (no mkfs.ext4/debugfs/e2fsck)"
 fi
@@ -269,12 +329,13 @@ SMALL=$T/small
 mkdir "$SMALL"
 if mount -t tmpfs -o size=8m tmpfs "$SMALL" 2>/dev/null; then
 	on_exit "umount '$SMALL'"
-	# 5 MiB of data and no zero block: the new file needs 5 MiB, about 3 are free
-	head -c $((5 * MiB)) "$T/data.raw" >"$T/5m.raw"
-	"$VDISK" convert -O vdi "$T/5m.raw" "$SMALL/full.vdi"
+	# 4 MiB of data and one zero block: the new file needs 4 MiB, about 1 is free
+	head -c $((4 * MiB)) "$T/data.raw" >"$T/5m.raw"
+	head -c $MiB /dev/zero >>"$T/5m.raw"
+	"$VDISK" convert -O vdi -S 0 "$T/5m.raw" "$SMALL/full.vdi"
 	sum=$(sha1_of "$SMALL/full.vdi")
 	assert_rc "no space: compact refused" 1 "$VDISK" compact "$SMALL/full.vdi"
-	assert_contains "no space: says how much is needed" "needs 5242880 bytes" "$T/.err"
+	assert_contains "no space: says how much is needed" "needs 4194304 bytes" "$T/.err"
 	assert_contains "no space: says how much is available" "available" "$T/.err"
 	assert_eq "no space: image unchanged" "$sum" "$(sha1_of "$SMALL/full.vdi")"
 	assert_eq "no space: no temporary file" "" "$(tmp_files "$SMALL")"
