@@ -36,6 +36,9 @@ CFLAGS ?= $(OPT)
 ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -D_FILE_OFFSET_BITS=64 \
 	-Iinclude -Isrc/core
 LIBS := -luuid -lpthread -lz -lblkid
+# live access (issue 16): FUSE for vdisk mount, libnbd, nbdkit's plugin API
+FUSE_CFLAGS := $(shell pkg-config --cflags fuse3)
+FUSE_LIBS := $(shell pkg-config --libs fuse3)
 ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
 
 LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/ops/*.c) $(wildcard formats/*.c) $(wildcard src/fs/*.c)
@@ -56,7 +59,8 @@ all: $(VDISK) $(STATIC) $(SHARED)
 
 DEBS := build-essential pkg-config zlib1g-dev uuid-dev libblkid-dev libcmocka-dev \
 	qemu-utils fdisk e2fsprogs dosfstools mtools xfsprogs zerofree jq time xz-utils strace ntfs-3g \
-	clang libclang-rt-14-dev
+	clang libclang-rt-14-dev \
+	libfuse3-dev fuse3 nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin
 
 # root runs apt-get directly (CI, containers without sudo); others via sudo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
@@ -75,8 +79,10 @@ $(STATIC): $(LIB_OBJ)
 $(SHARED): $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libvdisk.so.$(SOMAJOR) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
+$(BUILD)/src/cli/cmd-mount.o: ALL_CFLAGS += $(FUSE_CFLAGS)
+
 $(VDISK): $(CLI_OBJ) $(STATIC)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(LIBS) $(FUSE_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(STATIC)
 	@mkdir -p $(dir $@)
