@@ -41,6 +41,11 @@ ifeq ($(shell pkg-config --exists libdeflate 2>/dev/null && echo y),y)
 ALL_CFLAGS += -DHAVE_LIBDEFLATE
 LIBS += -ldeflate
 endif
+# live access (issue 16): FUSE for vdisk mount, libnbd, nbdkit's plugin API
+FUSE_CFLAGS := $(shell pkg-config --cflags fuse3)
+FUSE_LIBS := $(shell pkg-config --libs fuse3)
+NBDKIT_CFLAGS := $(shell pkg-config --cflags nbdkit 2>/dev/null)
+NBDKIT_PLUGINDIR ?= $(shell pkg-config --variable=plugindir nbdkit 2>/dev/null)
 ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
 
 LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/ops/*.c) $(wildcard formats/*.c) $(wildcard src/fs/*.c)
@@ -57,14 +62,17 @@ HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/helpers/%)
 STATIC := $(BUILD)/libvdisk.a
 SHARED := $(BUILD)/libvdisk.so.$(VERSION)
 VDISK := $(BUILD)/vdisk
+# nbdkit plugin: the static libvdisk (built -fPIC) inside, its symbols hidden
+PLUGIN := $(BUILD)/nbdkit-vdisk-plugin.so
 
 .PHONY: all deps check unit-tests bench fuzz install uninstall clean rebase
 
-all: $(VDISK) $(STATIC) $(SHARED)
+all: $(VDISK) $(STATIC) $(SHARED) $(PLUGIN)
 
 DEBS := build-essential pkg-config zlib1g-dev uuid-dev libblkid-dev libcmocka-dev \
 	qemu-utils fdisk e2fsprogs dosfstools mtools xfsprogs zerofree jq time xz-utils strace ntfs-3g \
-	clang libclang-rt-14-dev libdeflate-dev liblzma-dev libzstd-dev libbz2-dev zstd bzip2
+	clang libclang-rt-14-dev libdeflate-dev liblzma-dev libzstd-dev libbz2-dev zstd bzip2 \
+	libfuse3-dev fuse3 nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin
 
 # root runs apt-get directly (CI, containers without sudo); others via sudo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
@@ -92,8 +100,15 @@ $(SHARED): $(LIB_OBJ) $(BUILD)/libvdisk.map
 	$(CC) -shared -Wl,-soname,libvdisk.so.$(SOMAJOR) -Wl,--version-script=$(BUILD)/libvdisk.map \
 		$(ALL_LDFLAGS) -o $@ $(LIB_OBJ) $(LIBS)
 
+$(BUILD)/src/cli/cmd-mount.o: ALL_CFLAGS += $(FUSE_CFLAGS)
+
 $(VDISK): $(CLI_OBJ) $(STATIC)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(LIBS) $(FUSE_LIBS)
+
+$(BUILD)/src/nbdkit/vdisk-plugin.o: ALL_CFLAGS += $(NBDKIT_CFLAGS)
+
+$(PLUGIN): $(BUILD)/src/nbdkit/vdisk-plugin.o $(STATIC)
+	$(CC) -shared -Wl,--exclude-libs,ALL $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(STATIC)
 	@mkdir -p $(dir $@)
@@ -141,10 +156,13 @@ install: all vdisk.pc
 	install -m 644 include/vdisk.h $(DESTDIR)$(INCDIR)/vdisk.h
 	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 $(BUILD)/vdisk.pc $(DESTDIR)$(PKGDIR)/vdisk.pc
+	install -d $(DESTDIR)$(NBDKIT_PLUGINDIR)
+	install -m 755 $(PLUGIN) $(DESTDIR)$(NBDKIT_PLUGINDIR)/nbdkit-vdisk-plugin.so
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/vdisk $(DESTDIR)$(LIBDIR)/libvdisk.* \
-		$(DESTDIR)$(INCDIR)/vdisk.h $(DESTDIR)$(PKGDIR)/vdisk.pc
+		$(DESTDIR)$(INCDIR)/vdisk.h $(DESTDIR)$(PKGDIR)/vdisk.pc \
+		$(DESTDIR)$(NBDKIT_PLUGINDIR)/nbdkit-vdisk-plugin.so
 	cd man && for m in *.1; do rm -f $(DESTDIR)$(MANDIR)/man1/$$m; done
 
 clean:

@@ -91,6 +91,9 @@ void cli_owner_hint(const char *dev, const char *lv, const char *owner);
 int cmd_compact(int argc, char **argv);
 int cmd_defrag(int argc, char **argv);
 int cmd_zerofree(int argc, char **argv);
+int cmd_mount(int argc, char **argv);
+int cmd_umount(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* The report of compact and defrag (cmd-compact.c). */
 int cli_rewrite_cmd(const char *cmd, const char *usage_text, bool fs_aware_ok,

@@ -40,6 +40,9 @@ static const struct cli_cmd cmds[] = {
 	{ "compact", cmd_compact, "drop zero blocks: rewrite smaller, replace atomically" },
 	{ "defrag", cmd_defrag, "rewrite with blocks in guest order into a preallocated file" },
 	{ "zerofree", cmd_zerofree, "make the free space of guest filesystems read as zeros" },
+	{ "mount", cmd_mount, "the guest disk and its partitions as files (FUSE)" },
+	{ "umount", cmd_umount, "unmount what vdisk mount mounted" },
+	{ "serve", cmd_serve, "serve the guest disk over NBD (nbdkit with the vdisk plugin)" },
 };
 
 static void usage(FILE *f)
