@@ -136,6 +136,28 @@ qemu-img convert -O raw "$T/s.vdi" "$T/s.raw"
 assert_eq "the write before SIGTERM is in the image" "SIGTERM-data" \
 	"$(dd if="$T/s.raw" bs=1 skip=$((50 * MiB)) count=12 status=none)"
 
+# ---- a 2-deep snapshot chain (a qemu-img VMDK delta): DIR/disk is the
+# flattened view, and --rw writes go into the child, never the parent
+qemu-img create -q -f vmdk "$T/cb.vmdk" 8M
+qemu-io -c 'write -P 0xaa 0 4M' "$T/cb.vmdk" >/dev/null
+qemu-img create -q -f vmdk -b cb.vmdk -F vmdk "$T/cc.vmdk"
+qemu-io -c 'write -P 0xcc 1M 64k' -c 'write -z 2M 64k' "$T/cc.vmdk" >/dev/null
+qemu-img convert -O raw "$T/cc.vmdk" "$T/cc.raw"
+psum=$(sha256sum <"$T/cb.vmdk")
+if mnt "$T/cc.vmdk" "$T/m-c" --rw; then
+	cmp -s "$T/m-c/disk" "$T/cc.raw" && pass "a chain's disk reads as qemu-img flattens it" ||
+		fail "the mounted chain differs from qemu-img convert"
+	printf 'chain-write' | dd of="$T/m-c/disk" bs=1 seek=$((3 * MiB + 100)) conv=notrunc status=none
+	"$VDISK" umount "$T/m-c"
+	printf 'chain-write' | dd of="$T/cc.raw" bs=1 seek=$((3 * MiB + 100)) conv=notrunc status=none
+	assert_rc "the written child passes qemu-img check" 0 qemu-img check -q "$T/cc.vmdk"
+	assert_rc "the child reads as expected after the write (qemu-img compare)" 0 qemu-img compare -q "$T/cc.vmdk" "$T/cc.raw"
+	[ "$(sha256sum <"$T/cb.vmdk")" = "$psum" ] && pass "the parent is untouched by writes through the mount" ||
+		fail "writing through the mount changed the parent"
+else
+	fail "mount of a chain"
+fi
+
 # ---- usage errors
 assert_rc "mount without DIR" 1 "$VDISK" mount "$T/a.raw"
 assert_rc "mount of a missing image" 1 "$VDISK" mount "$T/none.vdi" "$T/probe"
