@@ -685,3 +685,9 @@ bool vd_image_checkable(const struct vd_image *img)
 {
 	return img->drv->check != NULL;
 }
+
+bool vd_format_reads_as_raw(const char *format)
+{
+	const struct vd_driver *d = vd_driver_find(format);
+	return d && d == vd_driver_find("raw");
+}

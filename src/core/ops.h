@@ -13,6 +13,8 @@
 /* What an operation may ask of an open image (src/core/blockio.c). */
 /* A freshly created image of IMG's format reads as zeros. */
 bool vd_image_zero_init(const struct vd_image *img);
+/* FORMAT (a name the user gave) is the plain guest disk, no container. */
+bool vd_format_reads_as_raw(const char *format);
 /* IMG's format has metadata vd_check can validate. */
 bool vd_image_checkable(const struct vd_image *img);
 

@@ -34,7 +34,7 @@ int vd_convert_open_source(struct vd_image **src, const char *path, const char *
 	*src = NULL;
 	memset(spool, 0, sizeof(*spool));
 	if (o->source_offset || o->source_size) {
-		if (o->src_format && strcmp(o->src_format, "raw"))
+		if (o->src_format && !vd_format_reads_as_raw(o->src_format))
 			return vd_set_error(err, EINVAL, "--source-offset and --source-size read the source as raw, not %s",
 					    o->src_format);
 		return vd_window_open(src, path, o->source_offset, o->source_size, err);

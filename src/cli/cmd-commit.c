@@ -1,5 +1,6 @@
 /*
- * vdisk commit and vdisk rebase: change a snapshot chain.
+ * vdisk commit and vdisk rebase (both here: they change a snapshot chain
+ * and share its options).
  *
  * SPDX-License-Identifier: MIT
  */
