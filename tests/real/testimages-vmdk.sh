@@ -8,8 +8,9 @@
 #     with their known SHA1;
 #   iotest-version3.vmdk's byte pattern reads back;
 #   VMware's images converted to VMDK keep their descriptor's key set;
-#   afl9.vmdk, vmdk-invalid.img and the VMFSSPARSE snapshot are refused
-#     with clear messages.
+#   afl9.vmdk and vmdk-invalid.img are refused with clear messages; the
+#     VMFSSPARSE snapshot (COWD is read now) is refused because the
+#     collection lacks its -delta.vmdk, and the message names that file.
 . "$(dirname "$0")/../lib.sh"
 need sha1sum xz
 sha1_of() { sha1sum "$1" | cut -d' ' -f1; }
@@ -165,7 +166,7 @@ rej() { # WHAT NEEDLE(regex) FILE
 }
 rej "afl9.vmdk" "newline|capacity" "$I/qemu_iotests_sample_images/afl9.vmdk"
 rej "vmdk-invalid.img" "truncated" "$I/masahiro331_go-vmdk-parser/vmdk-invalid.img"
-rej "vmfs_thick-000001.vmdk (VMFSSPARSE snapshot)" "VMFSSPARSE" "$I/strozfriedberg_vmdk-rs/vmfs_thick-000001.vmdk"
+rej "vmfs_thick-000001.vmdk (VMFSSPARSE snapshot, delta absent)" "vmfs_thick-000001-delta\\.vmdk: No such file" "$I/strozfriedberg_vmdk-rs/vmfs_thick-000001.vmdk"
 # a bare SPARSE extent of a split image is readable on its own (no descriptor)
 assert_rc "twoGbMaxExtentSparse-s001.vmdk on its own: info" 0 "$VDISK" info "$I/strozfriedberg_vmdk-rs/twoGbMaxExtentSparse-s001.vmdk"
 
