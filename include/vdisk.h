@@ -421,6 +421,31 @@ int vd_compress_raw(const char *in_path, int out_fd, const char *out_name, const
 int vd_convert(const char *src, const char *dst,
 	       const struct vd_convert_opts *opts, struct vd_error *err);
 
+/* Open PATH for a command that reads it once, front to back (convert,
+ * compare, create --part, devcopy): an image (FORMAT and FLAGS as for
+ * vd_open), or a sequential source: standard input ("-") or a file that
+ * starts with the magic of xz, zstd, gzip or bzip2, read as a raw disk.
+ * Reads of a sequential source must go forward; one that goes back fails
+ * with a message saying the command needs random access.  Its size is the
+ * container's (xz index, zstd frame), else SIZE; else the stream is drained
+ * into a sparse spool file in SPOOL_DIR, unlinked at once (NULL: no spool,
+ * an error asking for a size).  WINDOW_OFFSET/WINDOW_SIZE (either non-zero):
+ * PATH is read as raw from that offset for that many bytes (0: to its end). */
+struct vd_source_opts {
+	const char *format;          /* NULL: probe */
+	unsigned flags;              /* VD_OPEN_* */
+	uint64_t size;               /* a stream's size (0: from the container) */
+	uint64_t window_offset, window_size;
+	const char *spool_dir;       /* see above; vd_spool_dir_default() */
+	bool spool;                  /* spool a stream of known size too (a
+				      * consumer that reads it more than once) */
+	const volatile int *cancel;  /* stops spooling with -ECANCELED */
+};
+int vd_open_source(struct vd_image **out, const char *path, const struct vd_source_opts *opts,
+		   struct vd_error *err);
+/* $TMPDIR, else /tmp */
+const char *vd_spool_dir_default(void);
+
 struct vd_compare_opts {
 	bool strict;                /* images of different size differ */
 	vd_progress_fn progress;

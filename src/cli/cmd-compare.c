@@ -15,6 +15,8 @@ static const char usage[] =
 	"\n"
 	"Compare the guest contents of images A and B.  When the sizes differ,\n"
 	"the extra part of the larger image must read as zeros (unless -s).\n"
+	"A or B may be a compressed raw disk (xz, zstd, gzip, bzip2) or - for\n"
+	"standard input: it is read once, front to back.\n"
 	"Exit status: 0 identical, 1 different, 2 error.\n"
 	"\n"
 	"  -f FMT          format of A (default: probe)\n"
@@ -43,6 +45,7 @@ int cmd_compare(int argc, char **argv)
 	};
 	const char *fa = NULL, *fb = NULL;
 	struct vd_compare_opts o = { 0 };
+	struct vd_source_opts sa = { 0 }, sb = { 0 };
 	struct vd_error err = { 0 };
 	struct vd_image *a = NULL, *b = NULL;
 	struct cli_progress prog;
@@ -78,8 +81,17 @@ int cmd_compare(int argc, char **argv)
 	}
 	cli_catch_signals();
 	cli_chain_apply("compare", force);
-	if (vd_open(&a, argv[optind], fa, flags, &err) < 0 ||
-	    vd_open(&b, argv[optind + 1], fb, flags, &err) < 0) {
+	if (!strcmp(argv[optind], "-") && !strcmp(argv[optind + 1], "-")) {
+		fprintf(stderr, "vdisk compare: only one of A and B can be standard input\n");
+		return 2;
+	}
+	sa.format = fa;
+	sb.format = fb;
+	sa.flags = sb.flags = flags;
+	sa.spool_dir = sb.spool_dir = vd_spool_dir_default();
+	sa.cancel = sb.cancel = &cli_cancel;
+	if (vd_open_source(&a, argv[optind], &sa, &err) < 0 ||
+	    vd_open_source(&b, argv[optind + 1], &sb, &err) < 0) {
 		vd_close(a, NULL);
 		return cli_fail("compare", &err, 2);
 	}

@@ -135,7 +135,7 @@ int vd_foreign_refuse(const char *path, const uint8_t *head, size_t hlen,
 		return 0;
 	if (compressed)
 		return vd_set_error(err, EMEDIUMTYPE,
-				    "%s is %s-compressed; only vdisk convert reads %s-compressed images, as a raw disk front to back "
+				    "%s is %s-compressed; only vdisk convert, compare and create --part read %s-compressed images, as a raw disk front to back "
 				    "(decompress it first, or use -f raw to copy its bytes as a raw disk)",
 				    path, name, name);
 	return vd_set_error(err, EMEDIUMTYPE,

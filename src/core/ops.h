@@ -120,6 +120,8 @@ struct vd_copy_stats {
 	uint64_t data_bytes; /* written as data */
 	uint64_t zero_bytes; /* zero ranges passed to vd_write_zeroes */
 	uint64_t reached;    /* everything below this guest offset is written */
+	/* non-NULL: every item is fed to it in guest order (src/ops/chash.h) */
+	struct vd_chash *hash;
 };
 /* Copy SRC's guest contents into DST (at least as large) with the convert
  * pipeline: O->min_sparse, progress and cancel are used; zero ranges are

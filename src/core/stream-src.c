@@ -16,7 +16,7 @@
  * window; then the stream must hold exactly that many bytes, else the last
  * read fails.  Otherwise the size is unknown (gzip, bzip2, a pipe) and the
  * caller drains the stream into a sparse spool file (vd_stream_spool) and
- * reads that instead: see src/ops/convert-src.c.
+ * reads that instead: see src/ops/source.c.
  *
  * SPDX-License-Identifier: MIT
  */

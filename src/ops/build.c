@@ -67,6 +67,35 @@ out:
 	return r;
 }
 
+/* PATH as an input, opened once (a stream cannot be opened twice): an
+ * image, or a compressed raw disk or standard input (vd_open_source).
+ * Streams are spooled when the inputs are read twice (--deterministic
+ * hashes them first) or their size is known only at their end. */
+static int open_input(struct build *b, const char *path, const char *fmt,
+		      struct vd_image **img, struct vd_error *err)
+{
+	struct vd_source_opts so = { 0 };
+	int r;
+
+	for (unsigned i = 0; i < b->nopened; i++)
+		if (!strcmp(b->opened[i].path, path)) {
+			*img = b->opened[i].img;
+			return 0;
+		}
+	if (b->nopened == VD_MBR_MAX_PARTS)
+		return vd_set_error(err, EINVAL, "%s: too many partition contents", path);
+	so.format = fmt;
+	so.spool_dir = vd_spool_dir_default();
+	so.spool = b->o->deterministic;
+	so.cancel = b->o->cancel;
+	r = vd_open_source(img, path, &so, err);
+	if (r < 0)
+		return r;
+	b->opened[b->nopened].path = path;
+	b->opened[b->nopened++].img = *img;
+	return 0;
+}
+
 static int part_index(const struct vd_mbr *m, unsigned number)
 {
 	for (unsigned i = 0; i < m->nparts; i++)
@@ -117,13 +146,12 @@ static int layout(struct build *b, uint64_t disk, uint32_t id, struct vd_error *
 				if (!f)
 					return vd_set_error(err, EINVAL, "%s: line %u: partition %u has no size and no file; give one, or the disk size",
 							    sname(b), sp->line, b->spec_num[i]);
-				/* the image is opened again below; its size is needed now */
-				r = vd_open(&im, f, fmt, 0, err);
+				/* its size is needed now */
+				r = open_input(b, f, fmt, &im, err);
 				if (r < 0)
 					return r;
 				sp->size = VD_ALIGN_UP(vd_size(im), VD_SECTOR) / VD_SECTOR;
 				sp->size_mode = VD_SIZE_SECTORS;
-				vd_close(im, NULL);
 				if (!sp->size)
 					return vd_set_error(err, EINVAL, "%s: empty, so it cannot size its partition", f);
 			}
@@ -214,7 +242,7 @@ static int open_inputs(struct build *b, struct vd_error *err)
 		if (vd_mbr_is_extended(p->type))
 			return vd_set_error(err, EINVAL, "%s: partition %u is the extended partition, which holds the logical ones and no content",
 					    b->path[k], p->number);
-		r = vd_open(&b->img[k], b->path[k], part_format(b, k), 0, err);
+		r = open_input(b, b->path[k], part_format(b, k), &b->img[k], err);
 		if (r < 0)
 			return r;
 		need = VD_ALIGN_UP(vd_size(b->img[k]), VD_SECTOR);
@@ -643,8 +671,8 @@ out:
 	}
 	if (r < 0)
 		vd_build_summary_free(sum);
-	for (unsigned k = 0; k < VD_MBR_MAX_PARTS; k++)
-		vd_close(b->img[k], NULL);
+	for (unsigned i = 0; i < b->nopened; i++)
+		vd_close(b->opened[i].img, NULL);
 	for (unsigned i = 0; i < nlf; i++)
 		free(lf[i].path);
 	free(lf);

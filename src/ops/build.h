@@ -37,7 +37,12 @@ struct build {
 	struct vd_mbr mbr;
 	struct vd_mbr_sector sectors[VD_MBR_MAX_SECTORS];
 	unsigned nsectors;
-	struct vd_image *img[VD_MBR_MAX_PARTS];   /* per mbr.part */
+	struct vd_image *img[VD_MBR_MAX_PARTS];   /* per mbr.part, borrowed from opened */
+	struct {                                  /* every input, opened once */
+		const char *path;
+		struct vd_image *img;
+	} opened[VD_MBR_MAX_PARTS];
+	unsigned nopened;
 	const char *path[VD_MBR_MAX_PARTS];
 	unsigned spec_num[VD_MBR_MAX_PARTS];      /* per script spec */
 	const char *spec_file[VD_MBR_MAX_PARTS];

@@ -12,7 +12,8 @@
  * SPDX-License-Identifier: MIT
  */
 #include "../core/ops.h"
-#include "convert-src.h"
+#include "source.h"
+#include "chash.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -218,6 +219,14 @@ static int consume(void *ctx, const struct vd_pipe_item *it, struct vd_error *er
 	}
 	if (r < 0)
 		return r;
+	if (p->st && p->st->hash) {
+		if (it->off > p->st->reached) /* nothing skips a range; be sure */
+			vd_chash_zero(p->st->hash, it->off - p->st->reached);
+		if (it->kind == VD_PIPE_DATA)
+			vd_chash_data(p->st->hash, it->buf, (size_t)it->len);
+		else
+			vd_chash_zero(p->st->hash, it->len);
+	}
 	if (p->st)
 		p->st->reached = it->off + it->len; /* items come in guest order */
 	p->done += progress;
@@ -301,7 +310,7 @@ int vd_convert(const char *src_path, const char *dst_path,
 {
 	struct vd_image *src = NULL, *dst = NULL;
 	struct vd_host *h = NULL;
-	struct vd_tmp tmp = { 0 }, spool;
+	struct vd_tmp tmp = { 0 };
 	bool target_zero;
 	unsigned nosync = o->no_sync ? VD_OPEN_NO_SYNC : 0;
 	int r, r2;
@@ -310,8 +319,8 @@ int vd_convert(const char *src_path, const char *dst_path,
 		return vd_set_error(err, EINVAL, "no output format given");
 	if (o->backing)
 		return vd_convert_child(src_path, dst_path, o, err);
-	/* an image, or a compressed, piped or windowed one (convert-src.c) */
-	r = vd_convert_open_source(&src, src_path, o->existing_target ? NULL : dst_path, o, &spool, err);
+	/* an image, or a compressed, piped or windowed one (source.c) */
+	r = vd_convert_open_source(&src, src_path, o->existing_target ? NULL : dst_path, o, err);
 	if (r < 0)
 		return r;
 
@@ -366,7 +375,6 @@ out:
 	if (r == 0)
 		r = r2;
 	vd_close(src, NULL);
-	vd_convert_end_source(&spool);
 	if (tmp.tmp) {
 		if (r == 0)
 			r = vd_tmp_commit(&tmp, o->force, err);

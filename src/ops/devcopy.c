@@ -15,10 +15,14 @@
 #define _GNU_SOURCE
 #include "../core/ops.h"
 #include "../core/stream-src.h"
-#include "convert-src.h"
+#include "source.h"
+#include "chash.h"
+
+#define VERIFY_CHUNK (4u << 20)
 
 #include <blkid/blkid.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -70,6 +74,48 @@ static void signature(int fd, char *out, size_t len)
 	blkid_free_probe(pr);
 }
 
+/* Read DST's first SIZE bytes back into a digest and compare it with the
+ * one the copy made (WANT): 0 equal, 1 different, -errno.  *AT: 0 (a
+ * digest cannot say where). */
+static int verify_digest(struct vd_image *dst, uint64_t size, struct vd_chash *want,
+			 const struct vd_devcopy_opts *o, uint64_t *at, struct vd_error *err)
+{
+	struct vd_chash got;
+	uint8_t a[32], b[32], *buf;
+	int r = 0;
+
+	*at = 0;
+	vd_chash_final(want, a);
+	buf = vd_aligned_alloc(VERIFY_CHUNK, err);
+	if (!buf)
+		return -ENOMEM;
+	if (vd_chash_init(&got) < 0) {
+		free(buf);
+		return vd_set_error(err, ENOMEM, "out of memory");
+	}
+	for (uint64_t off = 0; off < size && r == 0;) {
+		size_t n = (size_t)VD_MIN((uint64_t)VERIFY_CHUNK, size - off);
+		if (vd_cancelled(o->cancel)) {
+			r = vd_set_error(err, ECANCELED, "interrupted");
+			break;
+		}
+		r = vd_read(dst, off, buf, n, err);
+		if (r < 0)
+			break;
+		vd_chash_data(&got, buf, n);
+		off += n;
+		if (o->progress)
+			o->progress(o->progress_ctx, off, size);
+	}
+	if (r == 0) {
+		vd_chash_final(&got, b);
+		r = memcmp(a, b, sizeof(a)) ? 1 : 0;
+	}
+	vd_chash_free(&got);
+	free(buf);
+	return r;
+}
+
 int vd_devcopy(const char *src_path, const char *dev_path,
 	       const struct vd_devcopy_opts *o, struct vd_devcopy_result *res,
 	       struct vd_error *err)
@@ -77,8 +123,8 @@ int vd_devcopy(const char *src_path, const char *dev_path,
 	struct vd_image *src = NULL, *dst = NULL;
 	struct vd_host *h = NULL;
 	struct vd_convert_opts co = { 0 };
-	struct vd_tmp spool;
 	struct vd_copy_stats st = { 0 };
+	struct vd_chash ch = { 0 };
 	unsigned hflags = VD_HOST_RDWR | VD_HOST_ALLOW_DEV | VD_HOST_EXCL;
 	uint64_t isize, covered;
 	double t0;
@@ -92,13 +138,17 @@ int vd_devcopy(const char *src_path, const char *dev_path,
 	co.source_size = o->source_size;
 	/* an image, or a compressed, piped or windowed one (no spool: a
 	 * stream of unknown size needs --size) */
-	r = vd_convert_open_source(&src, src_path, NULL, &co, &spool, err);
+	r = vd_convert_open_source(&src, src_path, NULL, &co, err);
 	if (r < 0)
 		return r;
+	/* a source read once is verified against the digest of what the
+	 * copy wrote (chash.c), not read a second time */
 	if (o->verify && vd_stream_kind(src)) {
-		vd_close(src, NULL);
-		return vd_set_error(err, EINVAL, "%s: --verify reads the source twice; a compressed, piped or windowed source is read once (decompress it to a file first)",
-				    src_path);
+		if (vd_chash_init(&ch) < 0) {
+			vd_close(src, NULL);
+			return vd_set_error(err, ENOMEM, "out of memory");
+		}
+		st.hash = &ch;
 	}
 	isize = vd_size(src);
 	res->image_size = isize;
@@ -185,7 +235,20 @@ int vd_devcopy(const char *src_path, const char *dev_path,
 		res->reached = 0; /* nothing is known to be on the device */
 		goto out;
 	}
-	if (o->verify) {
+	if (o->verify && st.hash) {
+		t0 = now();
+		posix_fadvise(h->fd, 0, 0, POSIX_FADV_DONTNEED);
+		r = verify_digest(dst, isize, &ch, o, &res->verify_diff, err);
+		res->verify_seconds = now() - t0;
+		if (r == 1)
+			r = vd_set_error(err, EIO,
+					 "%s: verification failed: what the device holds differs from what was written from %s (compared by content digest, which cannot say where)",
+					 dev_path, src_path);
+		else if (r == 0)
+			res->verified = true;
+		else if (r != -ECANCELED)
+			vd_prefix_error(err, "%s: verification", dev_path);
+	} else if (o->verify) {
 		struct vd_compare_opts cmp = { 0 };
 		uint64_t diff = 0, devsize = dst->size;
 
@@ -215,5 +278,6 @@ out:
 	if (r == 0)
 		r = r2;
 	vd_close(src, NULL);
+	vd_chash_free(&ch);
 	return r;
 }
