@@ -35,7 +35,7 @@ OPT ?= -O2 -g
 CFLAGS ?= $(OPT)
 ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -D_FILE_OFFSET_BITS=64 \
 	-Iinclude -Isrc/core
-LIBS := -luuid -lpthread -lz -lblkid -llzma -lzstd -lbz2 -lm
+LIBS := -luuid -lpthread -lz -lblkid -llzma -lzstd -lbz2 -lnbd -lm
 # libdeflate for whole-grain deflate (src/core/deflate.c); zlib otherwise
 ifeq ($(shell pkg-config --exists libdeflate 2>/dev/null && echo y),y)
 ALL_CFLAGS += -DHAVE_LIBDEFLATE

@@ -52,6 +52,11 @@ enum {
 	VD_OPEN_NO_BACKING = 1u << 5,
 };
 
+/* PATH is an NBD URI (nbd://, nbds://, nbd+unix://, nbds+unix://,
+ * nbd+vsock://, nbds+vsock://): vd_open and every command that takes a file
+ * name reach the export with libnbd; it is not created, only written into. */
+bool vd_is_nbd_uri(const char *path);
+
 /* Open PATH. FORMAT NULL probes the contents (raw scores lowest). */
 int vd_open(struct vd_image **out, const char *path, const char *format,
 	    unsigned flags, struct vd_error *err);
@@ -175,6 +180,7 @@ struct vd_info {
 	uint64_t file_size;       /* apparent size of the image file(s) */
 	uint64_t allocated_bytes; /* guest bytes stored as data in the image */
 	uint64_t host_bytes;      /* bytes the host filesystem has allocated */
+	bool host_bytes_unknown;  /* the host cannot tell (an NBD export) */
 	uint32_t block_size;      /* allocation unit, 0 if none */
 	char header_version[16];
 	char uuid[40];            /* image UUID, "" if none */

@@ -499,6 +499,16 @@ int cmd_convert(int argc, char **argv)
 		cli_err("convert", "--direct, --verify, --rawvmdk and --owner need a block device as DST");
 		return 1;
 	}
+	if (vd_is_nbd_uri(dst) && !o.existing_target) {
+		/* an export exists: its raw disk is written in place, as -n */
+		if ((o.dst_format && strcmp(o.dst_format, "raw")) || o.dst_opts) {
+			cli_err("convert", "%s: an NBD export is written as the raw disk it serves: -O (other than raw) and -o do not apply (-n writes into an image the export holds)",
+				dst);
+			return 1;
+		}
+		o.existing_target = true;
+		o.dst_format = "raw";
+	}
 	if (!o.dst_format && !o.existing_target) {
 		cli_usage(stderr, usage);
 		return 1;

@@ -344,7 +344,10 @@ static void print_human(const char *path, struct vd_image *img, const struct vd_
 		printf("subformat: %s\n", in->subformat);
 	printf("virtual size: %s (%" PRIu64 " bytes)\n", cli_human(in->virtual_size, a, sizeof(a)), in->virtual_size);
 	printf("file size: %s (%" PRIu64 " bytes)\n", cli_human(in->file_size, a, sizeof(a)), in->file_size);
-	printf("disk size: %s (%" PRIu64 " bytes)\n", cli_human(in->host_bytes, a, sizeof(a)), in->host_bytes);
+	if (in->host_bytes_unknown)
+		printf("disk size: unavailable\n");
+	else
+		printf("disk size: %s (%" PRIu64 " bytes)\n", cli_human(in->host_bytes, a, sizeof(a)), in->host_bytes);
 	printf("allocated: %s (%" PRIu64 " bytes)\n", cli_human(in->allocated_bytes, a, sizeof(a)), in->allocated_bytes);
 	if (in->block_size)
 		printf("block size: %" PRIu32 "\n", in->block_size);
@@ -395,7 +398,8 @@ static void print_json(const char *path, struct vd_image *img, const struct vd_i
 	json_str(stdout, in->subformat);
 	printf(",\n    \"virtual-size\": %" PRIu64, in->virtual_size);
 	printf(",\n    \"file-size\": %" PRIu64, in->file_size);
-	printf(",\n    \"actual-size\": %" PRIu64, in->host_bytes);
+	if (!in->host_bytes_unknown) /* qemu-img leaves it out too */
+		printf(",\n    \"actual-size\": %" PRIu64, in->host_bytes);
 	printf(",\n    \"allocated-bytes\": %" PRIu64, in->allocated_bytes);
 	printf(",\n    \"cluster-size\": %" PRIu32, in->block_size);
 	if (vd_has_parent_link(img)) {

@@ -162,6 +162,9 @@ struct vd_host {
 	 * the writer that fills it (VMDK stream); 0: the default */
 	int deflate_level;
 };
+/* NBD URIs (src/core/nbdhost.c; vd_is_nbd_uri is in vdisk.h):
+ * vd_host_open_file opens them with vd_host_open_nbd. */
+int vd_host_open_nbd(struct vd_host **out, const char *uri, unsigned flags, struct vd_error *err);
 #define VD_WRITEBACK_STEP (32ull << 20)
 
 enum {

@@ -605,6 +605,8 @@ int vd_get_info(struct vd_image *img, struct vd_info *info, struct vd_error *err
 		return r;
 	if (img->host->ops->allocated_bytes)
 		img->host->ops->allocated_bytes(img->host, &info->host_bytes);
+	else
+		info->host_bytes_unknown = true;
 	if (img->drv->info) {
 		r = img->drv->info(img, info, err);
 		if (r < 0)

@@ -232,6 +232,8 @@ int vd_host_open_file(struct vd_host **out, const char *path, unsigned flags,
 	int fd, r;
 
 	*out = NULL;
+	if (vd_is_nbd_uri(path))
+		return vd_host_open_nbd(out, path, flags, err);
 	if (flags & VD_HOST_CREATE)
 		oflags |= O_RDWR | O_CREAT | O_EXCL;
 	else

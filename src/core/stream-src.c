@@ -460,6 +460,8 @@ int vd_stream_open(struct vd_image **out, const char *path, uint64_t size, bool 
 	int r;
 
 	*out = NULL;
+	if (vd_is_nbd_uri(path))
+		return 0; /* an export is read as an image */
 	d = vd_calloc(1, sizeof(*d), err);
 	if (!d)
 		return -ENOMEM;
