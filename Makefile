@@ -142,7 +142,7 @@ fuzz:
 	done
 
 vdisk.pc: Makefile
-	@printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: libvdisk\nDescription: virtual disk images (raw, VDI) behind one block-I/O layer\nVersion: %s\nLibs: -L$${libdir} -lvdisk\nLibs.private: -luuid -lpthread -lz -lblkid -llzma -lzstd -lbz2 -lm\nCflags: -I$${includedir}\n' \
+	@printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: libvdisk\nDescription: virtual disk images (raw, VDI) behind one block-I/O layer\nVersion: %s\nLibs: -L$${libdir} -lvdisk\nLibs.private: -luuid -lpthread -lz -lblkid -llzma -lzstd -lbz2 -lnbd -lm\nCflags: -I$${includedir}\n' \
 		'$(PREFIX)' '$(LIBDIR)' '$(INCDIR)' '$(VERSION)' > $(BUILD)/vdisk.pc
 
 install: all vdisk.pc

@@ -86,6 +86,8 @@ static int parse_extent(struct vmdk_desc_extent *e, char *line, const char *path
 		e->type = VMDK_ZERO;
 	else if (!strcmp(type, "VMFSSPARSE"))
 		e->type = VMDK_COWD;
+	else if (!strcmp(type, "SESPARSE"))
+		e->type = VMDK_SESPARSE;
 	else
 		return vd_set_error(err, ENOTSUP, "%s: descriptor line %u: extent type '%s' is not supported",
 				    path, lineno, type);

@@ -28,7 +28,7 @@ int vmdk_describe(struct vd_image *img, struct vd_describe *d, struct vd_error *
 {
 	struct vmdk *v = img->priv;
 	bool sparse = false, dev = device_descriptor(v), stream = false;
-	bool self = false, cowd = false;
+	bool self = false, cowd = false, se = false;
 	uint64_t grain = 0;
 	int r = 0;
 
@@ -45,6 +45,9 @@ int vmdk_describe(struct vd_image *img, struct vd_describe *d, struct vd_error *
 		} else if (e->type == VMDK_COWD) {
 			sparse = cowd = true;
 			grain = VD_MAX(grain, vmdk_cowd_grain_bytes(e->cw));
+		} else if (e->type == VMDK_SESPARSE) {
+			sparse = cowd = se = true; /* no discard either */
+			grain = VD_MAX(grain, vmdk_se_grain_bytes(e->se));
 		}
 	}
 	d->alloc = dev ? VD_ALLOC_DEVICE : stream ? VD_ALLOC_STREAM :
@@ -54,7 +57,8 @@ int vmdk_describe(struct vd_image *img, struct vd_describe *d, struct vd_error *
 	d->discard_releases = sparse && !stream && !dev && !cowd;
 	d->discard_granularity = d->block_size;
 	d->zero_granularity = VD_SECTOR;
-	d->rewritable = !stream;
+	d->rewritable = !stream && !se; /* vdisk writes no seSparse */
+	d->subformat = v->has_desc && v->desc.create_type[0] ? v->desc.create_type : NULL;
 	if (!self)
 		r = vd_describe_add(d, img->host->path, VD_FILE_DESCRIPTOR, VD_FILE_RW, 0, 0, 0,
 				    img->host->is_blockdev, err);

@@ -106,6 +106,7 @@ static void vmdk_close(struct vd_image *img)
 	for (unsigned i = 0; i < v->n; i++) {
 		vmdk_sparse_close(v->ext[i].sp);
 		vmdk_cowd_close(v->ext[i].cw);
+		vmdk_se_close(v->ext[i].se);
 		if (v->ext[i].own)
 			vd_host_close(v->ext[i].h);
 		free(v->ext[i].file);
@@ -179,6 +180,12 @@ static int open_descriptor_extents(struct vd_image *img, struct vmdk *v, struct 
 			first[i] = first[k];
 			break;
 		}
+		if (img->writable && de->type == VMDK_SESPARSE) {
+			r = vd_set_error(err, EROFS,
+					 "%s: extent %u (line %u, \"%s\") is an ESXi seSparse delta, which vdisk reads but does not write: open it read-only (vdisk convert flattens it, or writes a new child with -B)",
+					 path, i + 1, de->line, de->file);
+			break;
+		}
 		if (img->writable && de->access == VMDK_RW)
 			rdwr[first[i]] = true;
 	}
@@ -231,6 +238,10 @@ static int open_descriptor_extents(struct vd_image *img, struct vmdk *v, struct 
 			r = vmdk_cowd_open(&e.cw, e.h, de->sectors, &budget, err);
 			if (r < 0)
 				vd_prefix_error(err, "%s: extent %u (line %u)", path, i + 1, de->line);
+		} else if (de->type == VMDK_SESPARSE) {
+			r = vmdk_se_open(&e.se, e.h, de->sectors, &budget, err);
+			if (r < 0)
+				vd_prefix_error(err, "%s: extent %u (line %u)", path, i + 1, de->line);
 		} else {
 			r = 0;
 		}
@@ -239,6 +250,7 @@ static int open_descriptor_extents(struct vd_image *img, struct vmdk *v, struct 
 		if (r < 0) {
 			vmdk_sparse_close(e.sp);
 			vmdk_cowd_close(e.cw);
+			vmdk_se_close(e.se);
 			if (e.own)
 				vd_host_close(e.h);
 			free(e.file);
@@ -349,6 +361,9 @@ static int vmdk_open(struct vd_image *img, struct vd_error *err)
 			if (v->ext[i].cw)
 				img->cow_unit = (uint32_t)VD_MAX((uint64_t)img->cow_unit,
 								 vmdk_cowd_grain_bytes(v->ext[i].cw));
+			if (v->ext[i].se)
+				img->cow_unit = (uint32_t)VD_MAX((uint64_t)img->cow_unit,
+								 vmdk_se_grain_bytes(v->ext[i].se));
 		}
 	}
 	return 0;
@@ -376,8 +391,9 @@ static struct vmdk_ext *find(struct vmdk *v, uint64_t off, uint64_t *avail)
 		e = &v->ext[lo];
 	}
 	*avail = e->start + e->length - off;
-	if (e->sp || e->cw) {
-		uint64_t gb = e->sp ? e->sp->grain * VD_SECTOR : vmdk_cowd_grain_bytes(e->cw);
+	if (e->sp || e->cw || e->se) {
+		uint64_t gb = e->sp ? e->sp->grain * VD_SECTOR : e->cw ? vmdk_cowd_grain_bytes(e->cw) :
+			      vmdk_se_grain_bytes(e->se);
 		*avail = VD_MIN(*avail, gb - (off - e->start) % gb);
 	}
 	return e;
@@ -413,6 +429,11 @@ static int vmdk_read(struct vd_image *img, uint64_t off, void *buf, size_t len,
 			break;
 		case VMDK_COWD:
 			r = vmdk_cowd_read(e->cw, off - e->start, p, n, err);
+			if (r == 1) /* not in this layer */
+				r = vd_backing_read(img, off, p, n, err);
+			break;
+		case VMDK_SESPARSE:
+			r = vmdk_se_read(e->se, off - e->start, p, n, err);
 			if (r == 1) /* not in this layer */
 				r = vd_backing_read(img, off, p, n, err);
 			break;
@@ -462,6 +483,9 @@ static int vmdk_write(struct vd_image *img, uint64_t off, const void *buf,
 			r = vd_host_pwrite(e->h, p, n, e->flat_off + (off - e->start), err);
 		else if (e->type == VMDK_COWD)
 			r = vmdk_cowd_write(e->cw, off - e->start, p, n, err);
+		else if (e->type == VMDK_SESPARSE)
+			r = vd_set_error(err, EROFS, "%s: extent \"%s\" is seSparse (read only)",
+					 img->host->path, e->file ? e->file : "");
 		else {
 			/* a run of new grains: one data write, one table write */
 			ssize_t done = vmdk_sparse_write_run(e->sp, off - e->start, p,
@@ -497,7 +521,8 @@ static int vmdk_write_zeroes(struct vd_image *img, uint64_t off, uint64_t len,
 		uint64_t n = VD_MIN(len, avail);
 		int kind, r = 0;
 
-		if (e->access != VMDK_RW || e->type == VMDK_ZERO || e->type == VMDK_COWD)
+		if (e->access != VMDK_RW || e->type == VMDK_ZERO || e->type == VMDK_COWD ||
+		    e->type == VMDK_SESPARSE)
 			return -ENOTSUP; /* the write fallback reports it */
 		if (e->type == VMDK_FLAT) {
 			r = vd_host_write_zeroes(e->h, e->flat_off + (off - e->start), n,
@@ -566,6 +591,9 @@ static int vmdk_block_status(struct vd_image *img, uint64_t off, uint64_t len,
 		break;
 	case VMDK_COWD:
 		r = vmdk_cowd_status(e->cw, off - e->start, left, ext, err);
+		break;
+	case VMDK_SESPARSE:
+		r = vmdk_se_status(e->se, off - e->start, left, ext, err);
 		break;
 	default:
 		r = vmdk_sparse_status(e->sp, off - e->start, left, ext, err);
@@ -668,7 +696,7 @@ static int vmdk_info(struct vd_image *img, struct vd_info *info, struct vd_error
 		vd_info_add(info, key, false, "%s %" PRIu64 " %s%s%s%s", acc[e->access],
 			    e->length / VD_SECTOR,
 			    e->type == VMDK_ZERO ? "ZERO" : e->type == VMDK_FLAT ? "FLAT" :
-			    e->type == VMDK_COWD ? "VMFSSPARSE" : "SPARSE",
+			    e->type == VMDK_COWD ? "VMFSSPARSE" : e->type == VMDK_SESPARSE ? "SESPARSE" : "SPARSE",
 			    e->file && e->type != VMDK_ZERO ? " \"" : "",
 			    e->file && e->type != VMDK_ZERO ? e->file : "",
 			    e->file && e->type != VMDK_ZERO ? "\"" : "");

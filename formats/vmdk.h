@@ -135,7 +135,7 @@ int vmdk_sparse_create(struct vd_host *h, uint64_t capacity, const char *desc, u
 /* ---- descriptor ---- */
 
 enum vmdk_access { VMDK_RW, VMDK_RDONLY, VMDK_NOACCESS };
-enum vmdk_etype { VMDK_FLAT, VMDK_SPARSE, VMDK_ZERO, VMDK_COWD };
+enum vmdk_etype { VMDK_FLAT, VMDK_SPARSE, VMDK_ZERO, VMDK_COWD, VMDK_SESPARSE };
 
 struct vmdk_desc_extent {
 	enum vmdk_access access;
@@ -207,6 +207,7 @@ struct vmdk_ext {
 	bool own;               /* h was opened here (close it) */
 	struct vmdk_sparse *sp; /* SPARSE */
 	struct vmdk_cowd *cw;   /* VMFSSPARSE (COWD) */
+	struct vmdk_se *se;     /* SESPARSE (read only) */
 	char *file;             /* as named by the descriptor */
 };
 
@@ -238,6 +239,18 @@ int vmdk_cowd_write(struct vmdk_cowd *c, uint64_t off, const void *buf, size_t l
 		    struct vd_error *err);
 int vmdk_cowd_status(struct vmdk_cowd *c, uint64_t off, uint64_t len, struct vd_extent *ext,
 		     struct vd_error *err);
+
+/* vmdk-sesparse.c: ESXi seSparse delta extents, read only.  Reads and
+ * status stay within one grain or run of grains; read returns 1 for a
+ * grain not in this layer. */
+struct vmdk_se;
+int vmdk_se_open(struct vmdk_se **out, struct vd_host *h, uint64_t sectors, uint64_t *budget,
+		 struct vd_error *err);
+void vmdk_se_close(struct vmdk_se *s);
+uint64_t vmdk_se_grain_bytes(const struct vmdk_se *s);
+int vmdk_se_read(struct vmdk_se *s, uint64_t off, void *buf, size_t len, struct vd_error *err);
+int vmdk_se_status(struct vmdk_se *s, uint64_t off, uint64_t len, struct vd_extent *ext,
+		   struct vd_error *err);
 
 /* vmdk-link.c: a delta's parent link, a new CID (the driver's set_parent
  * and new_modification) */

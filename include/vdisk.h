@@ -245,6 +245,9 @@ struct vd_describe {
 	bool discard_releases;    /* discarding whole blocks frees space in the image */
 	bool zero_init;           /* a new image of this kind reads as zeros */
 	bool rewritable;          /* may be changed in place (false: a stream) */
+	const char *subformat;    /* the format's own name of this layout (VMDK
+				   * createType), NULL if none; valid while the
+				   * image is open */
 	uint32_t zero_granularity;    /* bytes, 0: any */
 	uint32_t discard_granularity; /* smallest range a discard releases, 0: any */
 	bool starts_zeroed;       /* what this layer does not hold reads as zeros

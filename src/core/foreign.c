@@ -138,6 +138,12 @@ int vd_foreign_refuse(const char *path, const uint8_t *head, size_t hlen,
 				    "%s is %s-compressed; only vdisk convert, compare and create --part read %s-compressed images, as a raw disk front to back "
 				    "(decompress it first, or use -f raw to copy its bytes as a raw disk)",
 				    path, name, name);
+	/* ESXi delta extents are read through the descriptor naming them */
+	if (!strncmp(name, "VMDK ", 5))
+		return vd_set_error(err, EMEDIUMTYPE,
+				    "%s is a %s delta extent; vdisk reads it through the descriptor (.vmdk) that names it "
+				    "(use -f raw to copy its bytes as a raw disk)",
+				    path, name);
 	return vd_set_error(err, EMEDIUMTYPE,
 			    "%s is a %s image; vdisk does not read %s "
 			    "(use -f raw to copy its bytes as a raw disk)",

@@ -69,7 +69,8 @@ int vd_rewrite_child(const char *path, bool compact, const struct vd_rewrite_opt
 	if (r < 0)
 		goto out;
 	if (!d.rewritable || d.alloc != VD_ALLOC_BLOCKS) {
-		r = vd_set_error(err, ENOTSUP, "%s: this child image cannot be rewritten", path);
+		r = vd_set_error(err, ENOTSUP, "%s: this child image%s%s%s cannot be rewritten (vdisk reads it only)",
+				 path, d.subformat ? " (" : "", d.subformat ? d.subformat : "", d.subformat ? ")" : "");
 		goto out;
 	}
 	for (unsigned i = 0; i < d.nfiles; i++)

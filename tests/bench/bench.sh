@@ -150,6 +150,56 @@ if [ -f guest.raw.xz ]; then
 		;;
 	esac
 fi
+
+# ---- live access (issue 16): NBD URIs, the nbdkit plugin, FUSE
+PLUGIN=${VDISK_NBDKIT_PLUGIN:-$(dirname "$VDISK")/nbdkit-vdisk-plugin.so}
+nbd_pids=()
+nbd_start() { # SOCK ARGS... (nbdkit, or qemu-nbd when the first arg is qemu-nbd)
+	local sock=$1; shift
+	rm -f "$sock" "$sock.pid"
+	if [ "$1" = qemu-nbd ]; then
+		shift
+		qemu-nbd --fork --persistent --pid-file="$sock.pid" -k "$sock" "$@" || return 1
+	else
+		nbdkit -U "$sock" -P "$sock.pid" "$@" || return 1
+	fi
+	for _ in $(seq 100); do [ -S "$sock" ] && [ -s "$sock.pid" ] && break; sleep 0.05; done
+	nbd_pids+=("$(cat "$sock.pid")")
+}
+nbd_stop() { for p in "${nbd_pids[@]}"; do kill "$p" 2>/dev/null || true; done; nbd_pids=(); }
+case "nbd fuse" in *"${BENCH_ONLY:-}"*)
+	if command -v nbdkit >/dev/null && command -v nbdcopy >/dev/null; then
+		S=$DIR/file.sock
+		nbd_start "$S" file guest.raw
+		U="nbd+unix:///?socket=$S"
+		bench_pair "nbd export -> vdi" "'$VDISK' convert -q --no-sync -O vdi '$U' out.tmp" \
+			"qemu-img convert -O vdi '$U' out.tmp"
+		nbd_stop
+		GB=$(stat -c %s guest.raw)
+		nbd_start "$DIR/mem.sock" memory "$GB"
+		U="nbd+unix:///?socket=$DIR/mem.sock"
+		bench_pair "vdi -> nbd memory" "'$VDISK' convert -q guest.vdi '$U'" \
+			"qemu-img convert -n -O raw guest.vdi '$U'"
+		nbd_stop
+		if [ -f "$PLUGIN" ]; then
+			nbd_start "$DIR/vp.sock" "$PLUGIN" guest.vdi
+			nbd_start "$DIR/qn.sock" qemu-nbd -r -f vdi guest.vdi
+			bench_pair "nbdcopy plugin/qemu-nbd" "nbdcopy 'nbd+unix:///?socket=$DIR/vp.sock' null:" \
+				"nbdcopy 'nbd+unix:///?socket=$DIR/qn.sock' null:"
+			nbd_stop
+		fi
+	fi
+	if [ -c /dev/fuse ]; then
+		mkdir -p mnt
+		bench_pair "fuse dd / vdisk read" "'$VDISK' mount guest.vdi mnt && dd if=mnt/disk of=/dev/null bs=1M status=none; '$VDISK' umount mnt" \
+			"'$VDISK' convert -q --no-sync -O raw guest.vdi out.tmp"
+	fi
+	;;
+esac
+echo "(live: nbd export -> vdi and vdi -> nbd memory: other = qemu-img on the same URI;"
+echo " nbdcopy to null: from the vdisk plugin (vdisk) against qemu-nbd (other);"
+echo " fuse: dd of mnt/disk (vdisk) against vdisk convert -O raw of the same VDI (other):"
+echo " a ratio of 0.5 or more meets the target of half of vdisk's own read speed.)"
 echo "(compressed sources: the other column is the tool's own decompression piped to cat"
 echo " (throughput), or xzcat | dd conv=sparse onto the device; ratio = other / vdisk.)"
 

@@ -42,11 +42,11 @@ sample "$S/v1.qcow" "is a qcow image"
 # ESX vmfsSparse delta (COWD): magic, version 1, flags 3
 printf 'COWD\x01\0\0\0\x03\0\0\0' >"$S/delta-cowd.vmdk"
 truncate -s 2048 "$S/delta-cowd.vmdk"
-sample "$S/delta-cowd.vmdk" "is a VMDK vmfsSparse (COWD) image"
+sample "$S/delta-cowd.vmdk" "is a VMDK vmfsSparse (COWD) delta extent; vdisk reads it through the descriptor (.vmdk) that names it"
 # seSparse: const header magic le64 0xcafebabe, version 0x200000001
 printf '\xbe\xba\xfe\xca\0\0\0\0\x01\0\0\0\x02\0\0\0' >"$S/delta-sesparse.vmdk"
 truncate -s 4096 "$S/delta-sesparse.vmdk"
-sample "$S/delta-sesparse.vmdk" "is a VMDK seSparse image"
+sample "$S/delta-sesparse.vmdk" "is a VMDK seSparse delta extent; vdisk reads it through the descriptor (.vmdk) that names it"
 # LUKS1 header start (cryptsetup is not needed for the magic)
 printf 'LUKS\xba\xbe\0\x01aes' >"$S/a.luks"
 truncate -s 8192 "$S/a.luks"

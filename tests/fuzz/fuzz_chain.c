@@ -3,9 +3,12 @@
  *   even: a VirtualBox media registry (.vbox / VirtualBox.xml text) given to
  *         vd_registry_find, looking up a fixed UUID and the first uuid=
  *         value in the text;
- *   odd:  an ESXi vmfsSparse (COWD) delta extent on a memory host: opened,
- *         walked with block status, grains read, whole grains written into
- *         holes and over data, read back.
+ *   odd, bit 1 clear: an ESXi vmfsSparse (COWD) delta extent on a memory
+ *         host: opened, walked with block status, grains read, whole
+ *         grains written into holes and over data, read back;
+ *   odd, bit 1 set: an ESXi seSparse delta extent on a memory host:
+ *         opened (capacity from the header), walked with block status,
+ *         grains read (zero grains must read as zeros).
  * Oracles beyond the sanitizers: extents are contiguous and inside the
  * extent; a written grain reads back; a lookup result is NUL-terminated.
  *
@@ -102,12 +105,59 @@ out:
 	vd_host_close(h);
 }
 
+static void sesparse(const uint8_t *data, size_t size)
+{
+	struct vd_host *h = vd_host_mem_new("/nonexistent/fuzz-sesparse.vmdk", 0);
+	struct vd_error err = { 0 };
+	struct vmdk_se *s = NULL;
+	uint64_t budget = 64ull << 20, sectors, off = 0, gb, end;
+	uint8_t *buf = NULL;
+	unsigned n = 0;
+
+	if (!h)
+		abort();
+	vd_host_mem_faults(h)->capacity = 64ull << 20;
+	if (vd_host_pwrite(h, data, size, 0, &err) < 0)
+		goto out;
+	sectors = size >= 24 ? le64dec(data + 16) : 1;
+	if (sectors == 0 || sectors > (1ull << 40))
+		sectors = 1;
+	if (vmdk_se_open(&s, h, sectors, &budget, &err) < 0)
+		goto out;
+	gb = vmdk_se_grain_bytes(s);
+	end = VD_MIN(sectors * VD_SECTOR, 64ull << 20);
+	buf = malloc(gb);
+	if (!buf)
+		abort();
+	while (off < end && n++ < 20000) {
+		struct vd_extent e = { 0 };
+		int r;
+		if (vmdk_se_status(s, off, end - off, &e, &err) < 0)
+			break;
+		CHECK(e.length > 0 && e.length <= end - off);
+		r = vmdk_se_read(s, VD_ALIGN_DOWN(off, gb), buf, gb, &err);
+		if (r < 0)
+			break;
+		if (e.flags & VD_BS_ZERO)
+			CHECK(r == 0 && vd_is_zero(buf, gb));
+		if (!e.flags)
+			CHECK(r == 1); /* not in this layer */
+		off += e.length;
+	}
+out:
+	free(buf);
+	vmdk_se_close(s);
+	vd_host_close(h);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	if (data[0] & 1)
+	if ((data[0] & 3) == 3)
+		sesparse(data + 1, size - 1);
+	else if (data[0] & 1)
 		cowd(data + 1, size - 1);
 	else
 		registry(data + 1, size - 1);

@@ -21,7 +21,7 @@ if pkg-config --exists libdeflate 2>/dev/null; then DEFLATE_CFLAGS=-DHAVE_LIBDEF
 FLAGS="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1 -std=gnu11 -D_FILE_OFFSET_BITS=64 -Iinclude -Isrc/core"
 # shellcheck disable=SC2086
 $CC $FLAGS -o "$OUT/$HARNESS" "tests/fuzz/$HARNESS.c" \
-	src/core/*.c src/ops/*.c src/fs/*.c formats/*.c $DEFLATE_CFLAGS -luuid -lpthread -lz -lblkid -llzma -lzstd -lbz2 -lm $DEFLATE_LIBS
+	src/core/*.c src/ops/*.c src/fs/*.c formats/*.c $DEFLATE_CFLAGS -luuid -lpthread -lz -lblkid -llzma -lzstd -lbz2 -lnbd -lm $DEFLATE_LIBS
 
 # Seeds: the committed ones plus any generated (tests/fuzz/make-seeds*.sh).
 if [ "$HARNESS" = fuzz_chain ]; then

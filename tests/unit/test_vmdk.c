@@ -152,8 +152,8 @@ static void test_rejections(void **state)
 	bad("# Disk DescriptorFile\n# RW 10 FLAT \"commented.vmdk\" 0\n", "no extents");
 	bad(HEAD "RX 10 FLAT \"a\" 0\n", "no extents"); /* not an extent line at all */
 	bad(HEAD "RW 10 FOO \"a\" 0\n", "FOO");
-	/* VMFSSPARSE (COWD) is read now; seSparse is not yet */
-	bad(HEAD "RW 10 SESPARSE \"a-sesparse.vmdk\"\n", "SESPARSE");
+	/* VMFSSPARSE (COWD) and SESPARSE are read now; an unquoted name is not */
+	bad(HEAD "RW 10 SESPARSE a-sesparse.vmdk\n", "quoted");
 	bad(HEAD "RW 10 FLAT \"a\" abc\n", "offset");
 	bad(HEAD "RW 10 FLAT \"a\" 12x\n", "offset");
 	bad(HEAD "RW 10 FLAT \"a\" -1\n", "offset");
