@@ -457,6 +457,8 @@ const char *vd_spool_dir_default(void);
 
 struct vd_compare_opts {
 	bool strict;                /* images of different size differ */
+	uint64_t length;            /* compare the first LENGTH bytes of each
+				     * (0: all; both must be at least as large) */
 	vd_progress_fn progress;
 	void *progress_ctx;
 	const volatile int *cancel;

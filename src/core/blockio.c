@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #define PROBE_BYTES 4096u
 /* Largest single request handed to a backend. */
@@ -686,6 +687,43 @@ bool vd_image_zero_init(const struct vd_image *img)
 bool vd_image_checkable(const struct vd_image *img)
 {
 	return img->drv->check != NULL;
+}
+
+bool vd_image_is_format(const struct vd_image *img, const char *format)
+{
+	return format && vd_driver_find(format) == img->drv;
+}
+
+struct vd_host *vd_image_host(const struct vd_image *img)
+{
+	return img->host;
+}
+
+bool vd_image_same_file(const struct vd_image *a, const struct vd_image *b)
+{
+	struct stat sa, sb;
+
+	if (a->host->fd < 0 || b->host->fd < 0 || fstat(a->host->fd, &sa) < 0 ||
+	    fstat(b->host->fd, &sb) < 0)
+		return false;
+	if (S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode))
+		return sa.st_rdev == sb.st_rdev;
+	return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+void vd_image_set_stream_writeback(struct vd_image *img, bool on)
+{
+	img->host->stream_writeback = on;
+}
+
+void vd_image_set_allocate_zero_writes(struct vd_image *img, bool on)
+{
+	img->allocate_zero_writes = on;
+}
+
+void vd_image_set_align(struct vd_image *img, uint32_t align)
+{
+	img->align = align;
 }
 
 bool vd_format_reads_as_raw(const char *format)

@@ -17,6 +17,20 @@ bool vd_image_zero_init(const struct vd_image *img);
 bool vd_format_reads_as_raw(const char *format);
 /* IMG's format has metadata vd_check can validate. */
 bool vd_image_checkable(const struct vd_image *img);
+/* IMG is of FORMAT (a name the user gave, aliases included). */
+bool vd_image_is_format(const struct vd_image *img, const char *format);
+/* The host of IMG's main file (its descriptor for a multi-file image):
+ * for operations that map or lock the file itself (fragmap, devcopy). */
+struct vd_host *vd_image_host(const struct vd_image *img);
+/* A and B are the same file or block device (false when either is not a
+ * local file, such as an NBD export). */
+bool vd_image_same_file(const struct vd_image *a, const struct vd_image *b);
+/* Writers' tuning of an open image: start writeback every few MiB (a
+ * stream written front to back); store zero writes as data (no holes: -S 0,
+ * preallocation); transfers aligned to ALIGN bytes (a device's sector). */
+void vd_image_set_stream_writeback(struct vd_image *img, bool on);
+void vd_image_set_allocate_zero_writes(struct vd_image *img, bool on);
+void vd_image_set_align(struct vd_image *img, uint32_t align);
 
 /* ---- reader/writer hand-over (src/core/pipe.c) ----
  * One reader thread fills buffers from a pool and pushes items in guest

@@ -631,7 +631,7 @@ int vd_build(const char *dst_path, const struct vd_build_opts *o,
 		r = vd_set_error(err, ENOTSUP, "%s: new %s images do not read as zeros", dst_path, o->format);
 		goto out;
 	}
-	dst->host->stream_writeback = true;
+	vd_image_set_stream_writeback(dst, true);
 	r = write_all(b, dst, err);
 	if (r == 0)
 		r = build_record_files(&tmp, sum, err);

@@ -77,6 +77,12 @@ int vd_compare(struct vd_image *a, struct vd_image *b,
 
 	if (!o)
 		o = &defaults;
+	if (o->length) {
+		if (sa < o->length || sb < o->length)
+			return vd_set_error(err, EINVAL, "compare: %s or %s is smaller than the %llu bytes to compare",
+					    vd_path(a), vd_path(b), (unsigned long long)o->length);
+		sa = sb = common = o->length;
+	}
 	if (o->strict && sa != sb) {
 		*diff_off = common;
 		return 1;

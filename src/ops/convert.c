@@ -269,17 +269,6 @@ static int copy(struct vd_image *src, struct vd_image *dst, bool target_zero,
 	return r;
 }
 
-static bool same_file(const struct vd_host *a, const struct vd_host *b)
-{
-	struct stat sa, sb;
-
-	if (a->fd < 0 || b->fd < 0 || fstat(a->fd, &sa) < 0 || fstat(b->fd, &sb) < 0)
-		return false;
-	if (S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode))
-		return sa.st_rdev == sb.st_rdev;
-	return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
 /* A new destination.  Of the same format as the source it keeps the
  * source's description of the virtual hardware (VD_ID_HARDWARE: VMDK
  * adapter type, hardware and tools version, geometry; VDI geometry and
@@ -294,7 +283,7 @@ static int create_like_source(struct vd_image *src, struct vd_host *h, struct vd
 	struct vd_create_like like = { 0 };
 	int r;
 
-	if (vd_driver_find(o->dst_format) == src->drv) {
+	if (vd_image_is_format(src, o->dst_format)) {
 		r = vd_get_identity(src, &id, err);
 		if (r < 0)
 			return r;
@@ -328,7 +317,7 @@ int vd_convert(const char *src_path, const char *dst_path,
 		r = vd_open(&dst, dst_path, o->dst_format, VD_OPEN_RDWR | o->src_open_flags | nosync, err);
 		if (r < 0)
 			goto out;
-		if (same_file(src->host, dst->host)) {
+		if (vd_image_same_file(src, dst)) {
 			r = vd_set_error(err, EINVAL, "%s: source and target are the same file",
 					 dst_path);
 			goto out;
@@ -361,8 +350,8 @@ int vd_convert(const char *src_path, const char *dst_path,
 		target_zero = vd_image_zero_init(dst);
 	}
 
-	dst->host->stream_writeback = true;
-	dst->allocate_zero_writes = o->min_sparse == 0;
+	vd_image_set_stream_writeback(dst, true);
+	vd_image_set_allocate_zero_writes(dst, o->min_sparse == 0);
 	r = copy(src, dst, target_zero, o, NULL, err);
 	if (r == 0 && !target_zero && vd_size(dst) > vd_size(src) && vd_size(src) % VD_SECTOR) {
 		/* The target's sector that holds the source's last bytes goes

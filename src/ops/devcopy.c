@@ -169,7 +169,7 @@ int vd_devcopy(const char *src_path, const char *dev_path,
 		r = vd_set_error(err, ENOTBLK, "%s: not a block device", dev_path);
 		goto out;
 	}
-	if (same_device(src->host, h)) {
+	if (same_device(vd_image_host(src), h)) {
 		vd_host_close(h);
 		r = vd_set_error(err, EINVAL, "%s: source and target are the same device", dev_path);
 		goto out;
@@ -204,7 +204,7 @@ int vd_devcopy(const char *src_path, const char *dev_path,
 		goto out;
 	}
 	if (vd_size(dst) % h->sector_size == 0)
-		dst->align = h->sector_size;
+		vd_image_set_align(dst, h->sector_size);
 	covered = VD_MIN(VD_ALIGN_UP(isize, (uint64_t)VD_SECTOR), vd_size(dst));
 	res->tail_kept = vd_size(dst) - covered;
 
@@ -250,7 +250,7 @@ int vd_devcopy(const char *src_path, const char *dev_path,
 			vd_prefix_error(err, "%s: verification", dev_path);
 	} else if (o->verify) {
 		struct vd_compare_opts cmp = { 0 };
-		uint64_t diff = 0, devsize = dst->size;
+		uint64_t diff = 0;
 
 		/* read the device, not the page cache */
 		posix_fadvise(h->fd, 0, 0, POSIX_FADV_DONTNEED);
@@ -258,9 +258,8 @@ int vd_devcopy(const char *src_path, const char *dev_path,
 		cmp.progress_ctx = o->progress_ctx;
 		cmp.cancel = o->cancel;
 		t0 = now();
-		dst->size = isize; /* compare the image's range only */
+		cmp.length = isize; /* the image's range only */
 		r = vd_compare(src, dst, &cmp, &diff, err);
-		dst->size = devsize;
 		res->verify_seconds = now() - t0;
 		if (r == 1) {
 			res->verify_diff = diff;

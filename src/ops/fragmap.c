@@ -257,13 +257,13 @@ int vd_host_extents(struct vd_image *img, vd_host_extent_fn fn, void *ctx,
 	struct hostmap hm;
 	int r;
 
-	r = hostmap_init(&hm, img->host->path, img->host->fd, err);
+	r = hostmap_init(&hm, vd_image_host(img)->path, vd_image_host(img)->fd, err);
 	if (r < 0)
 		return r;
 	switch (hm.mode) {
 	case VD_FRAG_HOST_DEVICE: {
 		struct vd_host_extent e = { 0 };
-		r = vd_host_size(img->host, &e.length, err);
+		r = vd_host_size(vd_image_host(img), &e.length, err);
 		if (r == 0 && e.length)
 			r = fn(ctx, &e);
 		break;
@@ -273,7 +273,7 @@ int vd_host_extents(struct vd_image *img, vd_host_extent_fn fn, void *ctx,
 		break;
 	default:
 		r = vd_set_error(err, EOPNOTSUPP, "%s: not a host file: no host extents",
-				 img->host->path);
+				 vd_image_host(img)->path);
 	}
 	hostmap_free(&hm);
 	return r;
@@ -472,7 +472,7 @@ static int frag_kind(unsigned f)
 #define MAX_OPEN_FILES 32
 
 struct hostfile {
-	char *path;        /* NULL: the image file (img->host) */
+	char *path;        /* NULL: the image file (its main host) */
 	struct hostmap hm; /* hm.fd < 0 while closed */
 	bool open;
 	uint64_t key;      /* address space of host positions (device) */
@@ -515,7 +515,7 @@ static void files_free(struct files *fs)
 /* Open HF (closing the least recently used file if too many are open). */
 static int file_open(struct files *fs, struct hostfile *hf, struct vd_error *err)
 {
-	const char *path = hf->path ? hf->path : fs->img->host->path;
+	const char *path = hf->path ? hf->path : vd_image_host(fs->img)->path;
 	struct stat st;
 	int fd, r;
 
@@ -534,7 +534,7 @@ static int file_open(struct files *fs, struct hostfile *hf, struct vd_error *err
 		if (fd < 0)
 			return vd_set_error(err, errno, "%s: %s", hf->path, strerror(errno));
 	} else {
-		fd = fs->img->host->fd;
+		fd = vd_image_host(fs->img)->fd;
 	}
 	r = hostmap_init(&hf->hm, path, fd, err);
 	if (r < 0) {
@@ -582,7 +582,7 @@ static int file_setup(struct files *fs, struct hostfile *hf, struct vd_error *er
 	} else if (!sum->host_note[0]) {
 		snprintf(sum->host_note, sizeof(sum->host_note),
 			 "%s: not a file on a host filesystem, so the host extents are unknown",
-			 hf->path ? hf->path : fs->img->host->path);
+			 hf->path ? hf->path : vd_image_host(fs->img)->path);
 	}
 	if (hf->hm.mode == VD_FRAG_HOST_NONE)
 		fs->seen_none = true;
@@ -597,7 +597,7 @@ static int file_get(struct files *fs, const char *name, struct hostfile **out,
 	struct hostfile *hf = NULL;
 	int r;
 
-	if (!name || !strcmp(name, fs->img->host->path)) {
+	if (!name || !strcmp(name, vd_image_host(fs->img)->path)) {
 		hf = &fs->f[0];
 	} else {
 		for (unsigned i = 1; i < fs->n; i++)
@@ -641,7 +641,7 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 {
 	const volatile int *cancel = opts ? opts->cancel : NULL;
 	uint64_t start = opts ? opts->start : 0, length = opts ? opts->length : 0;
-	uint64_t size = img->size, off, end;
+	uint64_t size = vd_size(img), off, end;
 	uint64_t prev_file_end = 0, last_block = UINT64_MAX;
 	const char *prev_file = NULL;
 	bool have_prev = false;
@@ -655,7 +655,7 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 	memset(&w, 0, sizeof(w));
 	if (start > size || (length && length > size - start))
 		return vd_set_error(err, EINVAL, "%s: range %llu+%llu is outside the virtual size %llu",
-				    img->host->path, (unsigned long long)start,
+				    vd_image_host(img)->path, (unsigned long long)start,
 				    (unsigned long long)length, (unsigned long long)size);
 	end = length ? start + length : size;
 	sum->guest_start = start;
@@ -669,7 +669,7 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 	free(info);
 	if (r < 0)
 		return r;
-	r = vd_host_size(img->host, &sum->file_size, err);
+	r = vd_host_size(vd_image_host(img), &sum->file_size, err);
 	if (r < 0)
 		return r;
 
@@ -690,7 +690,7 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 	fs.cap = 8;
 	fs.n = 1;
 	fs.f[0].hm.fd = -1;
-	host_fs_type(img->host->fd, sum->host_fs, sizeof(sum->host_fs));
+	host_fs_type(vd_image_host(img)->fd, sum->host_fs, sizeof(sum->host_fs));
 	r = file_setup(&fs, &fs.f[0], err);
 	if (r < 0)
 		goto out;
@@ -702,7 +702,7 @@ int vd_fragmap(struct vd_image *img, const struct vd_fragmap_opts *opts,
 		int kind;
 
 		if (vd_cancelled(cancel)) {
-			r = vd_set_error(err, ECANCELED, "%s: cancelled", img->host->path);
+			r = vd_set_error(err, ECANCELED, "%s: cancelled", vd_image_host(img)->path);
 			goto out;
 		}
 		r = vd_block_status(img, off, end - off, &e, err);

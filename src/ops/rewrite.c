@@ -427,7 +427,7 @@ static int copy_range(struct rw *w, uint64_t off, uint64_t end, struct vd_error 
  * blocks, one after the other, into the reserved space. */
 static int copy_blocks(struct rw *w, struct vd_error *err)
 {
-	w->dst->allocate_zero_writes = true;
+	vd_image_set_allocate_zero_writes(w->dst, true);
 	for (uint64_t u = 0; u < w->nunits;) {
 		uint64_t v = u;
 		int r;
@@ -458,7 +458,7 @@ static int copy_data(struct rw *w, bool only_reserve, struct vd_error *err)
 			return r;
 		if (e.flags & VD_BS_DATA) {
 			if (only_reserve) {
-				r = vd_host_allocate(w->dst->host, off, e.length, err);
+				r = vd_host_allocate(vd_image_host(w->dst), off, e.length, err);
 				if (r < 0 && r != -ENOTSUP)
 					return r;
 			} else {
@@ -584,7 +584,7 @@ static int rewrite_new(struct rw *w, const struct stat *orig, struct vd_error *e
 	r = vd_open_host(&w->dst, h, w->si->format, VD_OPEN_RDWR, err);
 	if (r < 0)
 		goto out;
-	w->dst->host->stream_writeback = true;
+	vd_image_set_stream_writeback(w->dst, true);
 	r = vd_get_info(w->dst, w->di, err);
 	if (r == 0)
 		r = vd_describe(w->dst, &w->dd, err);

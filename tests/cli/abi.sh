@@ -29,5 +29,9 @@ if [ -d "$src/formats" ]; then
 	assert_eq "src/ops/ include ops.h, not vdisk-int.h" "" "$bad"
 	bad=$(grep -nE '\->drv->' "$src"/src/ops/*.c 2>/dev/null | head -3 | tr '\n' ' ')
 	assert_eq "src/ops/ never call a backend's operations directly" "" "$bad"
+	# operations use the accessors of src/core/ops.h, not vd_image's fields
+	bad=$(grep -nE '\b(img|src|dst|np|par|par2|im|w->src|w->dst|fs->img|z->img)->(host|drv|priv|backing|writable|allocate_zero_writes|has_parent|cow_unit|finished|parent_hint|align|size)\b' \
+		"$src"/src/ops/*.c 2>/dev/null | grep -v '^[^:]*:[0-9]*:\s*/\?\*' | head -3 | tr '\n' ' ')
+	assert_eq "src/ops/ reach into no vd_image field" "" "$bad"
 fi
 finish
