@@ -25,14 +25,19 @@ int vd_chash_init(struct vd_chash *h)
 	return 0;
 }
 
-static void put_block(struct vd_chash *h, const uint8_t *b)
+static void hash_index(struct vd_chash *h)
 {
 	uint8_t n[8];
 
+	for (int i = 0; i < 8; i++)
+		n[i] = (uint8_t)(h->index >> (8 * i));
+	vd_sha256_update(&h->sha, n, sizeof(n));
+}
+
+static void put_block(struct vd_chash *h, const uint8_t *b)
+{
 	if (!vd_is_zero(b, VD_CHASH_BLOCK)) {
-		for (int i = 0; i < 8; i++)
-			n[i] = (uint8_t)(h->index >> (8 * i));
-		vd_sha256_update(&h->sha, n, sizeof(n));
+		hash_index(h);
 		vd_sha256_update(&h->sha, b, VD_CHASH_BLOCK);
 	}
 	h->index++;
@@ -81,16 +86,12 @@ void vd_chash_zero(struct vd_chash *h, uint64_t len)
 
 void vd_chash_final(struct vd_chash *h, uint8_t out[32])
 {
-	uint8_t n[8];
-
 	if (h->fill) {
 		memset(h->blk + h->fill, 0, VD_CHASH_BLOCK - h->fill);
 		put_block(h, h->blk);
 		h->fill = 0;
 	}
-	for (int i = 0; i < 8; i++)
-		n[i] = (uint8_t)(h->index >> (8 * i));
-	vd_sha256_update(&h->sha, n, sizeof(n));
+	hash_index(h); /* the number of blocks: the length counts */
 	vd_sha256_final(&h->sha, out);
 }
 

@@ -182,7 +182,8 @@ case "nbd fuse" in *"${BENCH_ONLY:-}"*)
 			"qemu-img convert -n -O raw guest.vdi '$U'"
 		nbd_stop
 		if [ -f "$PLUGIN" ]; then
-			nbd_start "$DIR/vp.sock" "$PLUGIN" guest.vdi
+			# read-only (-r): a read-write open is refused while qemu-nbd holds its lock
+			nbd_start "$DIR/vp.sock" -r "$PLUGIN" guest.vdi
 			nbd_start "$DIR/qn.sock" qemu-nbd -r -f vdi guest.vdi
 			bench_pair "nbdcopy plugin/qemu-nbd" "nbdcopy 'nbd+unix:///?socket=$DIR/vp.sock' null:" \
 				"nbdcopy 'nbd+unix:///?socket=$DIR/qn.sock' null:"
