@@ -534,6 +534,7 @@ static int vdi_describe(struct vd_image *img, struct vd_describe *d, struct vd_e
 	d->alloc = fixed ? VD_ALLOC_FULL : VD_ALLOC_BLOCKS;
 	d->block_size = s->block_size;
 	d->discard_releases = !fixed;
+	d->zero_entries = !fixed;
 	d->discard_granularity = s->block_size;
 	d->zero_granularity = VD_SECTOR;
 	return vd_describe_add(d, img->host->path, VD_FILE_IMAGE, VD_FILE_RW, 0, img->size, 0,

@@ -252,6 +252,8 @@ struct vd_describe {
 	uint32_t discard_granularity; /* smallest range a discard releases, 0: any */
 	bool starts_zeroed;       /* what this layer does not hold reads as zeros
 				   * (false once parents exist: "ask the parent") */
+	bool zero_entries;        /* a whole block written as zeros is recorded
+				   * as zeros, without data (VDI zero blocks) */
 	unsigned nfiles;
 	struct vd_file_desc *files; /* data ranges in guest order; free with vd_describe_free */
 };

@@ -4,19 +4,23 @@
  * hardware description) and block size, holding the child's own blocks in
  * guest order: data blocks as data, blocks that read as zeros (zero entries,
  * or data that is all zeros) as zero entries, which hide the parent's data;
- * what the child does not hold is left to the parent.  Renamed over the
- * image only when complete, the file mode kept.
+ * what the child does not hold is left to the parent.  With --fs-aware,
+ * the guest filesystems are read through the chain: a block of the child
+ * that they do not use becomes a zero entry (its space is released and the
+ * parent's stale data stays hidden), and the free parts of the blocks they
+ * do use are written as zeros.  Renamed over the image only when complete,
+ * the file mode kept.
  *
  * SPDX-License-Identifier: MIT
  */
-#include "../core/ops.h"
+#include "rewrite.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
-#define CHUNK (1u << 20)
+#define CCHUNK (1u << 20)
 
 static void sizes(struct vd_image *img, uint64_t *file, uint64_t *host)
 {
@@ -27,6 +31,23 @@ static void sizes(struct vd_image *img, uint64_t *file, uint64_t *host)
 		*file = in.file_size;
 		*host = in.host_bytes;
 	}
+}
+
+/* --fs-aware: the free pieces of [off, off+len) in BUF become zeros; true
+ * if one of them was not zero yet. */
+static bool free_parts(const struct rw *w, uint64_t off, uint64_t len, uint8_t *buf)
+{
+	bool dirty = false;
+
+	for (size_t i = rw_piece_at(w, off); i < w->npieces && w->pieces[i].off < off + len; i++) {
+		uint64_t a = VD_MAX(off, w->pieces[i].off);
+		uint64_t b = VD_MIN(off + len, w->pieces[i].off + w->pieces[i].len);
+		if (!vd_is_zero(buf + (a - off), (size_t)(b - a))) {
+			memset(buf + (a - off), 0, (size_t)(b - a));
+			dirty = true;
+		}
+	}
+	return dirty;
 }
 
 int vd_rewrite_child(const char *path, bool compact, const struct vd_rewrite_opts *o,
@@ -43,7 +64,8 @@ int vd_rewrite_child(const char *path, bool compact, const struct vd_rewrite_opt
 	struct stat st;
 	char opts[64];
 	uint8_t *buf = NULL;
-	uint64_t off = 0, size, unit, nzero = 0;
+	uint64_t off = 0, size, unit, nzero = 0, ndrop = 0;
+	struct rw w = { 0 };
 	int r, r2;
 
 	if (!o)
@@ -55,11 +77,6 @@ int vd_rewrite_child(const char *path, bool compact, const struct vd_rewrite_opt
 	if (!vd_has_parent_link(src)) {
 		vd_close(src, NULL);
 		return 1;
-	}
-	if (o->fs_aware) {
-		r = vd_set_error(err, ENOTSUP, "%s: compact --fs-aware of a child image is not supported; compact without it keeps the child's own blocks",
-				 path);
-		goto out;
 	}
 	r = vd_describe(src, &d, err);
 	if (r == 0)
@@ -82,6 +99,25 @@ int vd_rewrite_child(const char *path, bool compact, const struct vd_rewrite_opt
 	if (stat(path, &st) < 0) {
 		r = vd_set_error(err, errno, "%s: %s", path, strerror(errno));
 		goto out;
+	}
+	size = vd_size(src);
+	unit = d.block_size ? VD_MIN((uint64_t)d.block_size, (uint64_t)CCHUNK) : CCHUNK;
+	if (o->fs_aware && compact) {
+		/* the guest's view, through the chain: units of the child's
+		 * block size, as in a flat image */
+		w.path = path;
+		w.o = o;
+		w.res = res;
+		w.src = src;
+		w.size = size;
+		w.unit = unit;
+		w.nunits = (size + unit - 1) / unit;
+		w.freeb = vd_calloc((size_t)((w.nunits + 7) / 8), 1, err);
+		r = w.freeb ? rw_walk_fs(&w, src, false, err) : -ENOMEM;
+		if (r == 0)
+			r = rw_pieces_finish(&w, err);
+		if (r < 0)
+			goto out;
 	}
 	res->method = VD_REWRITE_NEW_FILE;
 	res->format = vd_format(src);
@@ -116,15 +152,13 @@ int vd_rewrite_child(const char *path, bool compact, const struct vd_rewrite_opt
 		r = vd_set_error(err, errno, "%s: %s", t.tmp, strerror(errno));
 	if (r < 0)
 		goto out;
-	buf = vd_aligned_alloc(CHUNK, err);
+	buf = vd_aligned_alloc(CCHUNK, err);
 	if (!buf) {
 		r = -ENOMEM;
 		goto out;
 	}
-	size = vd_size(src);
-	unit = d.block_size ? VD_MIN((uint64_t)d.block_size, (uint64_t)CHUNK) : CHUNK;
 	while (off < size) {
-		struct vd_extent e;
+			struct vd_extent e;
 
 		if (vd_cancelled(o->cancel)) {
 			r = vd_set_error(err, ECANCELED, "interrupted");
@@ -135,15 +169,30 @@ int vd_rewrite_child(const char *path, bool compact, const struct vd_rewrite_opt
 			goto out;
 		if (e.depth == 0 && (e.flags & VD_BS_ALLOCATED)) {
 			bool zero = (e.flags & VD_BS_ZERO) != 0;
-			if (!zero) {
+			bool unused = w.freeb && bit(w.freeb, off / unit);
+			if (unused && !zero)
+				res->blocks_free++;
+			if (unused && !d.zero_entries) {
+				/* zeros would take as much room as the data: the
+				 * block is dropped, like a discard, and reads the
+				 * parent's (unused) data from now on */
+				res->blocks_before++;
+				ndrop++;
+				goto next;
+			}
+			if (!zero && !unused) {
 				r = vd_read(src, off, buf, (size_t)e.length, err);
+				if (r == 0 && w.freeb && free_parts(&w, off, e.length, buf))
+					res->blocks_free_zeroed++;
 				zero = r == 0 && compact && vd_is_zero(buf, (size_t)e.length);
 			}
+			zero = zero || unused;
 			if (r == 0 && zero) {
 				/* kept as zeros (a zero entry where the format has
 				 * them): it hides the parent's data, never dropped */
 				r = vd_write_zeroes(dst, off, e.length, 0, err);
-				res->blocks_kept++;
+				if (!unused)
+					res->blocks_kept++;
 				nzero++;
 			} else if (r == 0) {
 				r = vd_write(dst, off, buf, (size_t)e.length, err);
@@ -154,14 +203,23 @@ int vd_rewrite_child(const char *path, bool compact, const struct vd_rewrite_opt
 			if (r < 0)
 				goto out;
 		}
+next:
 		off += e.length;
 		if (o->progress)
 			o->progress(o->progress_ctx, off, size);
 	}
-	if (nzero)
-		snprintf(res->note, sizeof(res->note),
-			 "a child image: %llu block(s) that read as zeros are kept as zeros (they hide the parent's data); what the child does not hold stays in the parent",
-			 (unsigned long long)nzero);
+	if (nzero) {
+		size_t n = strlen(res->note);
+		snprintf(res->note + n, sizeof(res->note) - n,
+			 "%sa child image: %llu block(s) that read as zeros%s are kept as zeros (they hide the parent's data); what the child does not hold stays in the parent",
+			 n ? "; " : "", (unsigned long long)nzero, w.freeb && d.zero_entries ? " or are free in the guest" : "");
+	}
+	if (ndrop) {
+		size_t n = strlen(res->note);
+		snprintf(res->note + n, sizeof(res->note) - n,
+			 "%s%llu block(s) free in the guest were dropped from the child (this format stores zeros as data): they now read the parent's data, which the guest filesystems do not use",
+			 n ? "; " : "", (unsigned long long)ndrop);
+	}
 	r = vd_close(dst, err);
 	dst = NULL;
 	if (r == 0) {
@@ -184,6 +242,8 @@ out:
 	if (t.tmp)
 		vd_tmp_abort(&t);
 	vd_describe_free(&d);
+	free(w.freeb);
+	free(w.pieces);
 	free(buf);
 	return r;
 }

@@ -51,6 +51,26 @@ cmp -s after.raw c.raw && pass "compact of the child keeps the view" || fail "co
 assert_eq "compact keeps the child's uuidCreate" "$u" "$("$MKVDI" dump child.vdi | sed -n 's/^uuid_create=//p')"
 assert_eq "compact keeps the zero entries" "$z" "$("$MKVDI" dump child.vdi | sed -n 's/^map_zero=//p')"
 
+# compact --fs-aware of a child: the filesystem read through the chain; the
+# child's blocks it does not use become zero entries (released), the parent
+# untouched, the files kept, the reference reader agrees
+"$VDISK" create -O vdi -B base.vdi fa.vdi
+"$VDISK" convert -q -n --target-is-zero -O vdi fs2.raw fa.vdi
+ub=$(stat -c %b fa.vdi)
+"$VDISK" compact --fs-aware --output=json fa.vdi >fa.json 2>"$T/err" || fail "compact --fs-aware of a child: $(cat "$T/err")"
+bf=$(jq '."blocks-free"' fa.json 2>/dev/null)
+[ -n "$bf" ] && [ "$bf" != null ] && [ "$bf" -ge 18 ] && pass "compact --fs-aware: $bf free blocks released" || fail "compact --fs-aware JSON: blocks-free '$bf'"
+ua=$(stat -c %b fa.vdi)
+[ "$ua" -lt $((ub / 3)) ] && pass "the child's disk usage fell ($ub -> $ua sectors)" || fail "the child's disk usage $ub -> $ua sectors"
+"$VDISK" convert -O raw fa.vdi fa.raw
+assert_rc "compact --fs-aware of a child: e2fsck clean" 0 e2fsck -fn fa.raw
+debugfs -R "cat small" fa.raw 2>/dev/null | cmp -s - small && pass "compact --fs-aware kept the file" || fail "compact --fs-aware changed the file"
+"$MKVDI" read fa.vdi base.vdi >fa-ref.raw 2>"$T/err" && cmp -s fa.raw fa-ref.raw &&
+	pass "the reference reader reads the fs-aware compacted child" || fail "reference read after compact --fs-aware: $(cat "$T/err")"
+"$VDISK" zerofree -n --output=json fa.vdi >fz.json
+assert_eq "after compact --fs-aware every free byte reads as zero" "$(jq '."free-bytes"' fz.json)" "$(jq '."zero-bytes"' fz.json)"
+[ "$(sha256sum <base.vdi)" = "$sha" ] && pass "compact --fs-aware left the parent alone" || fail "compact --fs-aware of the child changed the parent"
+
 # commit of the VDI child killed before each write: the parent (a dynamic
 # VDI) passes qemu-img check, the child still reads the same, a rerun
 # completes and the parent then reads as the child did
