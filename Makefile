@@ -72,7 +72,7 @@ all: $(VDISK) $(STATIC) $(SHARED) $(PLUGIN)
 DEBS := build-essential pkg-config zlib1g-dev uuid-dev libblkid-dev libcmocka-dev \
 	qemu-utils fdisk e2fsprogs dosfstools mtools xfsprogs zerofree jq time xz-utils strace ntfs-3g \
 	clang libclang-rt-14-dev libdeflate-dev liblzma-dev libzstd-dev libbz2-dev zstd bzip2 \
-	libfuse3-dev fuse3 nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin
+	libfuse3-dev fuse3 nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin bmap-tools
 
 # root runs apt-get directly (CI, containers without sudo); others via sudo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
