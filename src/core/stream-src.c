@@ -18,21 +18,277 @@
  * caller drains the stream into a sparse spool file (vd_stream_spool) and
  * reads that instead: see src/ops/source.c.
  *
- * The decoders, and the thread that runs them ahead of the reader, are in
- * stream-dec.c.
- *
  * SPDX-License-Identifier: MIT
  */
 #include "vdisk-int.h"
 #include "stream-src.h"
-#include "stream-dec.h"
 
+#include <bzlib.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <lzma.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#define INBUF (1u << 20)
+
+enum kind { K_RAW, K_XZ, K_ZSTD, K_GZIP, K_BZIP2 };
+static const char *const kind_name[] = { "raw", "xz", "zstd", "gzip", "bzip2" };
+
+struct sdec {
+	int fd;
+	bool own_fd;
+	char *path;
+	enum kind kind;
+	uint8_t *in;
+	size_t in_len, in_pos;   /* buffered input: [in_pos, in_len) unused */
+	uint64_t in_total;       /* compressed bytes read from fd */
+	bool in_eof, done;
+	uint64_t out_off;        /* decompressed bytes produced */
+	uint64_t window_left;    /* K_RAW: bytes still to read (UINT64_MAX: all) */
+	bool size_known;
+	const char *size_from;
+	lzma_stream xz;
+	ZSTD_DStream *zs;
+	size_t zret;             /* last ZSTD_decompressStream result (0: frame end) */
+	z_stream gz;
+	bz_stream bz;
+	bool dec_live;
+};
+
+static uint64_t consumed(const struct sdec *d)
+{
+	return d->in_total - (d->in_len - d->in_pos);
+}
+
+static int fill(struct sdec *d, struct vd_error *err)
+{
+	ssize_t n;
+
+	if (d->in_pos < d->in_len || d->in_eof)
+		return 0;
+	d->in_pos = d->in_len = 0;
+	do
+		n = read(d->fd, d->in, INBUF);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return vd_set_error(err, errno, "%s: read at compressed byte %llu: %s", d->path,
+				    (unsigned long long)d->in_total, strerror(errno));
+	if (n == 0)
+		d->in_eof = true;
+	d->in_len = (size_t)n;
+	d->in_total += (uint64_t)n;
+	return 0;
+}
+
+static int corrupt(struct sdec *d, const char *what, struct vd_error *err)
+{
+	return vd_set_error(err, EIO, "%s: %s data is corrupt (%s) at compressed byte %llu (decompressed %llu bytes)",
+			    d->path, kind_name[d->kind], what, (unsigned long long)consumed(d),
+			    (unsigned long long)d->out_off);
+}
+
+static int truncated(struct sdec *d, struct vd_error *err)
+{
+	return vd_set_error(err, EIO, "%s: %s data ends early at compressed byte %llu (decompressed %llu bytes; truncated?)",
+			    d->path, kind_name[d->kind], (unsigned long long)d->in_total,
+			    (unsigned long long)d->out_off);
+}
+
+static int dec_init(struct sdec *d, struct vd_error *err)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	switch (d->kind) {
+	case K_XZ: {
+		lzma_mt mt = { 0 };
+		lzma_stream init = LZMA_STREAM_INIT;
+		d->xz = init;
+		mt.flags = LZMA_CONCATENATED;
+		mt.threads = (uint32_t)VD_MAX(1L, VD_MIN(ncpu, 16L));
+		mt.memlimit_threading = 1ull << 30;
+		mt.memlimit_stop = UINT64_MAX;
+		if (lzma_stream_decoder_mt(&d->xz, &mt) != LZMA_OK)
+			return vd_set_error(err, ENOMEM, "%s: cannot start the xz decoder", d->path);
+		break;
+	}
+	case K_ZSTD:
+		d->zs = ZSTD_createDStream();
+		if (!d->zs || ZSTD_isError(ZSTD_initDStream(d->zs)))
+			return vd_set_error(err, ENOMEM, "%s: cannot start the zstd decoder", d->path);
+		break;
+	case K_GZIP:
+		memset(&d->gz, 0, sizeof(d->gz));
+		if (inflateInit2(&d->gz, 15 + 16) != Z_OK)
+			return vd_set_error(err, ENOMEM, "%s: cannot start the gzip decoder", d->path);
+		break;
+	case K_BZIP2:
+		memset(&d->bz, 0, sizeof(d->bz));
+		if (BZ2_bzDecompressInit(&d->bz, 0, 0) != BZ_OK)
+			return vd_set_error(err, ENOMEM, "%s: cannot start the bzip2 decoder", d->path);
+		break;
+	case K_RAW:
+		break;
+	}
+	d->dec_live = true;
+	return 0;
+}
+
+static void dec_end(struct sdec *d)
+{
+	if (!d->dec_live)
+		return;
+	switch (d->kind) {
+	case K_XZ: lzma_end(&d->xz); break;
+	case K_ZSTD: ZSTD_freeDStream(d->zs); d->zs = NULL; break;
+	case K_GZIP: inflateEnd(&d->gz); break;
+	case K_BZIP2: BZ2_bzDecompressEnd(&d->bz); break;
+	case K_RAW: break;
+	}
+	d->dec_live = false;
+}
+
+/* Decode up to LEN bytes into BUF; *GOT < LEN only at the end. */
+static int dec_read(struct sdec *d, uint8_t *buf, size_t len, size_t *got, struct vd_error *err)
+{
+	size_t done = 0;
+	int r = 0;
+
+	while (done < len && !d->done) {
+		size_t avail, before;
+		const char *why = NULL;
+		r = fill(d, err);
+		if (r < 0)
+			return r;
+		r = 0;
+		avail = d->in_len - d->in_pos;
+		before = done;
+		switch (d->kind) {
+		case K_RAW: {
+			size_t n = (size_t)VD_MIN((uint64_t)VD_MIN(avail, len - done), d->window_left);
+			memcpy(buf + done, d->in + d->in_pos, n);
+			d->in_pos += n;
+			done += n;
+			if (d->window_left != UINT64_MAX)
+				d->window_left -= n;
+			if (d->window_left == 0 || (d->in_eof && avail == 0))
+				d->done = true;
+			break;
+		}
+		case K_XZ: {
+			lzma_ret x;
+			d->xz.next_in = d->in + d->in_pos;
+			d->xz.avail_in = avail;
+			d->xz.next_out = buf + done;
+			d->xz.avail_out = len - done;
+			x = lzma_code(&d->xz, d->in_eof ? LZMA_FINISH : LZMA_RUN);
+			d->in_pos = d->in_len - d->xz.avail_in;
+			done = len - d->xz.avail_out;
+			if (x == LZMA_STREAM_END)
+				d->done = true;
+			else if (x == LZMA_BUF_ERROR && d->in_eof)
+				r = 1;
+			else if (x == LZMA_MEM_ERROR || x == LZMA_MEMLIMIT_ERROR)
+				return vd_set_error(err, ENOMEM, "%s: xz decoder out of memory", d->path);
+			else if (x != LZMA_OK)
+				r = 2;
+			if (r == 2)
+				why = x == LZMA_FORMAT_ERROR ? "not an xz stream" :
+				      x == LZMA_OPTIONS_ERROR ? "unsupported options" : "bad block or check";
+			break;
+		}
+		case K_ZSTD: {
+			ZSTD_inBuffer zin = { d->in + d->in_pos, avail, 0 };
+			ZSTD_outBuffer zout = { buf + done, len - done, 0 };
+			if (avail == 0 && d->in_eof) {
+				if (d->zret != 0)
+					r = 1; /* a frame begun, not ended */
+				else
+					d->done = true;
+				break;
+			}
+			d->zret = ZSTD_decompressStream(d->zs, &zout, &zin);
+			d->in_pos += zin.pos;
+			done += zout.pos;
+			if (ZSTD_isError(d->zret)) {
+				r = 2;
+				why = ZSTD_getErrorName(d->zret);
+			}
+			break;
+		}
+		case K_GZIP: {
+			int z;
+			if (avail == 0 && d->in_eof) {
+				if (d->gz.total_in || d->gz.total_out)
+					r = 1; /* a member begun, not ended */
+				else
+					d->done = true;
+				break;
+			}
+			d->gz.next_in = d->in + d->in_pos;
+			d->gz.avail_in = (uInt)avail;
+			d->gz.next_out = buf + done;
+			d->gz.avail_out = (uInt)(len - done);
+			z = inflate(&d->gz, Z_NO_FLUSH);
+			d->in_pos = d->in_len - d->gz.avail_in;
+			done = len - d->gz.avail_out;
+			if (z == Z_STREAM_END)
+				inflateReset(&d->gz); /* another member may follow */
+			else if (z == Z_DATA_ERROR || z == Z_NEED_DICT) {
+				r = 2;
+				why = d->gz.msg ? d->gz.msg : "bad data";
+			}
+			else if (z == Z_MEM_ERROR)
+				return vd_set_error(err, ENOMEM, "%s: gzip decoder out of memory", d->path);
+			break;
+		}
+		case K_BZIP2: {
+			int z;
+			bool begun = d->bz.total_in_lo32 || d->bz.total_in_hi32;
+			if (avail == 0 && d->in_eof) {
+				if (begun)
+					r = 1;
+				else
+					d->done = true;
+				break;
+			}
+			d->bz.next_in = (char *)d->in + d->in_pos;
+			d->bz.avail_in = (unsigned)avail;
+			d->bz.next_out = (char *)buf + done;
+			d->bz.avail_out = (unsigned)(len - done);
+			z = BZ2_bzDecompress(&d->bz);
+			d->in_pos = d->in_len - d->bz.avail_in;
+			done = len - d->bz.avail_out;
+			if (z == BZ_STREAM_END) {
+				/* another stream may follow (pbzip2, cat a.bz2 b.bz2) */
+				BZ2_bzDecompressEnd(&d->bz);
+				memset(&d->bz, 0, sizeof(d->bz));
+				if (BZ2_bzDecompressInit(&d->bz, 0, 0) != BZ_OK) {
+					d->dec_live = false;
+					return vd_set_error(err, ENOMEM, "%s: cannot restart the bzip2 decoder", d->path);
+				}
+			} else if (z == BZ_MEM_ERROR) {
+				return vd_set_error(err, ENOMEM, "%s: bzip2 decoder out of memory", d->path);
+			} else if (z != BZ_OK) {
+				r = 2;
+				why = z == BZ_DATA_ERROR_MAGIC ? "not a bzip2 stream" : "bad block or CRC";
+			}
+			break;
+		}
+		}
+		d->out_off += done - before;
+		if (r == 1)
+			return truncated(d, err);
+		if (r == 2)
+			return corrupt(d, why, err);
+	}
+	*got = done;
+	return 0;
+}
 
 /* ---- virtual size from the container ---- */
 
@@ -93,7 +349,7 @@ static void s_close(struct vd_image *img)
 
 	if (!d)
 		return;
-	sdec_end(d);
+	dec_end(d);
 	if (d->own_fd && d->fd >= 0)
 		close(d->fd);
 	free(d->in);
@@ -107,21 +363,21 @@ static int s_read(struct vd_image *img, uint64_t off, void *buf, size_t len, str
 	size_t got;
 	int r;
 
-	if (off < d->cpos)
+	if (off < d->out_off)
 		return vd_set_error(err, ESPIPE,
 				    "%s: a %s source is read once, front to back (read at byte %llu after %llu): this needs random access; decompress it to a file first",
 				    d->path, d->fd == 0 ? "piped" : d->kind == K_RAW ? "windowed" : "compressed",
-				    (unsigned long long)off, (unsigned long long)d->cpos);
-	while (d->cpos < off) {
+				    (unsigned long long)off, (unsigned long long)d->out_off);
+	while (d->out_off < off) {
 		uint8_t scratch[65536];
-		size_t n = (size_t)VD_MIN(off - d->cpos, (uint64_t)sizeof(scratch));
-		r = sdec_pull(d, scratch, n, &got, err);
+		size_t n = (size_t)VD_MIN(off - d->out_off, (uint64_t)sizeof(scratch));
+		r = dec_read(d, scratch, n, &got, err);
 		if (r < 0)
 			return r;
 		if (got < n)
 			goto short_stream;
 	}
-	r = sdec_pull(d, buf, len, &got, err);
+	r = dec_read(d, buf, len, &got, err);
 	if (r < 0)
 		return r;
 	if (got < len)
@@ -129,18 +385,18 @@ static int s_read(struct vd_image *img, uint64_t off, void *buf, size_t len, str
 	if (off + len == img->size && d->window_left == UINT64_MAX) {
 		/* the end: the stream must end here too */
 		uint8_t extra;
-		r = sdec_pull(d, &extra, 1, &got, err);
+		r = dec_read(d, &extra, 1, &got, err);
 		if (r < 0)
 			return r;
 		if (got)
 			return vd_set_error(err, EFBIG, "%s: the %s stream holds more than the %llu bytes %s says%s",
-					    d->path, sdec_kind_name[d->kind], (unsigned long long)img->size,
+					    d->path, kind_name[d->kind], (unsigned long long)img->size,
 					    d->size_from, d->kind == K_ZSTD ? " (several frames?): give --size" : "");
 	}
 	return 0;
 short_stream:
 	return vd_set_error(err, EIO, "%s: the %s stream ends after %llu bytes, but %s says %llu",
-			    d->path, sdec_kind_name[d->kind], (unsigned long long)d->cpos, d->size_from,
+			    d->path, kind_name[d->kind], (unsigned long long)d->out_off, d->size_from,
 			    (unsigned long long)img->size);
 }
 
@@ -245,7 +501,7 @@ int vd_stream_open(struct vd_image **out, const char *path, uint64_t size, bool 
 		r = 0; /* an ordinary file: not ours */
 		goto fail;
 	}
-	r = sdec_init(d, err);
+	r = dec_init(d, err);
 	if (r < 0)
 		goto fail;
 	if (size) {
@@ -272,7 +528,7 @@ int vd_stream_open(struct vd_image **out, const char *path, uint64_t size, bool 
 fail:
 	if (d->own_fd && d->fd >= 0)
 		close(d->fd);
-	sdec_end(d);
+	dec_end(d);
 	free(d->in);
 	free(d->path);
 	free(d);
@@ -349,7 +605,7 @@ int vd_stream_spool(struct vd_image *img, struct vd_host *h, uint64_t *size,
 			r = vd_set_error(err, ECANCELED, "interrupted");
 			break;
 		}
-		r = sdec_pull(d, buf, INBUF, &got, err);
+		r = dec_read(d, buf, INBUF, &got, err);
 		if (r < 0 || got == 0)
 			break;
 		/* zero blocks of 4 KiB stay holes */
@@ -378,5 +634,5 @@ int vd_stream_spool(struct vd_image *img, struct vd_host *h, uint64_t *size,
 
 const char *vd_stream_kind(const struct vd_image *img)
 {
-	return img->drv == &stream_driver ? sdec_kind_name[((struct sdec *)img->priv)->kind] : NULL;
+	return img->drv == &stream_driver ? kind_name[((struct sdec *)img->priv)->kind] : NULL;
 }
