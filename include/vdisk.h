@@ -419,6 +419,10 @@ struct vd_convert_opts {
 	 * from source_offset for source_size bytes (0: to its end). */
 	uint64_t stream_size;
 	uint64_t source_offset, source_size;
+	/* dst_is_fd: a raw DST sent front to back into dst_fd (a pipe or
+	 * standard output), DST naming it in messages; nothing is staged */
+	bool dst_is_fd;
+	int dst_fd;
 };
 
 /* Compress the raw image file IN_PATH (read front to back) into OUT_FD as

@@ -270,6 +270,18 @@ static int convert_staged(const char *src, const char *dst, struct vd_convert_op
 		cli_err("convert", "%s: already exists (use --force to replace it)", dst);
 		return 1;
 	}
+	if (to_stdout && !kind && !stream) {
+		/* a raw disk goes out as it is made, nothing staged */
+		o->dst_is_fd = true;
+		o->dst_fd = STDOUT_FILENO;
+		r = vd_convert(src, "standard output", o, &err);
+		if (r < 0 && err.code == -ECANCELED && cli_cancel) {
+			cli_err("convert", "interrupted by signal %d; standard output got part of the disk",
+				cli_cancel);
+			return 128 + cli_cancel;
+		}
+		return r < 0 ? cli_fail("convert", &err, 1) : 0;
+	}
 	if (to_stdout) {
 		snprintf(dir, sizeof(dir), "%s/vdisk-stdout.XXXXXX", tmpdir && *tmpdir ? tmpdir : "/var/tmp");
 	} else {

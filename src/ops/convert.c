@@ -330,6 +330,21 @@ int vd_convert(const char *src_path, const char *dst_path,
 			goto out;
 		}
 		target_zero = o->target_is_zero;
+	} else if (o->dst_is_fd) {
+		if (strcmp(o->dst_format, "raw"))
+			r = vd_set_error(err, EINVAL, "%s: only a raw disk is sent front to back", dst_path);
+		else
+			r = vd_host_open_seq(&h, o->dst_fd, dst_path, err);
+		if (r == 0)
+			r = vd_create_on_host(h, "raw", vd_size(src), o->dst_opts, o->create_flags,
+					      o->cancel, err);
+		if (r == 0)
+			r = vd_open_host(&dst, h, "raw", VD_OPEN_RDWR | VD_OPEN_NO_SYNC, err);
+		else
+			vd_host_close(h);
+		if (r < 0)
+			goto out;
+		target_zero = true; /* what is not written goes as zeros */
 	} else {
 		r = vd_tmp_begin(&tmp, dst_path, o->force, err);
 		if (r < 0)
@@ -359,6 +374,8 @@ int vd_convert(const char *src_path, const char *dst_path,
 		uint64_t end = VD_MIN(VD_ALIGN_UP(vd_size(src), VD_SECTOR), vd_size(dst));
 		r = vd_write_zeroes(dst, vd_size(src), end - vd_size(src), 0, err);
 	}
+	if (r == 0 && o->dst_is_fd)
+		r = vd_host_seq_finish(vd_image_host(dst), err);
 out:
 	r2 = vd_close(dst, r < 0 ? NULL : err);
 	if (r == 0)

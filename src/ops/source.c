@@ -122,7 +122,12 @@ int vd_convert_open_source(struct vd_image **src, const char *path, const char *
 	so.window_offset = o->source_offset;
 	so.window_size = o->source_size;
 	so.cancel = o->cancel;
-	if (dst_path) {
+	if (o->dst_is_fd) {
+		/* a stream of unknown size sent on: spooled in $TMPDIR */
+		dir = strdup(vd_spool_dir_default());
+		if (!dir)
+			return vd_set_error(err, ENOMEM, "out of memory");
+	} else if (dst_path) {
 		dir = strdup(dst_path);
 		if (!dir)
 			return vd_set_error(err, ENOMEM, "out of memory");

@@ -182,11 +182,15 @@ esac
 if [ -f guest.raw.zst ]; then
 	bench_pair "zstd -> raw (2 thr)" "'$VDISK' convert -q --no-sync -O raw guest.raw.zst '$SHM/out.tmp'; rm -f '$SHM/out.tmp'" \
 		"zstd -q -T2 -dc guest.raw.zst | cat >/dev/null"
+	bench_pair "zstd -> stdout | cat" "'$VDISK' convert -q -O raw guest.raw.zst - | cat >/dev/null" \
+		"zstd -q -T2 -dc guest.raw.zst | cat >/dev/null"
 	bench_pair "zstd -> disk file" "'$VDISK' convert -q --no-sync -O raw guest.raw.zst out.tmp" \
 		"zstd -q -T2 -d -f guest.raw.zst -o out.tmp"
 fi
 if [ -f guest.raw.xz ]; then
 	bench_pair "xz -> raw (2 thr)" "'$VDISK' convert -q --no-sync -O raw guest.raw.xz '$SHM/out.tmp'; rm -f '$SHM/out.tmp'" \
+		"xz -T2 -dc guest.raw.xz | cat >/dev/null"
+	bench_pair "xz -> stdout | cat" "'$VDISK' convert -q -O raw guest.raw.xz - | cat >/dev/null" \
 		"xz -T2 -dc guest.raw.xz | cat >/dev/null"
 	bench_pair "xz -> disk file" "'$VDISK' convert -q --no-sync -O raw guest.raw.xz out.tmp" \
 		"xz -T2 -dc guest.raw.xz | cp --sparse=always /dev/stdin out.tmp"

@@ -119,6 +119,20 @@ assert_rc "xz to raw stdout" 0 bash -c 'TMPDIR="$1/tmp" "$2" convert -q -O raw "
 if cmp -s "$G" "$T/so.raw"; then pass "raw stdout copy"; else fail "raw stdout copy differs"; fi
 assert_rc "vdi to stdout refused" 1 bash -c 'TMPDIR="$1/tmp" "$2" convert -q -O vdi "$3" - >"$1/so.vdi"' _ "$T" "$VDISK" "$G"
 assert_contains "vdi to stdout: says which formats" "standard output (-) takes -O raw or -O vmdk -o subformat=streamOptimized" "$T/.err"
+# raw to standard output is sent as it is made: nothing staged (a $TMPDIR
+# that does not exist is never needed), the zeros between and after the
+# data included, a reader that stops early ends it
+qemu-img create -q -f vdi "$T/so-src.vdi" 24M
+qemu-io -c 'write -P 0x41 1M 64k' -c 'write -P 0x42 9M 1M' "$T/so-src.vdi" >/dev/null
+qemu-img convert -O raw "$T/so-src.vdi" "$T/so-exp.raw"
+assert_rc "vdi to raw stdout, no staging" 0 bash -c 'TMPDIR=/nonexistent/vdisk "$1" convert -q -O raw "$2" - >"$3"' _ "$VDISK" "$T/so-src.vdi" "$T/so-vdi.raw"
+if cmp -s "$T/so-exp.raw" "$T/so-vdi.raw"; then pass "raw stdout of a VDI equals qemu-img's, trailing zeros included"; else fail "raw stdout of a VDI differs"; fi
+assert_rc "raw stdout into a pipe" 0 bash -c 'set -o pipefail; "$1" convert -q -O raw "$2" - | cmp -s - "$3"' _ "$VDISK" "$T/so-src.vdi" "$T/so-exp.raw"
+assert_rc "zstd to raw stdout, no staging" 0 bash -c 'TMPDIR=/nonexistent/vdisk "$1" convert -q -O raw "$2" - | cmp -s - "$3"' _ "$VDISK" "$T/guest.raw.zst" "$G"
+head -c 100 "$T/so-exp.raw" >"$T/so-100"
+timeout 60 bash -c '"$1" convert -q -O raw "$2" - | head -c 100 >"$3"; echo "${PIPESTATUS[0]}" >"$4"' _ "$VDISK" "$T/so-src.vdi" "$T/so-head" "$T/so-rc"
+if cmp -s "$T/so-100" "$T/so-head" && [ "$(cat "$T/so-rc")" = 141 ]; then pass "a reader that stops early: its bytes right, vdisk ended by SIGPIPE"
+else fail "early reader: rc $(cat "$T/so-rc"), bytes $(cmp "$T/so-100" "$T/so-head" 2>&1)"; fi
 assert_rc "truncated to stdout refused" 1 bash -c 'TMPDIR="$1/tmp" "$2" convert -q -O raw "$1/trunc.xz" - >"$1/so-t.raw"' _ "$T" "$VDISK"
 assert_eq "truncated: nothing on stdout" 0 "$(stat -c %s "$T/so-t.raw")"
 assert_eq "no staging directory left" "" "$(ls -A "$T/tmp")"
