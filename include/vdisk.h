@@ -485,6 +485,9 @@ int vd_compare(struct vd_image *a, struct vd_image *b,
  * is intact and still linked: run it again. */
 struct vd_commit_opts {
 	bool remove_child;
+	/* keep CHILD as an empty child of the changed parent (qemu-img
+	 * commit's default): rewritten into a new file, its blocks dropped */
+	bool empty_child;
 	vd_progress_fn progress;
 	void *progress_ctx;
 	const volatile int *cancel;
@@ -493,6 +496,7 @@ struct vd_commit_result {
 	char parent[4096];         /* the image written */
 	uint64_t data_bytes, zero_bytes;
 	bool removed;
+	bool emptied;
 };
 /* Link CHILD to the parent BACKING (relative to CHILD's folder).  Safe
  * (default): what the child does not hold and BACKING holds differently is

@@ -11,17 +11,19 @@
 #include <string.h>
 
 static const char commit_usage[] =
-	"Usage: vdisk commit [-f FMT] [--remove] [-p|-q] [--output=human|json] CHILD\n"
+	"Usage: vdisk commit [-f FMT] [--remove|--empty] [-p|-q] [--output=human|json] CHILD\n"
 	"\n"
 	"Merge the child image CHILD (a differencing VDI or a VMDK delta) into its\n"
 	"parent: every block the child holds is written into the parent, in place.\n"
 	"The parent gets a new modification UUID (VDI) or CID (VMDK), so that its\n"
 	"other children refuse it from now on; CHILD is relinked to the changed\n"
-	"parent (its guest view stays the same), or removed with --remove.\n"
+	"parent (its guest view stays the same), emptied with --empty, or removed\n"
+	"with --remove.\n"
 	"Interrupted, CHILD is intact: run the command again.\n"
 	"\n"
 	"  -f, --format FMT   format of CHILD (default: probe)\n"
 	"      --remove       remove CHILD's files once its blocks are in the parent\n"
+	"      --empty        keep CHILD as an empty child of the changed parent\n"
 	"      --backing FILE  a parent candidate (repeatable; see vdisk(1))\n"
 	"      --force        commit into a parent changed since the snapshot\n"
 	"  -p, --progress     show progress (default when stderr is a terminal)\n"
@@ -34,6 +36,7 @@ int cmd_commit(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "format", required_argument, NULL, 'f' },
 		{ "remove", no_argument, NULL, 'R' },
+		{ "empty", no_argument, NULL, 'E' },
 		{ "force", no_argument, NULL, 'F' },
 		CLI_CHAIN_OPTION,
 		{ "progress", no_argument, NULL, 'p' },
@@ -55,6 +58,7 @@ int cmd_commit(int argc, char **argv)
 		switch (c) {
 		case 'f': fmt = optarg; break;
 		case 'R': o.remove_child = true; break;
+		case 'E': o.empty_child = true; break;
 		case 'F': force = true; break;
 		case CLI_OPT_BACKING:
 			if (cli_chain_backing("commit", optarg))
@@ -74,6 +78,10 @@ int cmd_commit(int argc, char **argv)
 		cli_usage(stderr, commit_usage);
 		return 1;
 	}
+	if (o.remove_child && o.empty_child) {
+		cli_err("commit", "--remove and --empty exclude each other");
+		return 1;
+	}
 	cli_chain_apply("commit", force);
 	cli_catch_signals();
 	cli_progress_init(&prog, pmode);
@@ -90,13 +98,16 @@ int cmd_commit(int argc, char **argv)
 		json_str(stdout, argv[optind]);
 		printf(", \"parent\": ");
 		json_str(stdout, res.parent);
-		printf(", \"data-bytes\": %" PRIu64 ", \"zero-bytes\": %" PRIu64 ", \"removed\": %s }\n",
-		       res.data_bytes, res.zero_bytes, res.removed ? "true" : "false");
+		printf(", \"data-bytes\": %" PRIu64 ", \"zero-bytes\": %" PRIu64 ", \"removed\": %s, \"emptied\": %s }\n",
+		       res.data_bytes, res.zero_bytes, res.removed ? "true" : "false",
+		       res.emptied ? "true" : "false");
 	} else {
 		printf("Committed %s of data and %s of zeros from %s into %s; %s.\n",
 		       cli_human(res.data_bytes, a, sizeof(a)), cli_human(res.zero_bytes, b, sizeof(b)),
 		       argv[optind], res.parent,
-		       res.removed ? "the child was removed" : "the child is linked to the changed parent");
+		       res.removed ? "the child was removed" :
+		       res.emptied ? "the child is an empty child of the changed parent" :
+		       "the child is linked to the changed parent");
 	}
 	return 0;
 }

@@ -6,7 +6,9 @@
  *
  * Crash safety.  commit writes the child's blocks into the parent in place
  * (the backends' writes leave a valid image at every point), then gives the
- * parent a new modification identity, then relinks or removes the child:
+ * parent a new modification identity, then relinks the child (and, asked
+ * to, rewrites it as an empty child in a new file renamed over it) or
+ * removes it:
  * killed while copying, the child is intact and still linked, its guest view
  * unchanged, and commit can simply be run again.  Safe rebase writes into
  * the child, where the guest view is the same before and after each write,
@@ -59,6 +61,7 @@ int vd_commit(const char *child, const char *format, const struct vd_commit_opts
 	char *ppath = NULL;
 	uint8_t *buf = NULL;
 	uint64_t off = 0, size;
+	bool empty = false;
 	int r;
 
 	memset(res, 0, sizeof(*res));
@@ -79,10 +82,26 @@ int vd_commit(const char *child, const char *format, const struct vd_commit_opts
 				 child, (unsigned long long)size, ppath, (unsigned long long)vd_size(p));
 		goto out;
 	}
-	if (o->remove_child) {
+	if (o->remove_child && o->empty_child) {
+		r = vd_set_error(err, EINVAL, "remove and empty exclude each other");
+		goto out;
+	}
+	if (o->remove_child || o->empty_child) {
 		r = vd_describe(c, &d, err);
 		if (r < 0)
 			goto out;
+	}
+	if (o->empty_child) {
+		/* what emptying needs, checked before anything is written */
+		bool several = false;
+		for (unsigned i = 0; i < d.nfiles; i++)
+			several |= d.files[i].role == VD_FILE_EXTENT || d.files[i].role == VD_FILE_DESCRIPTOR;
+		if (!d.rewritable || d.alloc != VD_ALLOC_BLOCKS || several) {
+			r = vd_set_error(err, ENOTSUP, "%s: this child%s%s%s cannot be rewritten empty%s; commit it without --empty (it keeps its blocks) or with --remove",
+					 child, d.subformat ? " (" : "", d.subformat ? d.subformat : "",
+					 d.subformat ? ")" : "", several ? " (it is made of several files)" : "");
+			goto out;
+		}
 	}
 	buf = vd_aligned_alloc(CHUNK, err);
 	if (!buf) {
@@ -132,6 +151,7 @@ int vd_commit(const char *child, const char *format, const struct vd_commit_opts
 		r = vd_chain_relink(c, &pid, NULL, err);
 		if (r == 0)
 			r = vd_flush(c, err);
+		empty = r == 0 && o->empty_child;
 		goto out;
 	}
 	vd_close(c, NULL);
@@ -154,6 +174,14 @@ out:
 		int r2 = vd_close(p, r < 0 ? NULL : err);
 		if (r == 0)
 			r = r2;
+	}
+	if (r == 0 && empty) {
+		/* the child's blocks are all in the parent now: killed before the
+		 * rename, CHILD is the relinked child that still holds them */
+		r = vd_rewrite_child_empty(child, format, o->cancel, err);
+		if (r < 0)
+			vd_prefix_error(err, "committed into %s and relinked, but emptying failed", ppath);
+		res->emptied = r == 0;
 	}
 	vd_describe_free(&d);
 	free(buf);

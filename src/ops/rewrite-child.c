@@ -50,8 +50,8 @@ static bool free_parts(const struct rw *w, uint64_t off, uint64_t len, uint8_t *
 	return dirty;
 }
 
-int vd_rewrite_child(const char *path, bool compact, const struct vd_rewrite_opts *o,
-		     struct vd_rewrite_result *res, struct vd_error *err)
+static int rewrite_child(const char *path, bool compact, bool empty, const struct vd_rewrite_opts *o,
+			 struct vd_rewrite_result *res, struct vd_error *err)
 {
 	static const struct vd_rewrite_opts none = { 0 };
 	struct vd_image *src = NULL, *par = NULL, *dst = NULL;
@@ -167,7 +167,9 @@ int vd_rewrite_child(const char *path, bool compact, const struct vd_rewrite_opt
 		r = vd_block_status(src, off, VD_MIN(size - off, unit - off % unit), &e, err);
 		if (r < 0)
 			goto out;
-		if (e.depth == 0 && (e.flags & VD_BS_ALLOCATED)) {
+		if (e.depth == 0 && (e.flags & VD_BS_ALLOCATED) && empty) {
+			res->blocks_before++;
+		} else if (e.depth == 0 && (e.flags & VD_BS_ALLOCATED)) {
 			bool zero = (e.flags & VD_BS_ZERO) != 0;
 			bool unused = w.freeb && bit(w.freeb, off / unit);
 			if (unused && !zero)
@@ -246,4 +248,23 @@ out:
 	free(w.pieces);
 	free(buf);
 	return r;
+}
+
+int vd_rewrite_child(const char *path, bool compact, const struct vd_rewrite_opts *o,
+		     struct vd_rewrite_result *res, struct vd_error *err)
+{
+	return rewrite_child(path, compact, false, o, res, err);
+}
+
+int vd_rewrite_child_empty(const char *path, const char *format, const volatile int *cancel,
+			   struct vd_error *err)
+{
+	struct vd_rewrite_opts o = { 0 };
+	struct vd_rewrite_result res;
+	int r;
+
+	o.format = format;
+	o.cancel = cancel;
+	r = rewrite_child(path, true, true, &o, &res, err);
+	return r == 1 ? vd_set_error(err, EINVAL, "%s: not a child image", path) : r;
 }

@@ -244,6 +244,31 @@ if command -v mkfs.ext4 >/dev/null && command -v debugfs >/dev/null; then
 		fail "compact --fs-aware of a delta changed the file"
 fi
 
+# ---- commit --empty: the child stays, empty, on the changed parent
+qemu-img create -q -f vmdk ce0.vmdk 8M
+qemu-io -c 'write -P 0xaa 0 8M' ce0.vmdk >/dev/null
+qemu-img create -q -f vmdk -b ce0.vmdk -F vmdk ce1.vmdk
+qemu-io -c 'write -P 0xcc 1M 64k' -c 'write -P 0 2M 128k' -c 'write -P 0xdd 5M 3k' ce1.vmdk >/dev/null
+qemu-img convert -O raw ce1.vmdk ceexp.raw
+cid=$(grep -a '^CID' ce1.vmdk)
+"$VDISK" commit --empty --output=json ce1.vmdk >ce.json 2>"$T/err" || fail "commit --empty: $(cat "$T/err")"
+assert_eq "commit --empty: JSON says emptied" true "$(jq .emptied ce.json)"
+assert_rc "commit --empty: qemu-img check of the child" 0 qemu-img check -q ce1.vmdk
+assert_rc "commit --empty: the child's view unchanged (qemu-img compare)" 0 qemu-img compare -q ce1.vmdk ceexp.raw
+assert_rc "commit --empty: the parent reads as the child did" 0 qemu-img compare -q ce0.vmdk ceexp.raw
+assert_eq "commit --empty: the child holds no grain (qemu-img map)" 0 \
+	"$(qemu-img map --output=json ce1.vmdk | jq '[.[] | select(.depth == 0)] | length')"
+assert_eq "commit --empty keeps the child's CID" "$cid" "$(grep -a '^CID' ce1.vmdk)"
+qemu-img info ce1.vmdk | grep -q "backing file: ce0.vmdk" && pass "commit --empty keeps the parent's name" || fail "the emptied child lost its parent"
+assert_rc "--remove with --empty refused" 1 "$VDISK" commit --remove --empty ce1.vmdk
+qemu-img create -q -f vmdk ct0.vmdk 8M
+qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse -b ct0.vmdk -F vmdk ct1.vmdk
+qemu-io -c 'write -P 0x11 0 64k' ct1.vmdk >/dev/null
+sha=$(sha256sum <ct0.vmdk)
+assert_rc "commit --empty of a split child refused" 1 "$VDISK" commit --empty ct1.vmdk
+assert_contains "commit --empty of a split child: says why" "several files" "$T/.err"
+assert_eq "commit --empty refused before writing: the parent unchanged" "$sha" "$(sha256sum <ct0.vmdk)"
+
 # ---- ESXi vmfsSparse (COWD) deltas: vdisk writes into one, qemu-img reads it
 MKCOWD=${BUILD:-$TOP/build}/tests/helpers/mkcowd
 if [ -x "$MKCOWD" ]; then

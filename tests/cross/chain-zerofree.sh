@@ -95,5 +95,41 @@ if command -v qemu-img >/dev/null; then
 	[ "$bad" = 0 ] && pass "VDI commit killed at $n points: parent valid, child unchanged, a rerun completes"
 	"$MKVDI" read child.vdi base.vdi >/dev/null 2>&1 && pass "the reference reader follows the relinked child" ||
 		fail "after commit the reference reader refuses the child's link"
+
+	# commit --empty killed before each write, the emptying included: the
+	# child reads the same at every point, and in the end holds nothing,
+	# still linked (mkvdidiff reads it through the parent)
+	# the writes a plain commit needs: the kills from there on hit the
+	# emptying (its new file, then the rename)
+	kp=0
+	while [ "$kp" -lt 300 ]; do
+		cp k0.orig base.vdi; cp k1.orig child.vdi
+		VDISK_TEST_KILL_AFTER=$kp "$VDISK" commit -q child.vdi >/dev/null 2>&1 && break
+		kp=$((kp + 1))
+	done
+	bad=0 n=0
+	for kill in 0 2 7 16 30 $((kp - 1)) $kp $((kp + 1)) $((kp + 2)) $((kp + 3)) $((kp + 6)) $((kp + 20)); do
+		cp k0.orig base.vdi; cp k1.orig child.vdi
+		VDISK_TEST_KILL_AFTER=$kill "$VDISK" commit -q --empty child.vdi >/dev/null 2>&1
+		rc=$?
+		n=$((n + 1))
+		qemu-img check -q base.vdi >/dev/null 2>&1 || { bad=1; fail "commit --empty killed after $kill writes: the parent fails qemu-img check"; }
+		"$VDISK" compare -q child.vdi kexp.raw >/dev/null 2>&1 || "$VDISK" compare -q --force child.vdi kexp.raw >/dev/null 2>&1 ||
+			{ bad=1; fail "commit --empty killed after $kill writes: the child's view changed"; }
+		if [ "$rc" != 0 ]; then
+			"$VDISK" commit -q --empty child.vdi >/dev/null 2>&1 || "$VDISK" commit -q --empty --force child.vdi >/dev/null 2>&1 ||
+				{ bad=1; fail "commit --empty killed after $kill writes: the rerun fails"; }
+		fi
+		d=$("$MKVDI" dump child.vdi | sed -n 's/^map_data=//p')
+		[ "$d" = 0 ] || { bad=1; fail "commit --empty (killed after $kill): the child still holds $d blocks"; }
+		"$MKVDI" read child.vdi base.vdi 2>/dev/null | cmp -s - kexp.raw ||
+			{ bad=1; fail "commit --empty (killed after $kill): the reference reader reads the emptied child differently"; }
+	done
+	[ "$bad" = 0 ] && pass "VDI commit --empty killed at $n points: the view kept, the child empty and linked in the end"
+	cp k0.orig base.vdi; cp k1.orig child.vdi
+	VDISK_TEST_KILL_AFTER=$kp "$VDISK" commit -q --empty child.vdi >/dev/null 2>&1
+	[ $? != 0 ] && [ "$(cat base.vdi | sha256sum)" != "$(sha256sum <k0.orig)" ] &&
+		pass "a kill after the $kp writes of a plain commit lands in the emptying of commit --empty" ||
+		fail "commit --empty was not interrupted in its emptying (plain commit: $kp writes)"
 fi
 finish
