@@ -331,15 +331,14 @@ int vd_convert(const char *src_path, const char *dst_path,
 		}
 		target_zero = o->target_is_zero;
 	} else if (o->dst_is_fd) {
-		if (strcmp(o->dst_format, "raw"))
-			r = vd_set_error(err, EINVAL, "%s: only a raw disk is sent front to back", dst_path);
-		else
-			r = vd_host_open_seq(&h, o->dst_fd, dst_path, err);
+		/* a format that goes back to what it wrote (tables, headers)
+		 * fails on its first such write, with ESPIPE */
+		r = vd_host_open_seq(&h, o->dst_fd, dst_path, err);
 		if (r == 0)
-			r = vd_create_on_host(h, "raw", vd_size(src), o->dst_opts, o->create_flags,
+			r = vd_create_on_host(h, o->dst_format, vd_size(src), o->dst_opts, o->create_flags,
 					      o->cancel, err);
 		if (r == 0)
-			r = vd_open_host(&dst, h, "raw", VD_OPEN_RDWR | VD_OPEN_NO_SYNC, err);
+			r = vd_open_host(&dst, h, o->dst_format, VD_OPEN_RDWR | VD_OPEN_NO_SYNC, err);
 		else
 			vd_host_close(h);
 		if (r < 0)
