@@ -73,6 +73,9 @@ static inline void le64enc(void *p, uint64_t v)
 
 bool vd_is_zero(const void *buf, size_t len);
 bool vd_is_pow2(uint64_t v);
+/* VDISK_TEST_KILL_AFTER=N: SIGKILL just before the (N+1)th change to a
+ * host file (src/core/host.c); unset, nothing. */
+void vd_crash_point(void);
 /* A zero-filled read-only buffer of VD_ZERO_BUF_SIZE bytes. */
 #define VD_ZERO_BUF_SIZE (1u << 20)
 const void *vd_zero_buf(void);

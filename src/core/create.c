@@ -228,6 +228,7 @@ static int move_into_place(const char *tmp, const char *final, bool force,
 
 	if (!no_sync)
 		fsync_path(tmp, O_RDONLY);
+	vd_crash_point();
 	if (force)
 		r = rename(tmp, final);
 	else

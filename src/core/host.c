@@ -50,11 +50,12 @@ static ssize_t file_pread(struct vd_host *h, void *buf, size_t len, uint64_t off
 
 /* Crash-consistency testing: with VDISK_TEST_KILL_AFTER=N in the
  * environment, the process kills itself with SIGKILL just before its
- * (N+1)th change to a host file (write, truncate, hole punch, zero range).
+ * (N+1)th change to a host file (write, truncate, hole punch, zero range,
+ * and the rename of a new file into place: vd_crash_point).
  * The tests step N through every change an in-place operation makes and
  * check that each state it can leave is a valid image.  Unset, this costs
  * one getenv. */
-static void crash_point(void)
+void vd_crash_point(void)
 {
 	static long left = -2; /* -2: not read yet, -1: off */
 
@@ -71,7 +72,7 @@ static ssize_t file_pwrite(struct vd_host *h, const void *buf, size_t len, uint6
 {
 	ssize_t n;
 
-	crash_point();
+	vd_crash_point();
 	if (dio_misaligned(h, buf)) {
 		void *b;
 		size_t m = VD_MIN(len, (size_t)DIO_BOUNCE);
@@ -117,7 +118,7 @@ static int file_get_size(struct vd_host *h, uint64_t *size)
 
 static int file_truncate(struct vd_host *h, uint64_t size)
 {
-	crash_point();
+	vd_crash_point();
 	if (h->is_blockdev)
 		return -ENOTSUP;
 	return ftruncate(h->fd, (off_t)size) < 0 ? -errno : 0;
@@ -125,7 +126,7 @@ static int file_truncate(struct vd_host *h, uint64_t size)
 
 static int file_punch_hole(struct vd_host *h, uint64_t off, uint64_t len)
 {
-	crash_point();
+	vd_crash_point();
 	/* On a block device this is a discard that guarantees zeros (the
 	 * kernel zeroes with unmap and without fallback, else EOPNOTSUPP);
 	 * BLKDISCARD does not promise zeros and is never used. */
@@ -137,7 +138,7 @@ static int file_punch_hole(struct vd_host *h, uint64_t off, uint64_t len)
 
 static int file_zero_range(struct vd_host *h, uint64_t off, uint64_t len)
 {
-	crash_point();
+	vd_crash_point();
 	if (h->is_blockdev) {
 		uint64_t r[2] = { off, len };
 		return ioctl(h->fd, BLKZEROOUT, r) < 0 ? -errno : 0;

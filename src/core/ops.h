@@ -121,9 +121,10 @@ struct vd_rewrite_result;
 int vd_rewrite_child(const char *path, bool compact, const struct vd_rewrite_opts *o,
 		     struct vd_rewrite_result *res, struct vd_error *err);
 /* The same, keeping none of the child's blocks: after a commit, the child
- * as a new, empty child of its (changed) parent. */
-int vd_rewrite_child_empty(const char *path, const char *format, const volatile int *cancel,
-			   struct vd_error *err);
+ * as a new, empty child of its (changed) parent.  PROBE: only check that
+ * it can be done (nothing changes). */
+int vd_rewrite_child_empty(const char *path, const char *format, bool probe,
+			   const volatile int *cancel, struct vd_error *err);
 /* Make PARENT (open, read-only; owned by IMG from now on, also on failure)
  * IMG's parent layer, after checking that IMG links to it. */
 int vd_chain_set_backing(struct vd_image *img, struct vd_image *parent, struct vd_error *err);

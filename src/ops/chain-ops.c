@@ -65,10 +65,20 @@ int vd_commit(const char *child, const char *format, const struct vd_commit_opts
 	int r;
 
 	memset(res, 0, sizeof(*res));
+	if (o->remove_child && o->empty_child)
+		return vd_set_error(err, EINVAL, "remove and empty exclude each other");
 	r = parent_path(child, format, &ppath, err);
 	if (r < 0)
 		return r;
 	snprintf(res->parent, sizeof(res->parent), "%s", ppath);
+	if (o->empty_child) {
+		/* what emptying needs, checked before anything is written */
+		r = vd_rewrite_child_empty(child, format, true, o->cancel, err);
+		if (r < 0) {
+			vd_prefix_error(err, "cannot empty the child after the commit (nothing was written; commit without --empty, or with --remove)");
+			goto out;
+		}
+	}
 	/* the parent for writing (exclusive), the child alone (its own layer:
 	 * what it does not hold is not copied) and guarded against writers */
 	r = vd_open(&p, ppath, NULL, VD_OPEN_RDWR, err);
@@ -82,27 +92,12 @@ int vd_commit(const char *child, const char *format, const struct vd_commit_opts
 				 child, (unsigned long long)size, ppath, (unsigned long long)vd_size(p));
 		goto out;
 	}
-	if (o->remove_child && o->empty_child) {
-		r = vd_set_error(err, EINVAL, "remove and empty exclude each other");
-		goto out;
-	}
-	if (o->remove_child || o->empty_child) {
+	if (o->remove_child) {
 		r = vd_describe(c, &d, err);
 		if (r < 0)
 			goto out;
 	}
-	if (o->empty_child) {
-		/* what emptying needs, checked before anything is written */
-		bool several = false;
-		for (unsigned i = 0; i < d.nfiles; i++)
-			several |= d.files[i].role == VD_FILE_EXTENT || d.files[i].role == VD_FILE_DESCRIPTOR;
-		if (!d.rewritable || d.alloc != VD_ALLOC_BLOCKS || several) {
-			r = vd_set_error(err, ENOTSUP, "%s: this child%s%s%s cannot be rewritten empty%s; commit it without --empty (it keeps its blocks) or with --remove",
-					 child, d.subformat ? " (" : "", d.subformat ? d.subformat : "",
-					 d.subformat ? ")" : "", several ? " (it is made of several files)" : "");
-			goto out;
-		}
-	}
+
 	buf = vd_aligned_alloc(CHUNK, err);
 	if (!buf) {
 		r = -ENOMEM;
@@ -178,7 +173,7 @@ out:
 	if (r == 0 && empty) {
 		/* the child's blocks are all in the parent now: killed before the
 		 * rename, CHILD is the relinked child that still holds them */
-		r = vd_rewrite_child_empty(child, format, o->cancel, err);
+		r = vd_rewrite_child_empty(child, format, false, o->cancel, err);
 		if (r < 0)
 			vd_prefix_error(err, "committed into %s and relinked, but emptying failed", ppath);
 		res->emptied = r == 0;

@@ -16,6 +16,7 @@
 #include "rewrite.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -31,6 +32,47 @@ static void sizes(struct vd_image *img, uint64_t *file, uint64_t *host)
 		*file = in.file_size;
 		*host = in.host_bytes;
 	}
+}
+
+/* A child kept in several files (a descriptor and its extents) is replaced
+ * file by file, the extents first: safe only if each new extent takes the
+ * place of the old one serving the same guest range, so that every state
+ * between the renames is a valid child with the same view. */
+static int same_files(const char *path, const struct vd_describe *sd, struct vd_image *dst,
+		      const struct vd_tmp *t, struct vd_error *err)
+{
+	struct vd_describe dd = { 0 };
+	unsigned ns = 0, nd = 0;
+	int r = vd_describe(dst, &dd, err);
+
+	for (unsigned i = 0; r == 0 && i < sd->nfiles; i++)
+		ns += sd->files[i].guest_len > 0;
+	for (unsigned i = 0; r == 0 && i < dd.nfiles; i++)
+		nd += dd.files[i].guest_len > 0;
+	if (r == 0 && (ns != nd || (t->nextra && t->nextra != nd)))
+		r = vd_set_error(err, ENOTSUP, "%s: the child has %u extent files but a new one would have %u; cannot replace them safely (use vdisk convert)",
+				 path, ns, t->nextra ? t->nextra : nd);
+	for (unsigned i = 0, j = 0, k = 0; r == 0 && i < sd->nfiles; i++) {
+		const struct vd_file_desc *a = &sd->files[i], *b;
+		struct stat s1, s2;
+
+		if (!a->guest_len)
+			continue;
+		while (!dd.files[j].guest_len)
+			j++;
+		b = &dd.files[j++];
+		if (a->guest_off != b->guest_off || a->guest_len != b->guest_len)
+			r = vd_set_error(err, ENOTSUP, "%s: extent %u holds guest bytes %" PRIu64 "..%" PRIu64 " but a new child's would hold %" PRIu64 "..%" PRIu64 "; cannot replace the extent files safely (use vdisk convert)",
+					 path, k + 1, a->guest_off, a->guest_off + a->guest_len - 1,
+					 b->guest_off, b->guest_off + b->guest_len - 1);
+		else if (t->nextra && (stat(a->path, &s1) < 0 || stat(t->extra_final[k], &s2) < 0 ||
+				       s1.st_dev != s2.st_dev || s1.st_ino != s2.st_ino))
+			r = vd_set_error(err, ENOTSUP, "%s: extent file %s would be replaced by %s; cannot replace the extent files safely (use vdisk convert)",
+					 path, a->path, t->extra_final[k]);
+		k++;
+	}
+	vd_describe_free(&dd);
+	return r;
 }
 
 /* --fs-aware: the free pieces of [off, off+len) in BUF become zeros; true
@@ -50,8 +92,11 @@ static bool free_parts(const struct rw *w, uint64_t off, uint64_t len, uint8_t *
 	return dirty;
 }
 
-static int rewrite_child(const char *path, bool compact, bool empty, const struct vd_rewrite_opts *o,
-			 struct vd_rewrite_result *res, struct vd_error *err)
+/* EMPTY: keep none of the child's blocks; PROBE: only make sure that the
+ * child can be rewritten (the new child is begun, checked and removed). */
+static int rewrite_child(const char *path, bool compact, bool empty, bool probe,
+			 const struct vd_rewrite_opts *o, struct vd_rewrite_result *res,
+			 struct vd_error *err)
 {
 	static const struct vd_rewrite_opts none = { 0 };
 	struct vd_image *src = NULL, *par = NULL, *dst = NULL;
@@ -91,9 +136,9 @@ static int rewrite_child(const char *path, bool compact, bool empty, const struc
 		goto out;
 	}
 	for (unsigned i = 0; i < d.nfiles; i++)
-		if (d.files[i].role == VD_FILE_EXTENT || d.files[i].role == VD_FILE_DESCRIPTOR) {
-			r = vd_set_error(err, ENOTSUP, "%s: a child made of several files cannot be rewritten yet",
-					 path);
+		if (d.files[i].guest_len && (!d.files[i].path || d.files[i].access != VD_FILE_RW)) {
+			r = vd_set_error(err, ENOTSUP, "%s: the child has a %s extent; it cannot be rewritten (use vdisk convert)",
+					 path, d.files[i].path ? "read-only" : "zero");
 			goto out;
 		}
 	if (stat(path, &st) < 0) {
@@ -123,7 +168,6 @@ static int rewrite_child(const char *path, bool compact, bool empty, const struc
 	res->format = vd_format(src);
 	snprintf(res->subformat, sizeof(res->subformat), "%s", in.subformat);
 	res->block_size = d.block_size;
-	res->files = 1;
 	sizes(src, &res->file_size_before, &res->host_bytes_before);
 	like.identity = &id;
 	like.block_size = d.block_size;
@@ -139,10 +183,12 @@ static int rewrite_child(const char *path, bool compact, bool empty, const struc
 	if (r == 0) {
 		r = vd_create_child_in_tmp_like(h, &t, vd_format(src), par, vd_parent_hint(src),
 						opts[0] ? opts : NULL, 0, &like, err);
-		if (r < 0)
+		if (r < 0) {
 			vd_host_close(h);
-		else
+			vd_prefix_error(err, "%s: a new child like this one cannot be made", path);
+		} else {
 			r = vd_open_host(&dst, h, vd_format(src), VD_OPEN_RDWR | VD_OPEN_NO_BACKING, err);
+		}
 	}
 	if (r == 0) {
 		r = vd_chain_set_backing(dst, par, err);
@@ -150,8 +196,11 @@ static int rewrite_child(const char *path, bool compact, bool empty, const struc
 	}
 	if (r == 0 && chmod(t.tmp, st.st_mode & 07777) < 0)
 		r = vd_set_error(err, errno, "%s: %s", t.tmp, strerror(errno));
-	if (r < 0)
+	if (r == 0)
+		r = same_files(path, &d, dst, &t, err);
+	if (r < 0 || probe)
 		goto out;
+	res->files = 1 + t.nextra;
 	buf = vd_aligned_alloc(CCHUNK, err);
 	if (!buf) {
 		r = -ENOMEM;
@@ -230,10 +279,11 @@ next:
 		r = vd_tmp_commit(&t, true, err);
 	}
 	if (r == 0) {
-		struct stat s2;
-		if (stat(path, &s2) == 0) {
-			res->file_size_after = (uint64_t)s2.st_size;
-			res->host_bytes_after = (uint64_t)s2.st_blocks * 512;
+		struct vd_image *img;
+		struct vd_error e2 = { 0 };
+		if (vd_open(&img, path, res->format, VD_OPEN_NO_BACKING, &e2) == 0) {
+			sizes(img, &res->file_size_after, &res->host_bytes_after);
+			vd_close(img, NULL);
 		}
 	}
 out:
@@ -253,11 +303,11 @@ out:
 int vd_rewrite_child(const char *path, bool compact, const struct vd_rewrite_opts *o,
 		     struct vd_rewrite_result *res, struct vd_error *err)
 {
-	return rewrite_child(path, compact, false, o, res, err);
+	return rewrite_child(path, compact, false, false, o, res, err);
 }
 
-int vd_rewrite_child_empty(const char *path, const char *format, const volatile int *cancel,
-			   struct vd_error *err)
+int vd_rewrite_child_empty(const char *path, const char *format, bool probe,
+			   const volatile int *cancel, struct vd_error *err)
 {
 	struct vd_rewrite_opts o = { 0 };
 	struct vd_rewrite_result res;
@@ -265,6 +315,6 @@ int vd_rewrite_child_empty(const char *path, const char *format, const volatile 
 
 	o.format = format;
 	o.cancel = cancel;
-	r = rewrite_child(path, true, true, &o, &res, err);
+	r = rewrite_child(path, true, true, probe, &o, &res, err);
 	return r == 1 ? vd_set_error(err, EINVAL, "%s: not a child image", path) : r;
 }

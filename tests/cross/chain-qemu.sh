@@ -261,13 +261,59 @@ assert_eq "commit --empty: the child holds no grain (qemu-img map)" 0 \
 assert_eq "commit --empty keeps the child's CID" "$cid" "$(grep -a '^CID' ce1.vmdk)"
 qemu-img info ce1.vmdk | grep -q "backing file: ce0.vmdk" && pass "commit --empty keeps the parent's name" || fail "the emptied child lost its parent"
 assert_rc "--remove with --empty refused" 1 "$VDISK" commit --remove --empty ce1.vmdk
-qemu-img create -q -f vmdk ct0.vmdk 8M
+qemu-img create -q -f vmdk ct0.vmdk 3G
 qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse -b ct0.vmdk -F vmdk ct1.vmdk
 qemu-io -c 'write -P 0x11 0 64k' ct1.vmdk >/dev/null
 sha=$(sha256sum <ct0.vmdk)
-assert_rc "commit --empty of a split child refused" 1 "$VDISK" commit --empty ct1.vmdk
-assert_contains "commit --empty of a split child: says why" "several files" "$T/.err"
+# qemu-img's split extents are 2 GiB, vdisk's 2047 MiB (as VMware's): the
+# extent files cannot be replaced one by one, so it is refused up front
+assert_rc "commit --empty of a qemu-made split child refused" 1 "$VDISK" commit --empty ct1.vmdk
+assert_contains "commit --empty of a split child: says why" "cannot replace the extent files safely" "$T/.err"
 assert_eq "commit --empty refused before writing: the parent unchanged" "$sha" "$(sha256sum <ct0.vmdk)"
+# a split child in VMware's layout: compact, defrag and commit --empty
+# replace its extent files one by one
+qemu-img create -q -f vmdk cs0.vmdk 5G
+qemu-io -c 'write -P 0xaa 0 4M' -c 'write -P 0xab 2100M 4M' cs0.vmdk >/dev/null
+"$VDISK" create -O vmdk -o subformat=twoGbMaxExtentSparse -B cs0.vmdk cs1.vmdk
+qemu-io -c 'write -P 0xcc 1M 64k' -c 'write -P 0 2M 128k' -c 'write -P 0xdd 2101M 64k' cs1.vmdk >/dev/null
+qemu-img convert -O raw cs1.vmdk csexp.raw
+ino=$(stat -c %i cs1-s001.vmdk cs1-s002.vmdk cs1-s003.vmdk)
+"$VDISK" compact -q cs1.vmdk >/dev/null 2>"$T/err" || fail "compact of a split child: $(cat "$T/err")"
+ino2=$(stat -c %i cs1-s001.vmdk cs1-s002.vmdk cs1-s003.vmdk)
+[ "$(comm -12 <(echo "$ino" | sort) <(echo "$ino2" | sort) | wc -l)" = 0 ] &&
+	pass "compact of a split child replaced its three extent files" || fail "the extent files of the split child were not all replaced"
+assert_rc "compact of a split child: qemu-img check" 0 qemu-img check -q cs1.vmdk
+assert_rc "compact of a split child: the view unchanged" 0 qemu-img compare -q cs1.vmdk csexp.raw
+"$VDISK" defrag -q cs1.vmdk >/dev/null 2>&1 || fail "defrag of a split child"
+assert_rc "defrag of a split child: the view unchanged" 0 qemu-img compare -q cs1.vmdk csexp.raw
+"$VDISK" commit -q --empty cs1.vmdk >/dev/null 2>"$T/err" || fail "commit --empty of a split child: $(cat "$T/err")"
+assert_rc "commit --empty of a split child: qemu-img check" 0 qemu-img check -q cs1.vmdk
+assert_rc "commit --empty of a split child: the view unchanged" 0 qemu-img compare -q cs1.vmdk csexp.raw
+assert_eq "commit --empty of a split child: no grain left" 0 \
+	"$(qemu-img map --output=json cs1.vmdk | jq '[.[] | select(.depth == 0)] | length')"
+ls .cs1* >/dev/null 2>&1 && fail "temporary files left: $(ls -a .cs1*)" || pass "no temporary files left"
+# compact of the split child killed before each change, the renames of its
+# four files included: every state passes qemu-img check with the same view
+qemu-io -c 'write -P 0xcc 1M 64k' -c 'write -P 0xdd 2101M 64k' -c 'write -P 0xee 4200M 64k' cs1.vmdk >/dev/null
+qemu-img convert -O raw cs1.vmdk csexp.raw
+mkdir -p ksplit && cp cs1*.vmdk ksplit/
+bad=0 n=0 k=0
+while [ "$k" -lt 200 ]; do
+	rm -f cs1*.vmdk .cs1*; cp ksplit/cs1*.vmdk .
+	VDISK_TEST_KILL_AFTER=$k "$VDISK" compact -q cs1.vmdk >/dev/null 2>&1
+	rc=$?
+	n=$((n + 1))
+	{ qemu-img check -q cs1.vmdk >/dev/null 2>&1 && qemu-img compare -q cs1.vmdk csexp.raw >/dev/null 2>&1; } ||
+		{ bad=1; fail "compact of a split child killed after $k changes: the child is damaged or reads differently"; }
+	[ "$rc" = 0 ] && break
+	k=$((k + 1))
+done
+[ "$bad" = 0 ] && [ "$rc" = 0 ] && [ "$n" -gt 4 ] && pass "compact of a split child killed at each of $n points: valid, the same view" ||
+	{ [ "$bad" = 0 ] && fail "compact of a split child: $n kill points, last exit $rc"; }
+VDISK_TEST_KILL_AFTER=$((k - 1)) "$VDISK" compact -q cs1.vmdk >/dev/null 2>&1
+ls -a | grep -q '^\.cs1.*vdisk-tmp' && pass "a kill before the last rename leaves temporary files" || fail "no temporary files after a kill: the test proves nothing"
+assert_rc "a rerun after the kill" 0 "$VDISK" compact -q cs1.vmdk
+ls -a | grep -q '^\.cs1.*vdisk-tmp' && fail "the rerun left temporary files: $(ls -a | grep '^\.cs1')" || pass "the rerun removed the temporary files"
 
 # ---- ESXi vmfsSparse (COWD) deltas: vdisk writes into one, qemu-img reads it
 MKCOWD=${BUILD:-$TOP/build}/tests/helpers/mkcowd
