@@ -255,7 +255,7 @@ case "nbd fuse" in *"${BENCH_ONLY:-}"*)
 	if [ -c /dev/fuse ]; then
 		mkdir -p mnt
 		bench_pair "fuse dd / vdisk read" "'$VDISK' mount guest.vdi mnt && dd if=mnt/disk of=/dev/null bs=1M status=none; '$VDISK' umount mnt" \
-			"'$VDISK' convert -q --no-sync -O raw guest.vdi out.tmp"
+			"'$VDISK' convert -q --no-sync -O raw guest.vdi '$SHM/out.tmp'; rm -f '$SHM/out.tmp'"
 	fi
 	;;
 esac
@@ -264,7 +264,8 @@ echo " against vdisk reading the same guest flattened into one image (other): a 
 echo " below 1 is what the chain costs.)"
 echo "(live: nbd export -> vdi and vdi -> nbd memory: other = qemu-img on the same URI;"
 echo " nbdcopy to null: from the vdisk plugin (vdisk) against qemu-nbd (other);"
-echo " fuse: dd of mnt/disk (vdisk) against vdisk convert -O raw of the same VDI (other):"
+echo " fuse: mount, dd of mnt/disk and umount (vdisk) against vdisk convert -O raw of the"
+echo " same VDI onto tmpfs (other):"
 echo " a ratio of 0.5 or more meets the target of half of vdisk's own read speed.)"
 echo "(compressed sources: the other column is the tool's own decompression piped to cat"
 echo " (throughput; vdisk's output on tmpfs), the tool writing a sparse file on disk"
