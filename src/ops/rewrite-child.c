@@ -172,9 +172,11 @@ static int rewrite_child(const char *path, bool compact, bool empty, bool probe,
 	like.identity = &id;
 	like.block_size = d.block_size;
 	opts[0] = 0;
-	/* the subformat a child is created with (a VDI child is "differencing") */
-	if (in.subformat[0] && strcmp(in.subformat, "differencing"))
-		snprintf(opts, sizeof(opts), "subformat=%s", in.subformat);
+	/* the layout the new child is created with: the format's own name
+	 * of it (VMDK createType), none where the format has one layout of
+	 * children (VDI) */
+	if (d.subformat)
+		snprintf(opts, sizeof(opts), "subformat=%s", d.subformat);
 	r = vd_open(&par, vd_path(vd_backing(src)), vd_format(vd_backing(src)), 0, err);
 	if (r == 0)
 		r = vd_tmp_begin(&t, path, true, err);
