@@ -756,7 +756,9 @@ int vmdk_sparse_create(struct vd_host *h, uint64_t capacity, const char *desc,
  * first 64 KiB, then what the stream writer writes for no grains (empty
  * grain tables with their markers, the directory, footer, end-of-stream),
  * so that the file is valid as it is; a writer opened on it later starts
- * again after the header. */
+ * again after the header.  Into a pipe (a sequential host) only the header
+ * and descriptor: the body could not be taken back, and the writer opened
+ * next writes it. */
 int vmdk_stream_create(struct vd_host *h, uint64_t capacity, const char *desc,
 		       struct vd_error *err)
 {
@@ -777,8 +779,8 @@ int vmdk_stream_create(struct vd_host *h, uint64_t capacity, const char *desc,
 		r = vd_host_pwrite(h, hd, VD_SECTOR, 0, err);
 	if (r == 0)
 		r = write_desc(h, desc, err);
-	if (r < 0)
-		return r;
+	if (r < 0 || h->sequential)
+		return r; /* into a pipe: the writer opened next writes the body */
 	sp.h = h;
 	sp.capacity = capacity;
 	sp.grain = CREATE_GRAIN;

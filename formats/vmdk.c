@@ -78,6 +78,8 @@ static int stream_policy(struct vd_image *img, struct vmdk_sparse *sp, bool whol
 					    path);
 		return 0;
 	}
+	if (sp->stream_incomplete && whole && img->writable && sp->h->sequential)
+		return 1; /* just created into a pipe: the writer writes it all */
 	if (sp->stream_incomplete && !(img->flags & VD_OPEN_CHECK))
 		return vd_set_error(err, EINVAL,
 				    "%s: invalid streamOptimized VMDK: it ends after its header, with no grain directory, footer or end-of-stream marker (its writer did not finish)",

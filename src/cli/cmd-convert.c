@@ -233,13 +233,13 @@ static int take_compression(const char *o, char **rest, const char **kind, int *
 }
 
 /* DST "-" (the two sequential formats, raw and streamOptimized VMDK, to
- * standard output) and -O raw -o compression=zstd|xz: the image is built
- * in a private directory (under $TMPDIR, default /var/tmp, for standard
- * output; beside DST otherwise) and then copied out, compressed or not, so
- * the writers and the temporary-file discipline stay as they are.  A
- * compressed DST file is written to a temporary file beside it and renamed
- * into place.  The directory is removed whatever happens.  Returns the
- * exit status. */
+ * standard output): sent as they are made (src/core/seqhost.c).
+ * -O raw -o compression=zstd|xz: the raw image is built in a private
+ * directory (under $TMPDIR, default /var/tmp, for standard output; beside
+ * DST otherwise) and then compressed out of it, so the writers and the
+ * temporary-file discipline stay as they are; a compressed DST file is
+ * written to a temporary file beside it and renamed into place.  The
+ * directory is removed whatever happens.  Returns the exit status. */
 static int convert_staged(const char *src, const char *dst, struct vd_convert_opts *o,
 			  const char *kind, int level)
 {
@@ -270,13 +270,13 @@ static int convert_staged(const char *src, const char *dst, struct vd_convert_op
 		cli_err("convert", "%s: already exists (use --force to replace it)", dst);
 		return 1;
 	}
-	if (to_stdout && !kind && !stream) {
-		/* a raw disk goes out as it is made, nothing staged */
+	if (to_stdout && !kind) {
+		/* the image goes out as it is made, nothing staged */
 		o->dst_is_fd = true;
 		o->dst_fd = STDOUT_FILENO;
 		r = vd_convert(src, "standard output", o, &err);
 		if (r < 0 && err.code == -ECANCELED && cli_cancel) {
-			cli_err("convert", "interrupted by signal %d; standard output got part of the disk",
+			cli_err("convert", "interrupted by signal %d; standard output got part of the image",
 				cli_cancel);
 			return 128 + cli_cancel;
 		}

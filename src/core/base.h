@@ -164,6 +164,9 @@ struct vd_host {
 	/* -o compression_level given when this host's image was created, for
 	 * the writer that fills it (VMDK stream); 0: the default */
 	int deflate_level;
+	/* written front to back into a pipe (src/core/seqhost.c): a backend
+	 * creates no more than its writer needs (a VMDK stream: no body) */
+	bool sequential;
 };
 /* NBD URIs (src/core/nbdhost.c; vd_is_nbd_uri is in vdisk.h):
  * vd_host_open_file opens them with vd_host_open_nbd. */

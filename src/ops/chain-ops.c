@@ -97,7 +97,6 @@ int vd_commit(const char *child, const char *format, const struct vd_commit_opts
 		if (r < 0)
 			goto out;
 	}
-
 	buf = vd_aligned_alloc(CHUNK, err);
 	if (!buf) {
 		r = -ENOMEM;

@@ -110,11 +110,19 @@ assert_rc "level 13 refused" 1 "$VDISK" convert -q -O vmdk -o subformat=streamOp
 assert_contains "level 13 message" "compression_level must be a number from 1 to 12, not '13'" "$T/.err"
 assert_rc "level on a sparse VMDK refused" 1 "$VDISK" convert -q -O vmdk -o compression_level=3 "$G" "$T/xs.vmdk"
 assert_contains "level on a sparse VMDK message" "compression_level applies to subformat=streamOptimized only" "$T/.err"
-# standard output: streamOptimized and raw, staged in $TMPDIR
+# standard output: streamOptimized and raw, sent as they are made
 mkdir -p "$T/tmp"
 assert_rc "stream to stdout" 0 bash -c 'TMPDIR="$1/tmp" "$2" convert -q -O vmdk -o subformat=streamOptimized "$3" - >"$1/so.vmdk"' _ "$T" "$VDISK" "$G"
 assert_rc "stdout stream: qemu-img check" 0 qemu-img check -q "$T/so.vmdk"
 assert_rc "stdout stream: qemu-img compare" 0 qemu-img compare -q "$G" "$T/so.vmdk"
+# streamOptimized into a pipe without staging, a disk larger than the 1 MiB
+# held back and sparse beyond it
+truncate -s 20G "$T/big.raw"
+printf 'late data' | dd of="$T/big.raw" bs=1 seek=$((15 << 30)) conv=notrunc status=none
+assert_rc "stream to a pipe, no staging" 0 bash -c 'set -o pipefail; TMPDIR=/nonexistent/vdisk "$1" convert -q -O vmdk -o subformat=streamOptimized "$2" - | cat >"$3"' _ "$VDISK" "$T/big.raw" "$T/big.vmdk"
+assert_rc "piped stream: qemu-img check" 0 qemu-img check -q "$T/big.vmdk"
+assert_rc "piped stream: qemu-img compare" 0 qemu-img compare -q "$T/big.raw" "$T/big.vmdk"
+rm -f "$T/big.raw" "$T/big.vmdk"
 assert_rc "xz to raw stdout" 0 bash -c 'TMPDIR="$1/tmp" "$2" convert -q -O raw "$1/guest.raw.xz" - >"$1/so.raw"' _ "$T" "$VDISK"
 if cmp -s "$G" "$T/so.raw"; then pass "raw stdout copy"; else fail "raw stdout copy differs"; fi
 assert_rc "vdi to stdout refused" 1 bash -c 'TMPDIR="$1/tmp" "$2" convert -q -O vdi "$3" - >"$1/so.vdi"' _ "$T" "$VDISK" "$G"
