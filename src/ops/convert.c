@@ -373,8 +373,13 @@ int vd_convert(const char *src_path, const char *dst_path,
 		uint64_t end = VD_MIN(VD_ALIGN_UP(vd_size(src), VD_SECTOR), vd_size(dst));
 		r = vd_write_zeroes(dst, vd_size(src), end - vd_size(src), 0, err);
 	}
-	if (r == 0 && o->dst_is_fd)
-		r = vd_host_seq_finish(vd_image_host(dst), err);
+	if (r == 0 && o->dst_is_fd) {
+		/* the image's last bytes (a stream's tables), then what the
+		 * host still holds and the zeros up to the size */
+		r = vd_finish(dst, err);
+		if (r == 0)
+			r = vd_host_seq_finish(vd_image_host(dst), err);
+	}
 out:
 	r2 = vd_close(dst, r < 0 ? NULL : err);
 	if (r == 0)
