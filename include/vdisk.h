@@ -420,8 +420,9 @@ struct vd_convert_opts {
 	uint64_t stream_size;
 	uint64_t source_offset, source_size;
 	/* dst_is_fd: DST sent front to back into dst_fd (a pipe or standard
-	 * output), DST naming it in messages; nothing is staged.  For raw: a
-	 * format that goes back to what it wrote fails with ESPIPE */
+	 * output), DST naming it in messages; nothing is staged.  For raw and
+	 * streamOptimized VMDK; a format that goes back to what it wrote
+	 * (past the first 1 MiB) fails with ESPIPE */
 	bool dst_is_fd;
 	int dst_fd;
 };

@@ -208,9 +208,10 @@ int vd_host_open_file(struct vd_host **out, const char *path, unsigned flags,
 		      struct vd_error *err);
 void vd_host_close(struct vd_host *h);
 
-/* A raw disk sent front to back into FD (a pipe): src/core/seqhost.c.
- * NAME names it in messages.  vd_host_seq_finish sends the zeros after the
- * last write up to the size (0 for any other host). */
+/* An image sent front to back into FD (a pipe): src/core/seqhost.c.
+ * NAME names it in messages.  vd_host_seq_finish sends what is still held
+ * and the zeros after the last write up to the size (0 for any other
+ * host). */
 int vd_host_open_seq(struct vd_host **out, int fd, const char *name, struct vd_error *err);
 int vd_host_seq_finish(struct vd_host *h, struct vd_error *err);
 
