@@ -119,7 +119,16 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
 			[ -n "$vpid" ] && break
 			sleep 0.05
 		done
-		sleep 0.5 # well into the copy: even 3 writes of 8 MiB take 0.9 s
+		# well into the copy: a new DST once its temporary file exists (on
+		# a loaded machine the start can take long), then 0.5 s; even 3
+		# writes take 0.9 s
+		if [ "$name" = force ]; then
+			for ((i = 0; i < 200; i++)); do
+				[ -n "$(tmp_files "$T")" ] && break
+				sleep 0.05
+			done
+		fi
+		sleep 0.5
 		[ -n "$vpid" ] && kill -INT $vpid
 		wait "$spid" || rc=$?
 		echo "$rc"
