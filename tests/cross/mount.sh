@@ -158,6 +158,42 @@ else
 	fail "mount of a chain"
 fi
 
+# ---- the daemon killed (SIGKILL) before its Nth change to the image while
+# writes come through DIR/disk: the VDI passes qemu-img check and vdisk
+# check, and every 64 KiB piece written reads as before or as written
+qemu-img create -q -f vdi "$T/k.vdi" 16M
+qemu-io -c 'write -P 0x11 0 16M' "$T/k.vdi" >/dev/null
+rand_bytes kdata $((4 * MiB)) >"$T/kdata"
+qemu-img convert -O raw "$T/k.vdi" "$T/kold.raw"
+bad=0 n=0 hit=0
+for kill in 0 1 2 3 5 8 13 21 34; do
+	cp "$T/k.vdi" "$T/kk.vdi"
+	mkdir -p "$T/m-k"
+	VDISK_TEST_KILL_AFTER=$kill "$VDISK" mount --rw "$T/kk.vdi" "$T/m-k" 2>/dev/null || continue
+	n=$((n + 1))
+	# 64 pieces of 64 KiB, every other one, written one by one
+	for ((i = 0; i < 64; i += 2)); do
+		dd if="$T/kdata" of="$T/m-k/disk" bs=64K skip=$i seek=$((i * 3)) count=1 conv=notrunc,fsync status=none 2>/dev/null || break
+	done
+	fusermount3 -u "$T/m-k" 2>/dev/null || fusermount3 -uz "$T/m-k" 2>/dev/null
+	for ((j = 0; j < 100; j++)); do "$VDISK" check "$T/kk.vdi" >/dev/null 2>&1 && break; sleep 0.05; done
+	[ "$i" -lt 64 ] && hit=$((hit + 1))
+	qemu-img check -q "$T/kk.vdi" >/dev/null 2>&1 || { bad=1; fail "mount killed after $kill changes: qemu-img check fails"; continue; }
+	"$VDISK" check "$T/kk.vdi" >/dev/null 2>&1 || { bad=1; fail "mount killed after $kill changes: vdisk check fails"; continue; }
+	qemu-img convert -O raw "$T/kk.vdi" "$T/knew.raw"
+	for ((i = 0; i < 64; i += 2)); do
+		o=$((i * 3 * 65536))
+		got=$(dd if="$T/knew.raw" bs=64K skip=$((i * 3)) count=1 status=none | sha256sum)
+		[ "$got" = "$(dd if="$T/kold.raw" bs=64K skip=$((i * 3)) count=1 status=none | sha256sum)" ] ||
+		[ "$got" = "$(dd if="$T/kdata" bs=64K skip=$i count=1 status=none | sha256sum)" ] ||
+			{ bad=1; fail "mount killed after $kill changes: the piece at $o is neither old nor new"; break; }
+	done
+done
+[ "$bad" = 0 ] && [ "$n" -ge 5 ] && pass "mount --rw killed at $n points: the VDI valid, each piece old or new" ||
+	{ [ "$bad" = 0 ] && fail "mount --rw kill points: only $n mounts came up"; }
+[ "$hit" -ge 3 ] && pass "the kills landed while writing ($hit of $n runs cut short)" ||
+	fail "the kills did not interrupt the writes ($hit of $n runs cut short): the test proves little"
+
 # ---- usage errors
 assert_rc "mount without DIR" 1 "$VDISK" mount "$T/a.raw"
 assert_rc "mount of a missing image" 1 "$VDISK" mount "$T/none.vdi" "$T/probe"
