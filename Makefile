@@ -80,7 +80,7 @@ deps:
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBS)
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h src/core/*.h src/cli/*.h formats/*.h src/fs/*.h src/ops/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/core/*.h src/cli/*.h formats/*.h src/fs/*.h src/ops/*.h src/nbdkit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -105,10 +105,11 @@ $(BUILD)/src/cli/cmd-mount.o: ALL_CFLAGS += $(FUSE_CFLAGS)
 $(VDISK): $(CLI_OBJ) $(STATIC)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(LIBS) $(FUSE_LIBS)
 
-$(BUILD)/src/nbdkit/vdisk-plugin.o: ALL_CFLAGS += $(NBDKIT_CFLAGS)
+PLUGIN_OBJ := $(BUILD)/src/nbdkit/vdisk-plugin.o $(BUILD)/src/nbdkit/overlay.o
+$(PLUGIN_OBJ): ALL_CFLAGS += $(NBDKIT_CFLAGS)
 
-$(PLUGIN): $(BUILD)/src/nbdkit/vdisk-plugin.o $(STATIC)
-	$(CC) -shared -Wl,--exclude-libs,ALL $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
+$(PLUGIN): $(PLUGIN_OBJ) $(STATIC)
+	$(CC) -shared -Wl,--exclude-libs,ALL $(ALL_LDFLAGS) -o $@ $(PLUGIN_OBJ) $(STATIC) $(LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(STATIC)
 	@mkdir -p $(dir $@)

@@ -7,6 +7,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
+#define _GNU_SOURCE
 #include "cli.h"
 
 #include <errno.h>
@@ -17,8 +18,8 @@
 #include <unistd.h>
 
 static const char usage[] =
-	"Usage: vdisk serve [-f FMT] [--rw] [--socket PATH | --port N] [--pidfile PATH]\n"
-	"                   [--foreground] IMAGE\n"
+	"Usage: vdisk serve [-f FMT] [--rw | --snapshot] [--socket PATH | --port N]\n"
+	"                   [--pidfile PATH] [--foreground] [--backing FILE]... [--force] IMAGE\n"
 	"\n"
 	"Serve the guest disk of IMAGE over NBD: runs nbdkit with the vdisk plugin\n"
 	"(nbdkit-vdisk-plugin(1)), read-only unless --rw.  nbdkit returns once it\n"
@@ -27,10 +28,14 @@ static const char usage[] =
 	"\n"
 	"  -f, --format FMT     image format (default: probe)\n"
 	"      --rw             let clients write (takes the in-use guard while connected)\n"
+	"      --snapshot       let clients write into a temporary overlay, thrown away\n"
+	"                       when nbdkit exits; IMAGE is only read\n"
 	"      --socket PATH    listen on a Unix socket: nbd+unix:///?socket=PATH\n"
 	"      --port N         listen on TCP port N (default: 10809): nbd://HOST:N/\n"
 	"      --pidfile PATH   write nbdkit's PID into PATH\n"
 	"      --foreground     do not run in the background\n"
+	"      --backing FILE   a parent candidate of a child image (repeatable)\n"
+	"      --force          open a parent changed since the snapshot\n"
 	"  -h, --help           show this help\n";
 
 /* The plugin built beside the running binary, when it is there. */
@@ -66,14 +71,18 @@ int cmd_serve(int argc, char **argv)
 		{ "port", required_argument, NULL, 'P' },
 		{ "pidfile", required_argument, NULL, 'i' },
 		{ "foreground", no_argument, NULL, 'F' },
+		{ "snapshot", no_argument, NULL, 's' },
+		{ "backing", required_argument, NULL, 'b' },
+		{ "force", no_argument, NULL, 'x' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *fmt = NULL, *sock = NULL, *port = NULL, *pidfile = NULL, *plugin;
-	bool rw = false, fg = false;
+	bool rw = false, fg = false, snap = false, force = false;
 	char pbuf[PATH_MAX + 32], filearg[PATH_MAX + 8], fmtarg[64];
-	const char *args[20];
-	unsigned n = 0;
+	const char *args[24 + VD_CHAIN_MAX];
+	char *bargs[VD_CHAIN_MAX];
+	unsigned n = 0, nb = 0;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "f:h", lopts, NULL)) != -1) {
@@ -84,6 +93,19 @@ int cmd_serve(int argc, char **argv)
 		case 'P': port = optarg; break;
 		case 'i': pidfile = optarg; break;
 		case 'F': fg = true; break;
+		case 's': snap = true; break;
+		case 'x': force = true; break;
+		case 'b':
+			if (nb >= VD_CHAIN_MAX) {
+				cli_err("serve", "--backing: at most %u files", VD_CHAIN_MAX);
+				return 1;
+			}
+			if (asprintf(&bargs[nb], "backing=%s", optarg) < 0) {
+				cli_err("serve", "out of memory");
+				return 1;
+			}
+			nb++;
+			break;
 		case 'h': cli_usage(stdout, usage); return 0;
 		default: cli_usage(stderr, usage); return 1;
 		}
@@ -94,6 +116,10 @@ int cmd_serve(int argc, char **argv)
 	}
 	if (sock && port) {
 		cli_err("serve", "--socket and --port exclude each other");
+		return 1;
+	}
+	if (rw && snap) {
+		cli_err("serve", "--rw and --snapshot exclude each other");
 		return 1;
 	}
 	if (port) {
@@ -113,7 +139,7 @@ int cmd_serve(int argc, char **argv)
 	args[n++] = "nbdkit";
 	if (fg)
 		args[n++] = "--foreground";
-	if (!rw)
+	if (!rw && !snap)
 		args[n++] = "--readonly";
 	if (sock) {
 		args[n++] = "--unix";
@@ -133,6 +159,12 @@ int cmd_serve(int argc, char **argv)
 		snprintf(fmtarg, sizeof(fmtarg), "format=%s", fmt);
 		args[n++] = fmtarg;
 	}
+	if (snap)
+		args[n++] = "snapshot=true";
+	for (unsigned i = 0; i < nb; i++)
+		args[n++] = bargs[i];
+	if (force)
+		args[n++] = "force=true";
 	args[n] = NULL;
 	fflush(NULL);
 	execvp("nbdkit", (char *const *)args);

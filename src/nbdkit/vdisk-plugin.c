@@ -2,7 +2,16 @@
  * nbdkit-vdisk-plugin: serve the guest disk of any image vdisk reads over
  * NBD (nbdkit plugin API v2), through the public libvdisk calls only.
  *
- *   nbdkit vdisk [file=]IMAGE [format=FMT] [readonly=true]
+ *   nbdkit vdisk [file=]IMAGE [format=FMT] [readonly=true] [snapshot=true]
+ *                [backing=PARENT]... [force=true]
+ *
+ * snapshot=true: the image is opened read-only and writes go to a
+ * temporary overlay thrown away at exit (overlay.c); image and overlay
+ * stay open from the first connection until nbdkit exits, so that one
+ * client's writes are there for the next.  backing= names a
+ * parent candidate of a child image (repeatable), force=true opens a
+ * parent changed since the snapshot (vd_set_chain_policy, as the
+ * commands' --backing and --force).
  *
  * One image for the whole server, shared by every connection: it is opened
  * when the first connection arrives (read-only when that connection is,
@@ -26,6 +35,7 @@
 #include <nbdkit-plugin.h>
 
 #include "vdisk.h"
+#include "overlay.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -36,6 +46,11 @@
 static char *image_path;
 static const char *image_format;
 static bool force_readonly;
+static bool snapshot;
+static const char *backing[VD_CHAIN_MAX];
+static unsigned nbacking;
+static struct vd_chain_policy chain;
+static struct overlay *ov; /* snapshot=true: while the image is open */
 
 static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct vd_image *img;
@@ -57,7 +72,22 @@ static int fail(int r, const struct vd_error *err)
 
 static void vdisk_unload(void)
 {
+	if (ov) {
+		ov_close(ov); /* the snapshot's writes are gone */
+		ov = NULL;
+		vd_close(img, NULL);
+		img = NULL;
+		vd_describe_free(&desc);
+	}
 	free(image_path);
+	for (unsigned i = 0; i < nbacking; i++)
+		free((char *)backing[i]);
+}
+
+static void chain_warn(void *ctx, const char *msg)
+{
+	(void)ctx;
+	nbdkit_debug("warning: %s", msg);
 }
 
 static int vdisk_config(const char *key, const char *value)
@@ -71,14 +101,29 @@ static int vdisk_config(const char *key, const char *value)
 		image_format = nbdkit_strdup_intern(value);
 		return image_format ? 0 : -1;
 	}
-	if (!strcmp(key, "readonly")) {
+	if (!strcmp(key, "readonly") || !strcmp(key, "snapshot") || !strcmp(key, "force")) {
 		int b = nbdkit_parse_bool(value);
 		if (b < 0)
 			return -1;
-		force_readonly = b;
+		if (key[0] == 'r')
+			force_readonly = b;
+		else if (key[0] == 's')
+			snapshot = b;
+		else
+			chain.force = b;
 		return 0;
 	}
-	nbdkit_error("unknown parameter '%s' (file=, format=, readonly=)", key);
+	if (!strcmp(key, "backing")) {
+		if (nbacking >= VD_CHAIN_MAX) {
+			nbdkit_error("backing=: at most %u parents", VD_CHAIN_MAX);
+			return -1;
+		}
+		if (!(backing[nbacking] = nbdkit_realpath(value)))
+			return -1;
+		nbacking++;
+		return 0;
+	}
+	nbdkit_error("unknown parameter '%s' (file=, format=, readonly=, snapshot=, backing=, force=)", key);
 	return -1;
 }
 
@@ -88,6 +133,10 @@ static int vdisk_config_complete(void)
 		nbdkit_error("no image: give file=IMAGE (or the path as the first argument)");
 		return -1;
 	}
+	chain.candidates = backing;
+	chain.ncandidates = nbacking;
+	chain.warn = chain_warn;
+	vd_set_chain_policy(&chain);
 	return 0;
 }
 
@@ -110,7 +159,7 @@ static int image_open(bool readonly)
 	struct vd_error err = { 0 };
 	int r = -EROFS;
 
-	if (!readonly && !force_readonly) {
+	if (!readonly && !force_readonly && !snapshot) {
 		r = vd_open(&img, image_path, image_format, VD_OPEN_RDWR, &err);
 		img_rw = r == 0;
 	}
@@ -120,6 +169,16 @@ static int image_open(bool readonly)
 	}
 	if (r < 0)
 		return fail(r, &err);
+	if (snapshot && !readonly && !force_readonly) {
+		const char *t = getenv("TMPDIR");
+		r = ov_open(&ov, img, t && *t ? t : "/var/tmp", &err);
+		if (r < 0) {
+			vd_close(img, NULL);
+			img = NULL;
+			return fail(r, &err);
+		}
+		img_rw = true;
+	}
 	unit = 0;
 	memset(&desc, 0, sizeof(desc));
 	if (vd_describe(img, &desc, &err) == 0) {
@@ -156,7 +215,8 @@ static void vdisk_close(void *handle)
 	struct vd_error err = { 0 };
 
 	pthread_mutex_lock(&open_lock);
-	if (--users == 0) {
+	/* a snapshot stays until nbdkit exits: the next client sees it */
+	if (--users == 0 && !ov) {
 		if (vd_close(img, &err) < 0)
 			nbdkit_error("closing %s: %s", image_path, err.msg);
 		img = NULL;
@@ -179,7 +239,7 @@ static int vdisk_can_write(void *handle)
 
 static int vdisk_can_rw(void *handle)
 {
-	return ((struct handle *)handle)->rw && desc.rewritable;
+	return ((struct handle *)handle)->rw && (ov || desc.rewritable);
 }
 
 static int vdisk_can_flush(void *handle)
@@ -204,7 +264,7 @@ static int vdisk_pread(void *handle, void *buf, uint32_t count, uint64_t offset,
 		       uint32_t flags)
 {
 	struct vd_error err = { 0 };
-	int r = vd_read(img, offset, buf, count, &err);
+	int r = ov ? ov_read(ov, offset, buf, count, &err) : vd_read(img, offset, buf, count, &err);
 
 	(void)handle; (void)flags;
 	return r < 0 ? fail(r, &err) : 0;
@@ -213,7 +273,7 @@ static int vdisk_pread(void *handle, void *buf, uint32_t count, uint64_t offset,
 static int vdisk_flush(void *handle, uint32_t flags)
 {
 	struct vd_error err = { 0 };
-	int r = vd_flush(img, &err);
+	int r = ov ? 0 : vd_flush(img, &err); /* a snapshot keeps nothing */
 
 	(void)handle; (void)flags;
 	return r < 0 ? fail(r, &err) : 0;
@@ -228,7 +288,7 @@ static int vdisk_pwrite(void *handle, const void *buf, uint32_t count, uint64_t 
 			uint32_t flags)
 {
 	struct vd_error err = { 0 };
-	int r = vd_write(img, offset, buf, count, &err);
+	int r = ov ? ov_write(ov, offset, buf, count, &err) : vd_write(img, offset, buf, count, &err);
 
 	return r < 0 ? fail(r, &err) : fua(handle, flags);
 }
@@ -236,7 +296,8 @@ static int vdisk_pwrite(void *handle, const void *buf, uint32_t count, uint64_t 
 static int vdisk_trim(void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
 	struct vd_error err = { 0 };
-	int r = vd_discard(img, offset, count, &err);
+	/* a trimmed range's contents are unspecified: the snapshot keeps it */
+	int r = ov ? 0 : vd_discard(img, offset, count, &err);
 
 	return r < 0 ? fail(r, &err) : fua(handle, flags);
 }
@@ -248,10 +309,11 @@ static int reads_zero(uint64_t off, uint64_t len)
 	struct vd_extent e;
 
 	while (len > 0) {
-		int r = vd_block_status(img, off, len, &e, &err);
+		bool w = false;
+		int r = ov ? ov_status(ov, off, len, &w, &e, &err) : vd_block_status(img, off, len, &e, &err);
 		if (r < 0)
 			return fail(r, &err);
-		if ((e.flags & VD_BS_DATA) && !(e.flags & VD_BS_ZERO))
+		if (w || ((e.flags & VD_BS_DATA) && !(e.flags & VD_BS_ZERO)))
 			return 0;
 		if (e.length > len)
 			e.length = len;
@@ -275,6 +337,15 @@ static int vdisk_zero(void *handle, uint32_t count, uint64_t offset, uint32_t fl
 		return -1;
 	if (z)
 		return fua(handle, flags);
+	if (ov) {
+		/* whole granules of the overlay become holes; parts are written */
+		if ((flags & NBDKIT_FLAG_FAST_ZERO) && (offset % OV_GRAN || count % OV_GRAN)) {
+			nbdkit_set_error(ENOTSUP);
+			return -1;
+		}
+		r = ov_write(ov, offset, NULL, count, &err);
+		return r < 0 ? fail(r, &err) : fua(handle, flags);
+	}
 	if (flags & NBDKIT_FLAG_FAST_ZERO) {
 		bool fast = desc.alloc == VD_ALLOC_RAW ||
 			    (may_trim && unit && offset % unit == 0 && count % unit == 0);
@@ -306,11 +377,15 @@ static int vdisk_extents(void *handle, uint32_t count, uint64_t offset, uint32_t
 	/* at most 1024 extents per reply: the client asks again for the rest */
 	for (unsigned n = 0; offset < end && n < 1024; n++) {
 		uint32_t type;
-		int r = vd_block_status(img, offset, end - offset, &e, &err);
+		bool w = false;
+		int r = ov ? ov_status(ov, offset, end - offset, &w, &e, &err) :
+			     vd_block_status(img, offset, end - offset, &e, &err);
 
 		if (r < 0)
 			return fail(r, &err);
-		if (!(e.flags & VD_BS_DATA))
+		if (w)
+			type = 0; /* written into the snapshot */
+		else if (!(e.flags & VD_BS_DATA))
 			type = NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO;
 		else if (e.flags & VD_BS_ZERO)
 			type = NBDKIT_EXTENT_ZERO;
@@ -340,7 +415,10 @@ static struct nbdkit_plugin plugin = {
 	.config_complete = vdisk_config_complete,
 	.config_help = "file=IMAGE     (required) the image\n"
 		       "format=FMT     its format (default: probe)\n"
-		       "readonly=BOOL  never open it for writing",
+		       "readonly=BOOL  never open it for writing\n"
+		       "snapshot=BOOL  writes go to a temporary overlay, the image is only read\n"
+		       "backing=FILE   a parent candidate of a child image (repeatable)\n"
+		       "force=BOOL     open a parent changed since the snapshot",
 	.magic_config_key = "file",
 	.get_ready = vdisk_get_ready,
 	.thread_model = vdisk_thread_model,

@@ -33,5 +33,12 @@ if [ -d "$src/formats" ]; then
 	bad=$(grep -nE '\b(img|src|dst|np|par|par2|im|w->src|w->dst|fs->img|z->img)->(host|drv|priv|backing|writable|allocate_zero_writes|has_parent|cow_unit|finished|parent_hint|align|size)\b' \
 		"$src"/src/ops/*.c 2>/dev/null | grep -v '^[^:]*:[0-9]*:\s*/\?\*' | head -3 | tr '\n' ' ')
 	assert_eq "src/ops/ reach into no vd_image field" "" "$bad"
+	# the nbdkit plugin uses only the public API, and exports only its entry
+	bad=$(grep -lE '#include "[./a-z]*(ops|backend|base|vdisk-int)\.h"' "$src"/src/nbdkit/*.[ch] 2>/dev/null | tr '\n' ' ')
+	assert_eq "src/nbdkit/ includes only vdisk.h of libvdisk" "" "$bad"
+fi
+PLUGIN=${BUILD:-$TOP/build}/nbdkit-vdisk-plugin.so
+if [ -f "$PLUGIN" ] && ! nm -D "$PLUGIN" 2>/dev/null | grep -q __asan_init; then
+	assert_eq "the plugin exports only plugin_init" "plugin_init" "$(nm -D --defined-only "$PLUGIN" | awk '{print $3}' | tr '\n' ' ' | sed 's/ $//')"
 fi
 finish

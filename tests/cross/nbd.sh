@@ -115,6 +115,57 @@ assert_rc "cow: the overlay reads what was written" 0 qemu-img compare -f raw -F
 stop c
 assert_eq "cow: the image is unchanged" "$sum" "$(md5sum <"$T/c.vdi")"
 
+# ---- snapshot=true: writes into a temporary overlay, kept across
+# connections, the image only read; qemu-io writes a part of a 64 KiB
+# granule, whole granules and zeros, qemu-img reads the same as from a raw
+# copy written the same way
+cp "$T/a.vdi" "$T/sn.vdi"
+sum=$(md5sum <"$T/sn.vdi")
+qemu-img convert -O raw "$T/sn.vdi" "$T/sn.raw"
+rm -f "$T/sn.sock"
+TMPDIR=$T nbdkit -U "$T/sn.sock" -P "$T/sn.pid" "$PLUGIN" "$T/sn.vdi" snapshot=true && pids+=("$(cat "$T/sn.pid")")
+w=(-c 'write -P 0x55 1000 3000' -c 'write -P 0x66 9M 192k' -c 'write -z 5M 64k' -c 'write -z 100 50')
+assert_rc "snapshot: qemu-io writes into the export" 0 qemu-io -f raw "${w[@]}" "$(uri sn)"
+qemu-io -f raw "${w[@]}" "$T/sn.raw" >/dev/null
+assert_rc "snapshot: the next connection reads the writes (qemu-img compare)" 0 qemu-img compare -f raw -F raw "$(uri sn)" "$T/sn.raw"
+nbdinfo --map "$(uri sn)" | awk '$3 == 0 {print $1, $2}' >"$T/sn.map"
+[ "$("$VDISK" map --output=json "$T/sn.vdi" | jq "[.[] | select(.data and .start <= $((9 * MiB)) and .start + .length > $((9 * MiB)))] | length")" = 0 ] &&
+	pass "snapshot: the image has a hole where the test writes" || fail "snapshot: the image has data at 9 MiB: the map check proves nothing"
+awk -v a=$((9 * MiB)) -v b=$((9 * MiB + 196608)) '$1 <= a && $1 + $2 >= b {ok = 1} END {exit !ok}' "$T/sn.map" &&
+	pass "snapshot: the written range is data in base:allocation" ||
+	fail "snapshot: base:allocation misses the written range: $(tr '\n' ';' <"$T/sn.map")"
+ls -a "$T" | grep -q 'vdisk-snapshot' && fail "snapshot: the overlay file has a name" || pass "snapshot: the overlay file is unlinked"
+stop sn
+assert_eq "snapshot: the image is unchanged" "$sum" "$(md5sum <"$T/sn.vdi")"
+
+# vdisk serve --snapshot: the same through the command
+cp "$T/a.vdi" "$T/sv.vdi"
+sum=$(md5sum <"$T/sv.vdi")
+if TMPDIR=$T serve sv --snapshot "$T/sv.vdi"; then
+	assert_rc "serve --snapshot: qemu-img convert -n into the export" 0 qemu-img convert -n -f raw -O raw "$T/src.raw" "$(uri sv)"
+	assert_rc "serve --snapshot: the export reads what was written" 0 qemu-img compare -f raw -F raw "$T/src.raw" "$(uri sv)"
+	stop sv
+	assert_eq "serve --snapshot: the image is unchanged" "$sum" "$(md5sum <"$T/sv.vdi")"
+else fail "serve --snapshot"; fi
+assert_rc "serve --rw --snapshot refused" 1 "$VDISK" serve --rw --snapshot --socket "$T/x.sock" "$T/sv.vdi"
+
+# ---- backing=: a child whose parent vdisk cannot find by itself
+mkdir -p "$T/bp" "$T/bc"
+qemu-img convert -O vdi "$T/a.raw" "$T/bp/base.vdi"
+"$VDISK" create -O vdi -B "$T/bp/base.vdi" "$T/bc/child.vdi"
+cp "$T/a.raw" "$T/b.raw"
+printf 'child data' | dd of="$T/b.raw" bs=1 seek=$((7 * MiB)) conv=notrunc status=none
+"$VDISK" convert -q -n --backing "$T/bp/base.vdi" -O vdi "$T/b.raw" "$T/bc/child.vdi"
+rm -f "$T/bk.sock"
+assert_rc "a child without its parent fails at start-up" 1 nbdkit -U "$T/bk.sock" "$PLUGIN" "$T/bc/child.vdi"
+nbdkit -U "$T/bk.sock" -P "$T/bk.pid" "$PLUGIN" "$T/bc/child.vdi" backing="$T/bp/base.vdi" && pids+=("$(cat "$T/bk.pid")")
+assert_rc "backing=: the chain reads as the flattened disk" 0 qemu-img compare -f raw -F raw "$(uri bk)" "$T/b.raw"
+stop bk
+if serve bs --backing "$T/bp/base.vdi" "$T/bc/child.vdi"; then
+	assert_rc "serve --backing: the chain reads as the flattened disk" 0 qemu-img compare -f raw -F raw "$(uri bs)" "$T/b.raw"
+	stop bs
+else fail "serve --backing"; fi
+
 # ---- errors
 assert_rc "vdisk serve without nbdkit on PATH" 1 env PATH=/nonexistent "$VDISK" serve --socket "$T/x.sock" "$T/a.vdi"
 assert_contains "it says nbdkit is not installed" "nbdkit is not installed" "$T/.err"
