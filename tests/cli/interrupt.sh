@@ -110,7 +110,7 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
 		# LeakSanitizer cannot run under ptrace (make SANITIZE=1)
 		ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
 			strace -f -o /dev/null -e trace=pwrite64,pwritev,write \
-				-e inject=pwrite64,pwritev:delay_enter=300000 \
+				-e inject=pwrite64,pwritev,write:delay_enter=300000 \
 				"$VDISK" convert -q "$@" >"$T/$name.out" 2>"$T/$name.err" &
 		spid=$!
 		vpid=
@@ -164,6 +164,19 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
 	else pass "SIGINT, -n: does not claim nothing was changed"; fi
 	if [ "$(sha1_of "$T/old.raw")" != "$old_sum" ]; then pass "SIGINT, -n: DST was indeed partly written"
 	else fail "SIGINT, -n: DST unchanged (the signal came before any write?)"; fi
+	# to standard output: what was sent stays sent, and the message says so
+	for try in 1 2 3; do
+		rc=$(slow_convert stdout -O raw "$T/slow.raw" -)
+		[ "$rc" = 0 ] || break
+		echo "note: convert to stdout finished before SIGINT (try $try)"
+	done
+	assert_eq "SIGINT, to standard output: exit 130" 130 "$rc"
+	assert_contains "SIGINT, to standard output: exact message" \
+		"vdisk convert: interrupted by signal 2; standard output got part of the image" "$T/stdout.err"
+	n=$(stat -c %s "$T/stdout.out")
+	[ "$n" -lt $((24 * MiB)) ] && cmp -s -n "$n" "$T/stdout.out" "$T/slow.raw" &&
+		pass "SIGINT, to standard output: a prefix of the disk was sent ($n bytes)" ||
+		fail "SIGINT, to standard output: $n bytes, not a prefix of the disk"
 	rm -f "$T/slow.raw" "$T/old.raw" "$T/keep.raw"
 else
 	echo "SKIP: strace-delayed SIGINT tests (no usable strace)"
