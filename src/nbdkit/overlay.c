@@ -107,15 +107,19 @@ void ov_close(struct overlay *ov)
 	free(ov);
 }
 
-static int fd_read(struct overlay *ov, void *buf, size_t len, uint64_t off, struct vd_error *err)
+/* All of [off, off+len) of the overlay file, read or (WR) written. */
+static int fd_io(struct overlay *ov, bool wr, void *buf, size_t len, uint64_t off,
+		 struct vd_error *err)
 {
+	uint8_t *p = buf;
+
 	while (len) {
-		ssize_t n = pread(ov->fd, buf, len, (off_t)off);
+		ssize_t n = wr ? pwrite(ov->fd, p, len, (off_t)off) : pread(ov->fd, p, len, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			return seterr(err, n < 0 ? errno : EIO, "read");
-		buf = (uint8_t *)buf + n;
+			return seterr(err, n < 0 ? errno : EIO, wr ? "write" : "read");
+		p += n;
 		len -= (size_t)n;
 		off += (uint64_t)n;
 	}
@@ -124,34 +128,30 @@ static int fd_read(struct overlay *ov, void *buf, size_t len, uint64_t off, stru
 
 static int fd_write(struct overlay *ov, const void *buf, size_t len, uint64_t off, struct vd_error *err)
 {
-	while (len) {
-		ssize_t n = pwrite(ov->fd, buf, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return seterr(err, n < 0 ? errno : EIO, "write");
-		buf = (const uint8_t *)buf + n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
+	return fd_io(ov, true, (void *)buf, len, off, err);
 }
 
-/* Runs of granules that are all written, or all not. */
+/* The end of the run of granules from OFF (at most OFF+LEN) that are all
+ * written (*W) or all not. */
+static uint64_t run_end(const struct overlay *ov, uint64_t off, uint64_t len, bool *w)
+{
+	uint64_t end = off;
+
+	*w = written(ov, off / GRAN);
+	while (end < off + len && written(ov, end / GRAN) == *w)
+		end = (end / GRAN + 1) * GRAN;
+	return end < off + len ? end : off + len;
+}
+
 int ov_read(struct overlay *ov, uint64_t off, void *buf, size_t len, struct vd_error *err)
 {
 	uint8_t *p = buf;
 
 	while (len) {
-		uint64_t g = off / GRAN, end = off;
-		bool w = written(ov, g);
-		size_t n;
-		int r;
+		bool w;
+		size_t n = (size_t)(run_end(ov, off, len, &w) - off);
+		int r = w ? fd_io(ov, false, p, n, off, err) : vd_read(ov->img, off, p, n, err);
 
-		while (end < off + len && written(ov, end / GRAN) == w)
-			end = (end / GRAN + 1) * GRAN;
-		n = (size_t)((end < off + len ? end : off + len) - off);
-		r = w ? fd_read(ov, p, n, off, err) : vd_read(ov->img, off, p, n, err);
 		if (r < 0)
 			return r;
 		p += n;
@@ -207,13 +207,8 @@ int ov_write(struct overlay *ov, uint64_t off, const void *buf, size_t len, stru
 int ov_status(struct overlay *ov, uint64_t off, uint64_t len, bool *w, struct vd_extent *e,
 	      struct vd_error *err)
 {
-	uint64_t end = off;
+	uint64_t end = run_end(ov, off, len, w);
 
-	*w = written(ov, off / GRAN);
-	while (end < off + len && written(ov, end / GRAN) == *w)
-		end = (end / GRAN + 1) * GRAN;
-	if (end > off + len)
-		end = off + len;
 	if (*w) {
 		memset(e, 0, sizeof(*e));
 		e->start = off;
