@@ -75,23 +75,6 @@ static int same_files(const char *path, const struct vd_describe *sd, struct vd_
 	return r;
 }
 
-/* --fs-aware: the free pieces of [off, off+len) in BUF become zeros; true
- * if one of them was not zero yet. */
-static bool free_parts(const struct rw *w, uint64_t off, uint64_t len, uint8_t *buf)
-{
-	bool dirty = false;
-
-	for (size_t i = rw_piece_at(w, off); i < w->npieces && w->pieces[i].off < off + len; i++) {
-		uint64_t a = VD_MAX(off, w->pieces[i].off);
-		uint64_t b = VD_MIN(off + len, w->pieces[i].off + w->pieces[i].len);
-		if (!vd_is_zero(buf + (a - off), (size_t)(b - a))) {
-			memset(buf + (a - off), 0, (size_t)(b - a));
-			dirty = true;
-		}
-	}
-	return dirty;
-}
-
 /* EMPTY: keep none of the child's blocks; PROBE: only make sure that the
  * child can be rewritten (the new child is begun, checked and removed). */
 static int rewrite_child(const char *path, bool compact, bool empty, bool probe,
@@ -157,10 +140,7 @@ static int rewrite_child(const char *path, bool compact, bool empty, bool probe,
 		w.size = size;
 		w.unit = unit;
 		w.nunits = (size + unit - 1) / unit;
-		w.freeb = vd_calloc((size_t)((w.nunits + 7) / 8), 1, err);
-		r = w.freeb ? rw_walk_fs(&w, src, false, err) : -ENOMEM;
-		if (r == 0)
-			r = rw_pieces_finish(&w, err);
+		r = rw_free_map(&w, src, err);
 		if (r < 0)
 			goto out;
 	}
@@ -235,7 +215,7 @@ static int rewrite_child(const char *path, bool compact, bool empty, bool probe,
 			}
 			if (!zero && !unused) {
 				r = vd_read(src, off, buf, (size_t)e.length, err);
-				if (r == 0 && w.freeb && free_parts(&w, off, e.length, buf))
+				if (r == 0 && w.freeb && rw_zero_pieces(&w, off, e.length, buf))
 					res->blocks_free_zeroed++;
 				zero = r == 0 && compact && vd_is_zero(buf, (size_t)e.length);
 			}

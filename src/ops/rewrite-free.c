@@ -225,6 +225,30 @@ int rw_walk_fs(struct rw *w, struct vd_image *img, bool raw, struct vd_error *er
 	return 0;
 }
 
+int rw_free_map(struct rw *w, struct vd_image *img, struct vd_error *err)
+{
+	int r;
+
+	w->freeb = vd_calloc((size_t)((w->nunits + 7) / 8), 1, err);
+	r = w->freeb ? rw_walk_fs(w, img, false, err) : -ENOMEM;
+	return r < 0 ? r : rw_pieces_finish(w, err);
+}
+
+bool rw_zero_pieces(const struct rw *w, uint64_t off, uint64_t len, uint8_t *buf)
+{
+	bool dirty = false;
+
+	for (size_t i = rw_piece_at(w, off); i < w->npieces && w->pieces[i].off < off + len; i++) {
+		uint64_t a = VD_MAX(off, w->pieces[i].off);
+		uint64_t b = VD_MIN(off + len, w->pieces[i].off + w->pieces[i].len);
+		if (!vd_is_zero(buf + (a - off), (size_t)(b - a))) {
+			memset(buf + (a - off), 0, (size_t)(b - a));
+			dirty = true;
+		}
+	}
+	return dirty;
+}
+
 /* ---- raw compact: in place ---- */
 
 static int punch(struct rw *w, struct vd_image *img, uint64_t zs, uint64_t ze, struct vd_error *err)

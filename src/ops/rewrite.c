@@ -396,11 +396,7 @@ static int fill(struct rw *w, uint64_t off, uint64_t n, struct vd_error *err)
 		p += e.length;
 	}
 	/* --fs-aware: the free pieces of kept units are written as zeros */
-	for (size_t i = rw_piece_at(w, off); i < w->npieces && w->pieces[i].off < off + n; i++) {
-		uint64_t a = VD_MAX(off, w->pieces[i].off);
-		uint64_t b = VD_MIN(off + n, w->pieces[i].off + w->pieces[i].len);
-		memset(w->buf + (a - off), 0, (size_t)(b - a));
-	}
+	rw_zero_pieces(w, off, n, w->buf);
 	return 0;
 }
 
@@ -545,10 +541,7 @@ static int rewrite_new(struct rw *w, const struct stat *orig, struct vd_error *e
 		w->res->block_size = (uint32_t)w->unit;
 		w->nunits = (w->size + w->unit - 1) / w->unit;
 		if (w->o->fs_aware) {
-			w->freeb = vd_calloc((size_t)((w->nunits + 7) / 8), 1, err);
-			r = w->freeb ? rw_walk_fs(w, w->src, false, err) : -ENOMEM;
-			if (r == 0)
-				r = rw_pieces_finish(w, err);
+			r = rw_free_map(w, w->src, err);
 			if (r < 0)
 				return r;
 		}

@@ -84,6 +84,12 @@ int rw_walk_fs(struct rw *w, struct vd_image *img, bool raw, struct vd_error *er
 /* --fs-aware, after rw_walk_fs: sort and merge the pieces; units they
  * cover entirely become free units. */
 int rw_pieces_finish(struct rw *w, struct vd_error *err);
+/* --fs-aware, all of it: W->freeb (W->nunits set) and the pieces, for
+ * the filesystems of IMG. */
+int rw_free_map(struct rw *w, struct vd_image *img, struct vd_error *err);
+/* The free pieces within [off, off+len) of BUF (which holds that range)
+ * become zeros; true if one of them was not zero yet. */
+bool rw_zero_pieces(const struct rw *w, uint64_t off, uint64_t len, uint8_t *buf);
 /* The first piece that ends after OFF (W->npieces if none). */
 size_t rw_piece_at(const struct rw *w, uint64_t off);
 /* A raw image compacted in place: runs of zeros become holes. */

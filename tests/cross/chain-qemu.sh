@@ -203,12 +203,18 @@ assert_eq "convert -B: only the three differing grains are in the child" $((3 * 
 # the CID as a number: qemu-img writes it without leading zeros, vdisk
 # with eight digits
 cid_of() { local c; c=$(grep -a '^CID=' "$1" | head -1 | cut -d= -f2); [ -n "$c" ] && printf '%d' "0x$c" || echo "no CID in $1"; }
+# delta NAME: a qemu-made 8 MiB NAME0.vmdk full of data, its delta
+# NAME1.vmdk holding a data grain, a zero grain pair and a partial grain,
+# and NAMEexp.raw, the delta's view as qemu-img reads it
+delta() {
+	qemu-img create -q -f vmdk "${1}0.vmdk" 8M
+	qemu-io -c 'write -P 0xaa 0 8M' "${1}0.vmdk" >/dev/null
+	qemu-img create -q -f vmdk -b "${1}0.vmdk" -F vmdk "${1}1.vmdk"
+	qemu-io -c 'write -P 0xcc 1M 64k' -c 'write -P 0 2M 128k' -c 'write -P 0xdd 5M 3k' "${1}1.vmdk" >/dev/null
+	qemu-img convert -O raw "${1}1.vmdk" "${1}exp.raw"
+}
 # ---- compact and defrag of a child: same link and CID, zero grains kept, the view unchanged
-qemu-img create -q -f vmdk pc0.vmdk 8M
-qemu-io -c 'write -P 0xaa 0 8M' pc0.vmdk >/dev/null
-qemu-img create -q -f vmdk -b pc0.vmdk -F vmdk pc1.vmdk
-qemu-io -c 'write -P 0xcc 1M 64k' -c 'write -P 0 2M 128k' -c 'write -P 0xdd 5M 3k' pc1.vmdk >/dev/null
-qemu-img convert -O raw pc1.vmdk pcexp.raw
+delta pc
 cid=$(cid_of pc1.vmdk)
 "$VDISK" compact pc1.vmdk >pc.txt 2>&1 || fail "compact of a child: $(cat pc.txt)"
 assert_contains "compact of a child says zero blocks are kept" "hide the parent" pc.txt
@@ -248,11 +254,7 @@ if command -v mkfs.ext4 >/dev/null && command -v debugfs >/dev/null; then
 fi
 
 # ---- commit --empty: the child stays, empty, on the changed parent
-qemu-img create -q -f vmdk ce0.vmdk 8M
-qemu-io -c 'write -P 0xaa 0 8M' ce0.vmdk >/dev/null
-qemu-img create -q -f vmdk -b ce0.vmdk -F vmdk ce1.vmdk
-qemu-io -c 'write -P 0xcc 1M 64k' -c 'write -P 0 2M 128k' -c 'write -P 0xdd 5M 3k' ce1.vmdk >/dev/null
-qemu-img convert -O raw ce1.vmdk ceexp.raw
+delta ce
 cid=$(cid_of ce1.vmdk)
 "$VDISK" commit --empty --output=json ce1.vmdk >ce.json 2>"$T/err" || fail "commit --empty: $(cat "$T/err")"
 assert_eq "commit --empty: JSON says emptied" true "$(jq .emptied ce.json)"
